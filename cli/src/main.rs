@@ -1,0 +1,27 @@
+//! `korvet`: the broker binary.
+
+mod logging;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "korvet", version, about = "A Kafka-compatible broker that keeps its data in Redis")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker.
+    Serve(Box<serve::ServeArgs>),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Serve(args) => serve::run(*args),
+    };
+    std::process::exit(code);
+}

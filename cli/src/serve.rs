@@ -1,0 +1,195 @@
+//! `korvet serve`: configuration, storage selection and the broker's lifetime.
+
+use crate::logging;
+use clap::Args;
+use korvet_core::storage::memory::SharedMemoryStore;
+use korvet_core::storage::StorageDriver;
+use korvet_core::{Broker, BrokerConfig};
+use korvet_storage_redis::{RedisOptions, RedisStorage};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Redis to keep all data in, e.g. redis://localhost:6379. Without it korvet runs on an
+    /// embedded in-memory store that loses everything on exit.
+    #[arg(long, env = "KORVET_REDIS_URI")]
+    pub redis_uri: Option<String>,
+    /// Redis password; overrides one given in the URI.
+    #[arg(long, env = "KORVET_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+    /// Address to listen on for Kafka clients.
+    #[arg(long, env = "KORVET_SERVER_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    #[arg(long, env = "KORVET_SERVER_PORT", default_value_t = 9092)]
+    pub port: u16,
+    /// This broker's id, unique in the cluster.
+    #[arg(long, env = "KORVET_SERVER_BROKER_ID", default_value_t = 0)]
+    pub broker_id: i32,
+    /// Host clients are told to connect to [default: the listen host, or 127.0.0.1 when
+    /// listening on all interfaces].
+    #[arg(long, env = "KORVET_SERVER_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+    /// Port clients are told to connect to [default: the listen port].
+    #[arg(long, env = "KORVET_SERVER_ADVERTISED_PORT")]
+    pub advertised_port: Option<u16>,
+    /// Prefix of every Redis key; brokers with the same keyspace form one cluster.
+    #[arg(long, env = "KORVET_SERVER_KEYSPACE", default_value = "korvet")]
+    pub keyspace: String,
+    /// Port of the management HTTP server (health, metrics).
+    #[arg(long, env = "KORVET_MANAGEMENT_PORT", default_value_t = 8080)]
+    pub management_port: u16,
+    /// Create unknown topics when clients ask for them (Kafka's auto.create.topics.enable).
+    #[arg(long, env = "KORVET_SERVER_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics (Kafka's num.partitions).
+    #[arg(long, env = "KORVET_SERVER_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+    /// Largest request accepted, in bytes; larger ones close the connection.
+    #[arg(long, env = "KORVET_SERVER_MAX_REQUEST_SIZE", default_value_t = 100 * 1024 * 1024)]
+    pub max_request_size: usize,
+    /// Log level, optionally per module: `info` or `info,korvet_core=debug`.
+    #[arg(long, env = "KORVET_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl ServeArgs {
+    fn broker_config(&self) -> BrokerConfig {
+        let advertised_host = self.advertised_host.clone().unwrap_or_else(|| match self.host.as_str() {
+            "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
+            host => host.to_string(),
+        });
+        BrokerConfig {
+            broker_id: self.broker_id,
+            advertised_host,
+            advertised_port: i32::from(self.advertised_port.unwrap_or(self.port)),
+            rack: None,
+            cluster_id: format!("korvet-{}", self.keyspace),
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.default_partitions,
+            max_request_size: self.max_request_size,
+            ..BrokerConfig::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.default_partitions < 1 {
+            return Err(format!("default partitions must be at least 1, not {}", self.default_partitions));
+        }
+        if self.broker_id < 0 {
+            return Err(format!("broker id must be 0 or more, not {}", self.broker_id));
+        }
+        if self.keyspace.is_empty() || self.keyspace.contains(['{', '}']) {
+            return Err(format!("keyspace {:?} must be non-empty and free of braces", self.keyspace));
+        }
+        Ok(())
+    }
+}
+
+pub fn run(args: ServeArgs) -> i32 {
+    if let Err(err) = logging::init(&args.log_level) {
+        eprintln!("korvet: {err}");
+        return 2;
+    }
+    if let Err(err) = args.validate() {
+        log::error!("{err}");
+        return 2;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            log::error!("cannot start the tokio runtime: {err}");
+            return 1;
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn connect_storage(args: &ServeArgs) -> Arc<dyn StorageDriver> {
+    let Some(uri) = &args.redis_uri else {
+        log::warn!("**********************************************************************");
+        log::warn!("NO REDIS CONFIGURED: korvet is running on an embedded in-memory store.");
+        log::warn!("Every topic and record is lost when it stops. Set KORVET_REDIS_URI");
+        log::warn!("(or --redis-uri) to keep data in Redis.");
+        log::warn!("**********************************************************************");
+        return Arc::new(SharedMemoryStore::new());
+    };
+    let mut options = RedisOptions::new(uri.clone(), args.keyspace.clone());
+    options.password = args.redis_password.clone();
+    let mut attempt = 0u32;
+    loop {
+        match RedisStorage::connect(&options).await {
+            Ok(storage) => {
+                log::info!("storing data in Redis at {} under keyspace {:?}", redact(uri), args.keyspace);
+                return Arc::new(storage);
+            }
+            Err(err) => {
+                attempt += 1;
+                log::warn!("cannot reach Redis at {} (attempt {attempt}): {err}; retrying", redact(uri));
+                tokio::time::sleep(Duration::from_secs(1).min(Duration::from_millis(200) * attempt)).await;
+            }
+        }
+    }
+}
+
+/// The URI without any password, for logs.
+fn redact(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &uri[..scheme], &uri[at + 1..]),
+        _ => uri.to_string(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> i32 {
+    let config = args.broker_config();
+    let address = format!("{}:{}", args.host, args.port);
+    let listen: SocketAddr = match tokio::net::lookup_host(&address).await.ok().and_then(|mut a| a.next()) {
+        Some(addr) => addr,
+        None => {
+            log::error!("cannot resolve listen address {address}");
+            return 2;
+        }
+    };
+    let storage = connect_storage(&args).await;
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            log::error!("cannot listen on {listen}: {err}");
+            return 1;
+        }
+    };
+    log::info!(
+        "korvet {} broker {} listening on {listen}, advertised as {}:{}",
+        env!("CARGO_PKG_VERSION"),
+        config.broker_id,
+        config.advertised_host,
+        config.advertised_port
+    );
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let broker = Broker::new(config, seed);
+    korvet_runtime_tokio::serve(listener, broker, storage, shutdown_signal(), Duration::from_secs(10)).await;
+    log::info!("korvet stopped");
+    0
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

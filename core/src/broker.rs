@@ -1,0 +1,492 @@
+//! The broker state machine: connections, in-flight requests, storage operations and timers.
+//!
+//! Each request becomes a task driven by its API's handler (see `handlers`). A handler asks for
+//! storage commands, parks (long-poll Fetch), or finishes with a response. Requests on one
+//! connection run concurrently, but their responses are released strictly in request order, as
+//! Kafka clients require.
+
+use crate::cluster::{BrokerInfo, ClusterView};
+use crate::config::BrokerConfig;
+use crate::frame::FrameDecoder;
+use crate::handlers::{self, Handler, Step};
+use crate::stats::Stats;
+use crate::storage::{StorageCommand, StorageReply};
+use crate::topics::TopicCache;
+use crate::Time;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+pub type ConnId = u64;
+pub type OpId = u64;
+type TaskId = u64;
+
+/// What the runtime must do after an input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Write these bytes to the connection, in order.
+    Transmit { conn: ConnId, bytes: Bytes },
+    /// Execute this command and report the reply with [`Broker::handle_storage_reply`].
+    Storage { op: OpId, command: StorageCommand },
+    /// Close the connection; the runtime then calls [`Broker::handle_disconnect`].
+    Close { conn: ConnId, reason: String },
+    /// Call [`Broker::handle_timeout`] at this monotonic time (milliseconds) unless another
+    /// input comes first. Replaces any earlier timeout.
+    Timeout(u64),
+}
+
+/// Identifies a request within the connection it came from.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestMeta {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+struct Connection {
+    peer: String,
+    frames: FrameDecoder,
+    /// Responses in request order; `None` until the request's task has finished.
+    pending: VecDeque<(TaskId, Option<Bytes>)>,
+}
+
+struct Task {
+    conn: ConnId,
+    meta: RequestMeta,
+    handler: Box<dyn Handler>,
+    /// Replies to the commands of the handler's last `Step::Storage`, in command order.
+    replies: Vec<Option<StorageReply>>,
+    outstanding: usize,
+    /// Whether a response slot is held on the connection (false for acks=0 produce).
+    responds: bool,
+    started_ms: u64,
+    parked: Option<Parked>,
+}
+
+struct Parked {
+    deadline: u64,
+    partitions: Vec<(String, i32)>,
+}
+
+/// Everything a handler may read or update while it runs.
+pub(crate) struct Context<'a> {
+    pub config: &'a BrokerConfig,
+    pub cluster: &'a ClusterView,
+    pub topics: &'a mut TopicCache,
+    pub stats: &'a mut Stats,
+    pub rng: &'a mut SplitMix64,
+    pub now: Time,
+    /// Partitions a handler appended to; parked fetches on them are woken.
+    pub appended: &'a mut Vec<(String, i32)>,
+    /// Appends completed per partition since start, local or reported from other brokers.
+    pub append_counts: &'a HashMap<(String, i32), u64>,
+}
+
+/// A small deterministic PRNG; the runtime seeds it (from entropy, or from the simulator's seed).
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+    /// A random version-4 UUID.
+    pub fn uuid(&mut self) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        bytes[8..].copy_from_slice(&self.next_u64().to_be_bytes());
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        bytes
+    }
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    this: BrokerInfo,
+    cluster: ClusterView,
+    topics: TopicCache,
+    stats: Stats,
+    rng: SplitMix64,
+    conns: HashMap<ConnId, Connection>,
+    tasks: HashMap<TaskId, Task>,
+    ops: HashMap<OpId, (TaskId, usize)>,
+    /// Parked tasks by deadline.
+    timers: BTreeSet<(u64, TaskId)>,
+    /// Parked tasks by the partitions whose appends wake them.
+    waiters: HashMap<(String, i32), Vec<TaskId>>,
+    append_counts: HashMap<(String, i32), u64>,
+    outputs: VecDeque<Output>,
+    next_id: u64,
+    announced_timeout: Option<u64>,
+}
+
+impl Broker {
+    /// `seed` feeds the broker's PRNG (topic ids); runtimes pass entropy, the simulator its seed.
+    pub fn new(config: BrokerConfig, seed: u64) -> Self {
+        let this = BrokerInfo {
+            id: config.broker_id,
+            host: config.advertised_host.clone(),
+            port: config.advertised_port,
+            rack: config.rack.clone(),
+        };
+        Broker {
+            topics: TopicCache::new(config.topic_cache_ttl_ms),
+            cluster: ClusterView::single(this.clone()),
+            this,
+            config,
+            stats: Stats::default(),
+            rng: SplitMix64::new(seed),
+            conns: HashMap::new(),
+            tasks: HashMap::new(),
+            ops: HashMap::new(),
+            timers: BTreeSet::new(),
+            waiters: HashMap::new(),
+            append_counts: HashMap::new(),
+            outputs: VecDeque::new(),
+            next_id: 1,
+            announced_timeout: None,
+        }
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Number of requests being worked on (for graceful shutdown).
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Sets the live brokers, e.g. from the registry in storage.
+    pub fn set_live_brokers(&mut self, live: Vec<BrokerInfo>) {
+        self.cluster.update(&self.this, live);
+    }
+
+    /// The next thing the runtime must do, or `None` once everything has been drained.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn handle_connect(&mut self, conn: ConnId, peer: &str, _now: Time) {
+        log::debug!("connection {conn} opened from {peer}");
+        self.stats.active_connections += 1;
+        self.stats.connections_total += 1;
+        self.conns.insert(
+            conn,
+            Connection {
+                peer: peer.to_string(),
+                frames: FrameDecoder::new(self.config.max_request_size),
+                pending: VecDeque::new(),
+            },
+        );
+    }
+
+    pub fn handle_disconnect(&mut self, conn: ConnId, _now: Time) {
+        let Some(connection) = self.conns.remove(&conn) else { return };
+        log::debug!("connection {conn} from {} closed", connection.peer);
+        self.stats.active_connections = self.stats.active_connections.saturating_sub(1);
+        // Parked requests of a closed connection will never be answered; drop them. Requests
+        // waiting on storage finish normally (their writes must still complete) and are then
+        // discarded.
+        let parked: Vec<TaskId> =
+            self.tasks.iter().filter(|(_, t)| t.conn == conn && t.parked.is_some()).map(|(id, _)| *id).collect();
+        for id in parked {
+            self.unpark(id);
+            self.tasks.remove(&id);
+        }
+        self.announce_timeout();
+    }
+
+    pub fn handle_bytes(&mut self, conn: ConnId, bytes: &[u8], now: Time) {
+        let Some(connection) = self.conns.get_mut(&conn) else { return };
+        connection.frames.extend(bytes);
+        loop {
+            let Some(connection) = self.conns.get_mut(&conn) else { break };
+            match connection.frames.next_frame() {
+                Ok(Some(frame)) => self.handle_frame(conn, frame, now),
+                Ok(None) => break,
+                Err(err) => {
+                    self.close(conn, err.to_string());
+                    break;
+                }
+            }
+        }
+        self.announce_timeout();
+    }
+
+    pub fn handle_storage_reply(&mut self, op: OpId, reply: StorageReply, now: Time) {
+        let Some((task_id, index)) = self.ops.remove(&op) else { return };
+        if let StorageReply::Failed(err) = &reply {
+            self.stats.storage_errors += 1;
+            log::warn!("storage command failed: {}", err.message);
+        }
+        let Some(task) = self.tasks.get_mut(&task_id) else { return };
+        if let Some(slot) = task.replies.get_mut(index) {
+            *slot = Some(reply);
+            task.outstanding -= 1;
+        }
+        if task.outstanding == 0 {
+            let replies = task.replies.drain(..).map(|r| r.unwrap_or_else(missing_reply)).collect();
+            self.resume(task_id, replies, now);
+        }
+        self.announce_timeout();
+    }
+
+    /// Wakes parked requests whose deadline has passed. Spurious calls do nothing.
+    pub fn handle_timeout(&mut self, now: Time) {
+        while let Some(&(deadline, task_id)) = self.timers.first() {
+            if deadline > now.mono_ms {
+                break;
+            }
+            self.unpark(task_id);
+            self.resume(task_id, Vec::new(), now);
+        }
+        self.announced_timeout = None;
+        self.announce_timeout();
+    }
+
+    /// Tells the core that records were appended to a partition through another broker, so that
+    /// long-polling fetches here wake up.
+    pub fn handle_remote_append(&mut self, topic: &str, partition: i32, now: Time) {
+        self.wake(&[(topic.to_string(), partition)], now);
+        self.announce_timeout();
+    }
+
+    fn handle_frame(&mut self, conn: ConnId, frame: Bytes, now: Time) {
+        match handlers::decode_request(frame) {
+            Ok((meta, request)) => self.start(conn, meta, request, now),
+            Err(handlers::DecodeError::Respond { meta, response }) => {
+                // e.g. ApiVersions at a version we do not know: answered so the client can retry.
+                let task_id = self.next_id();
+                if let Some(connection) = self.conns.get_mut(&conn) {
+                    connection.pending.push_back((task_id, None));
+                }
+                self.stats.api(api_name(meta.api_key)).errors += 1;
+                self.complete(conn, task_id, &meta, Some(response), now.mono_ms);
+            }
+            Err(handlers::DecodeError::Close(reason)) => self.close(conn, reason),
+        }
+    }
+
+    fn start(&mut self, conn: ConnId, meta: RequestMeta, request: RequestKind, now: Time) {
+        self.stats.api(api_name(meta.api_key)).requests += 1;
+        let (handler, responds) = handlers::handler_for(request, &meta);
+        let task_id = self.next_id();
+        if responds {
+            if let Some(connection) = self.conns.get_mut(&conn) {
+                connection.pending.push_back((task_id, None));
+            }
+        }
+        self.tasks.insert(
+            task_id,
+            Task {
+                conn,
+                meta,
+                handler,
+                replies: Vec::new(),
+                outstanding: 0,
+                responds,
+                started_ms: now.mono_ms,
+                parked: None,
+            },
+        );
+        self.resume(task_id, Vec::new(), now);
+    }
+
+    /// Runs a task's handler until it waits for storage, parks, or finishes.
+    fn resume(&mut self, task_id: TaskId, replies: Vec<StorageReply>, now: Time) {
+        let Some(task) = self.tasks.get_mut(&task_id) else { return };
+        let mut appended = Vec::new();
+        let step = {
+            let mut cx = Context {
+                config: &self.config,
+                cluster: &self.cluster,
+                topics: &mut self.topics,
+                stats: &mut self.stats,
+                rng: &mut self.rng,
+                now,
+                appended: &mut appended,
+                append_counts: &self.append_counts,
+            };
+            task.handler.resume(&mut cx, replies)
+        };
+        match step {
+            Step::Storage(commands) if !commands.is_empty() => {
+                task.outstanding = commands.len();
+                task.replies = vec![None; commands.len()];
+                for (index, command) in commands.into_iter().enumerate() {
+                    let op = self.next_id;
+                    self.next_id += 1;
+                    self.ops.insert(op, (task_id, index));
+                    self.outputs.push_back(Output::Storage { op, command });
+                }
+            }
+            Step::Storage(_) => {
+                // Nothing to wait for: go straight on.
+                self.resume(task_id, Vec::new(), now);
+            }
+            Step::Park { deadline, partitions } => {
+                self.timers.insert((deadline, task_id));
+                for partition in &partitions {
+                    self.waiters.entry(partition.clone()).or_default().push(task_id);
+                }
+                task.parked = Some(Parked { deadline, partitions });
+            }
+            Step::Respond(response) => {
+                if let Some(task) = self.tasks.remove(&task_id) {
+                    if task.responds {
+                        self.complete(task.conn, task_id, &task.meta, Some(response), task.started_ms);
+                    }
+                }
+            }
+            Step::Done => {
+                if let Some(task) = self.tasks.remove(&task_id) {
+                    if task.responds {
+                        self.complete(task.conn, task_id, &task.meta, None, task.started_ms);
+                    }
+                }
+            }
+        }
+        if !appended.is_empty() {
+            self.wake(&appended, now);
+        }
+    }
+
+    fn wake(&mut self, partitions: &[(String, i32)], now: Time) {
+        let mut woken = Vec::new();
+        for partition in partitions {
+            *self.append_counts.entry(partition.clone()).or_default() += 1;
+            if let Some(tasks) = self.waiters.remove(partition) {
+                woken.extend(tasks);
+            }
+        }
+        woken.sort_unstable();
+        woken.dedup();
+        for task_id in woken {
+            if self.tasks.get(&task_id).is_some_and(|t| t.parked.is_some()) {
+                self.unpark(task_id);
+                self.resume(task_id, Vec::new(), now);
+            }
+        }
+    }
+
+    fn unpark(&mut self, task_id: TaskId) {
+        let Some(parked) = self.tasks.get_mut(&task_id).and_then(|t| t.parked.take()) else { return };
+        self.timers.remove(&(parked.deadline, task_id));
+        for partition in parked.partitions {
+            if let Some(tasks) = self.waiters.get_mut(&partition) {
+                tasks.retain(|t| *t != task_id);
+                if tasks.is_empty() {
+                    self.waiters.remove(&partition);
+                }
+            }
+        }
+    }
+
+    /// Encodes a finished request's response into its slot, then releases every response at the
+    /// head of the connection's queue that is ready, preserving request order.
+    fn complete(&mut self, conn: ConnId, task_id: TaskId, meta: &RequestMeta, response: Option<ResponseKind>, started_ms: u64) {
+        let encoded = match response.map(|r| encode_response(meta, &r)) {
+            Some(Ok(bytes)) => Some(bytes),
+            Some(Err(err)) => {
+                self.close(conn, format!("cannot encode {:?} v{} response: {err}", meta.api_key, meta.version));
+                return;
+            }
+            None => None,
+        };
+        let Some(connection) = self.conns.get_mut(&conn) else { return };
+        if let Some(slot) = connection.pending.iter_mut().find(|(id, _)| *id == task_id) {
+            slot.1 = Some(encoded.unwrap_or_default());
+        }
+        let mut ready = BytesMut::new();
+        while connection.pending.front().is_some_and(|(_, r)| r.is_some()) {
+            if let Some((_, Some(bytes))) = connection.pending.pop_front() {
+                ready.extend_from_slice(&bytes);
+            }
+        }
+        let _ = started_ms;
+        if !ready.is_empty() {
+            self.outputs.push_back(Output::Transmit { conn, bytes: ready.freeze() });
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, reason: String) {
+        if let Some(connection) = self.conns.get(&conn) {
+            log::warn!("closing connection {conn} from {}: {reason}", connection.peer);
+            self.outputs.push_back(Output::Close { conn, reason });
+        }
+        self.handle_disconnect(conn, Time { mono_ms: 0, wall_ms: 0 });
+    }
+
+    fn announce_timeout(&mut self) {
+        let next = self.timers.first().map(|(deadline, _)| *deadline);
+        if next != self.announced_timeout {
+            self.announced_timeout = next;
+            if let Some(at) = next {
+                self.outputs.push_back(Output::Timeout(at));
+            }
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
+fn missing_reply() -> StorageReply {
+    StorageReply::Failed(crate::storage::StorageError::fatal("storage reply missing"))
+}
+
+/// Kafka's name for an API, used in logs and metrics labels.
+pub fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        _ => "Other",
+    }
+}
+
+/// Frames a response: size, header (v0 for ApiVersions at every version, as clients expect,
+/// since they cannot know the flexible header before versions are negotiated), body.
+fn encode_response(meta: &RequestMeta, response: &ResponseKind) -> anyhow::Result<Bytes> {
+    let header_version = match meta.api_key {
+        ApiKey::ApiVersions => 0,
+        key => key.response_header_version(meta.version),
+    };
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    ResponseHeader::default().with_correlation_id(meta.correlation_id).encode(&mut buf, header_version)?;
+    response.encode(&mut buf, meta.version)?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
+}

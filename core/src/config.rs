@@ -1,0 +1,39 @@
+//! The settings the core itself needs. The `korvet` binary builds this from flags, environment
+//! and config file.
+
+/// Static broker settings.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub broker_id: i32,
+    /// Host and port that clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub rack: Option<String>,
+    /// Reported in Metadata; identical on every broker of one keyspace.
+    pub cluster_id: String,
+    /// Create unknown topics on Metadata and Produce, like Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with `num_partitions = -1`.
+    pub default_partitions: i32,
+    /// Largest request frame accepted; larger ones close the connection.
+    pub max_request_size: usize,
+    /// How long topic metadata read from storage is trusted before being read again, so that
+    /// topics created or deleted through another broker become visible.
+    pub topic_cache_ttl_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            broker_id: 0,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            rack: None,
+            cluster_id: "korvet".into(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_size: 100 * 1024 * 1024,
+            topic_cache_ttl_ms: 5_000,
+        }
+    }
+}

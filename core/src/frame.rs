@@ -1,0 +1,58 @@
+//! Splits a connection's byte stream into Kafka request frames (a big-endian i32 size, then that
+//! many bytes), refusing oversized or negative sizes before buffering them.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The size prefix is negative or larger than the configured maximum.
+    BadSize { size: i64, max: usize },
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::BadSize { size, max } => {
+                write!(f, "request frame of {size} bytes is outside the allowed 0..={max}")
+            }
+        }
+    }
+}
+
+pub struct FrameDecoder {
+    buffer: BytesMut,
+    max_frame: usize,
+}
+
+impl FrameDecoder {
+    pub fn new(max_frame: usize) -> Self {
+        FrameDecoder { buffer: BytesMut::new(), max_frame }
+    }
+
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame's body, if one has fully arrived.
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if self.buffer.len() < 4 {
+            return Ok(None);
+        }
+        let size = (&self.buffer[..4]).get_i32();
+        if size < 0 || size as usize > self.max_frame {
+            return Err(FrameError::BadSize { size: i64::from(size), max: self.max_frame });
+        }
+        let size = size as usize;
+        if self.buffer.len() < 4 + size {
+            self.buffer.reserve(4 + size - self.buffer.len());
+            return Ok(None);
+        }
+        self.buffer.advance(4);
+        Ok(Some(self.buffer.split_to(size).freeze()))
+    }
+
+    /// Bytes received but not yet part of a complete frame.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+}

@@ -1,0 +1,220 @@
+//! Fetch, with long polling: when fewer than `min_bytes` are available the request parks until
+//! an append to one of its partitions or `max_wait_ms`, whichever comes first.
+//!
+//! korvet answers without fetch sessions (session id 0), so clients send full fetch requests,
+//! which every client supports.
+
+use super::topic_lookup::TopicLookup;
+use super::{topic_name, Handler, Step};
+use crate::broker::Context;
+use crate::errors;
+use crate::records;
+use crate::storage::{PartitionOffsets, StorageCommand, StorageReply, StoredRecord};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::fetch_response::*;
+use kafka_protocol::messages::ResponseKind;
+
+pub(crate) struct Fetch {
+    request: FetchRequest,
+    lookup: Option<TopicLookup>,
+    phase: Phase,
+    deadline: Option<u64>,
+    /// Per topic, per partition: what the last read found.
+    results: Vec<Vec<PartitionResult>>,
+    /// (topic index, partition index) of each read sent.
+    sent: Vec<(usize, usize)>,
+    /// Appends seen on the watched partitions when the reads were sent; if the count has moved
+    /// by the time the replies are in, an append raced the read and parking would miss it.
+    appends_at_read: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Lookup,
+    Reading,
+    Parked,
+}
+
+#[derive(Clone, Default)]
+struct PartitionResult {
+    error: i16,
+    records: Vec<StoredRecord>,
+    bytes: usize,
+    offsets: Option<PartitionOffsets>,
+}
+
+impl Fetch {
+    pub fn new(request: FetchRequest, _version: i16) -> Self {
+        let results = request.topics.iter().map(|t| vec![PartitionResult::default(); t.partitions.len()]).collect();
+        Fetch { request, lookup: None, phase: Phase::Lookup, deadline: None, results, sent: Vec::new(), appends_at_read: 0 }
+    }
+
+    fn appends_seen(&self, cx: &Context<'_>) -> u64 {
+        self.watched_partitions().iter().map(|p| cx.append_counts.get(p).copied().unwrap_or(0)).sum()
+    }
+
+    fn reads(&mut self, cx: &Context<'_>) -> Vec<StorageCommand> {
+        let Some(lookup) = &self.lookup else { return Vec::new() };
+        self.sent.clear();
+        let mut commands = Vec::new();
+        for (ti, topic) in self.request.topics.iter().enumerate() {
+            let name = topic_name(&topic.topic);
+            for (pi, partition) in topic.partitions.iter().enumerate() {
+                let result = &mut self.results[ti][pi];
+                *result = PartitionResult::default();
+                if let Err(code) = lookup.partition(&name, partition.partition) {
+                    result.error = code;
+                    continue;
+                }
+                self.sent.push((ti, pi));
+                commands.push(StorageCommand::Read {
+                    topic: name.clone(),
+                    partition: partition.partition,
+                    offset: partition.fetch_offset,
+                    max_bytes: partition.partition_max_bytes.max(1) as usize,
+                });
+            }
+        }
+        self.appends_at_read = self.appends_seen(cx);
+        commands
+    }
+
+    fn absorb_reads(&mut self, replies: Vec<StorageReply>) {
+        for (&(ti, pi), reply) in self.sent.iter().zip(replies) {
+            let fetch_offset = self.request.topics[ti].partitions[pi].fetch_offset;
+            let result = &mut self.results[ti][pi];
+            match reply {
+                StorageReply::Records { records, offsets } => {
+                    if fetch_offset < offsets.log_start || fetch_offset > offsets.high_watermark {
+                        result.error = errors::OFFSET_OUT_OF_RANGE;
+                    } else {
+                        result.bytes = records.iter().map(|r| r.record.payload_len()).sum();
+                        result.records = records;
+                    }
+                    result.offsets = Some(offsets);
+                }
+                StorageReply::Failed(err) => result.error = errors::for_storage_error(&err),
+                _ => result.error = errors::UNKNOWN_SERVER_ERROR,
+            }
+        }
+    }
+
+    fn available_bytes(&self) -> usize {
+        self.results.iter().flatten().map(|r| r.bytes).sum()
+    }
+
+    fn has_error(&self) -> bool {
+        self.results.iter().flatten().any(|r| r.error != errors::NONE)
+    }
+
+    fn watched_partitions(&self) -> Vec<(String, i32)> {
+        self.sent
+            .iter()
+            .map(|&(ti, pi)| {
+                let topic = &self.request.topics[ti];
+                (topic_name(&topic.topic), topic.partitions[pi].partition)
+            })
+            .collect()
+    }
+
+    fn response(&self, cx: &mut Context<'_>) -> ResponseKind {
+        // Kafka's rule: the overall max_bytes may be exceeded only by the first non-empty
+        // partition, so that a record larger than the limit still gets through.
+        let mut budget = self.request.max_bytes.max(0) as usize;
+        let mut first = true;
+        let topics = self
+            .request
+            .topics
+            .iter()
+            .zip(&self.results)
+            .map(|(topic, results)| {
+                let name = topic_name(&topic.topic);
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .zip(results)
+                    .map(|(requested, result)| {
+                        let mut records = result.records.as_slice();
+                        if !records.is_empty() {
+                            let mut used = 0;
+                            let mut keep = 0;
+                            for stored in records {
+                                let size = stored.record.payload_len();
+                                if !(first && keep == 0) && used + size > budget {
+                                    break;
+                                }
+                                used += size;
+                                keep += 1;
+                            }
+                            records = &records[..keep];
+                            budget = budget.saturating_sub(used);
+                            if keep > 0 {
+                                first = false;
+                                let stats = cx.stats.topic(&name);
+                                stats.records_out += keep as u64;
+                                stats.bytes_out += used as u64;
+                            }
+                        }
+                        let (high_watermark, log_start) =
+                            result.offsets.as_ref().map_or((-1, -1), |o| (o.high_watermark, o.log_start));
+                        PartitionData::default()
+                            .with_partition_index(requested.partition)
+                            .with_error_code(result.error)
+                            .with_high_watermark(high_watermark)
+                            .with_last_stable_offset(high_watermark)
+                            .with_log_start_offset(log_start)
+                            .with_aborted_transactions(Some(Vec::new()))
+                            .with_records(Some(encode_records(records)))
+                    })
+                    .collect();
+                FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions)
+            })
+            .collect();
+        ResponseKind::Fetch(FetchResponse::default().with_responses(topics))
+    }
+}
+
+/// Records read from one partition are always at consecutive offsets: one batch holds them.
+fn encode_records(records: &[StoredRecord]) -> Bytes {
+    let Some(first) = records.first() else { return Bytes::new() };
+    let mut out = BytesMut::with_capacity(records.iter().map(|r| r.record.payload_len() + 32).sum::<usize>() + 64);
+    records::encode_batch(&mut out, first.offset, records.iter().map(|r| &r.record));
+    out.freeze()
+}
+
+impl Handler for Fetch {
+    fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
+        match self.phase {
+            Phase::Lookup => {
+                let lookup = self.lookup.get_or_insert_with(|| {
+                    let names = self.request.topics.iter().map(|t| topic_name(&t.topic)).collect();
+                    TopicLookup::new(names, false)
+                });
+                if let Some(commands) = lookup.step(cx, replies) {
+                    return Step::Storage(commands);
+                }
+                self.phase = Phase::Reading;
+                Step::Storage(self.reads(cx))
+            }
+            Phase::Reading => {
+                self.absorb_reads(replies);
+                let deadline = *self.deadline.get_or_insert(cx.now.mono_ms + self.request.max_wait_ms.max(0) as u64);
+                let enough = self.available_bytes() >= self.request.min_bytes.max(1) as usize;
+                if enough || self.has_error() || cx.now.mono_ms >= deadline || self.sent.is_empty() {
+                    return Step::Respond(self.response(cx));
+                }
+                if self.appends_seen(cx) != self.appends_at_read {
+                    return Step::Storage(self.reads(cx));
+                }
+                self.phase = Phase::Parked;
+                Step::Park { deadline, partitions: self.watched_partitions() }
+            }
+            Phase::Parked => {
+                // Woken by an append or by the deadline: read again, then answer or park again.
+                self.phase = Phase::Reading;
+                Step::Storage(self.reads(cx))
+            }
+        }
+    }
+}

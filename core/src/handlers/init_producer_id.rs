@@ -1,0 +1,52 @@
+//! InitProducerId for idempotent producers. Transactional producers are refused: korvet does
+//! not implement transactions.
+
+use super::{Handler, Step};
+use crate::broker::Context;
+use crate::errors;
+use crate::storage::{StorageCommand, StorageReply};
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use kafka_protocol::messages::{ProducerId, ResponseKind};
+
+pub(crate) struct InitProducerId {
+    request: InitProducerIdRequest,
+    allocating: bool,
+}
+
+impl InitProducerId {
+    pub fn new(request: InitProducerIdRequest) -> Self {
+        InitProducerId { request, allocating: false }
+    }
+}
+
+fn respond(error: i16, producer_id: i64, epoch: i16) -> Step {
+    Step::Respond(ResponseKind::InitProducerId(
+        InitProducerIdResponse::default()
+            .with_error_code(error)
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch),
+    ))
+}
+
+impl Handler for InitProducerId {
+    fn resume(&mut self, _cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
+        if self.request.transactional_id.is_some() {
+            return respond(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, -1);
+        }
+        if !self.allocating {
+            // An idempotent producer bumping its epoch after an error keeps its id (KIP-360).
+            let (id, epoch) = (self.request.producer_id.0, self.request.producer_epoch);
+            if id >= 0 && epoch >= 0 && epoch < i16::MAX - 1 {
+                return respond(errors::NONE, id, epoch + 1);
+            }
+            self.allocating = true;
+            return Step::Storage(vec![StorageCommand::AllocateProducerId]);
+        }
+        match replies.into_iter().next() {
+            Some(StorageReply::ProducerId(id)) => respond(errors::NONE, id, 0),
+            Some(StorageReply::Failed(err)) if err.retriable => respond(errors::COORDINATOR_NOT_AVAILABLE, -1, -1),
+            _ => respond(errors::UNKNOWN_SERVER_ERROR, -1, -1),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Produce: validate and unpack each partition's batches, append them atomically, and answer once
+//! storage has confirmed every write (never before: nothing acknowledged may be lost).
+
+use super::topic_lookup::TopicLookup;
+use super::{topic_name, Handler, Step};
+use crate::broker::Context;
+use crate::errors;
+use crate::records::{self, BatchError, ProducedBatch};
+use crate::storage::{AppendOutcome, StorageCommand, StorageReply};
+use kafka_protocol::messages::produce_request::ProduceRequest;
+use kafka_protocol::messages::produce_response::*;
+use kafka_protocol::messages::ResponseKind;
+use kafka_protocol::protocol::StrBytes;
+
+pub(crate) struct Produce {
+    request: ProduceRequest,
+    lookup: Option<TopicLookup>,
+    /// Per topic, per partition: the outcome so far.
+    results: Vec<Vec<PartitionResult>>,
+    /// (topic index, partition index, records, payload bytes) of each append sent.
+    sent: Vec<(usize, usize, u64, u64)>,
+    appending: bool,
+}
+
+#[derive(Clone)]
+struct PartitionResult {
+    error: i16,
+    message: Option<String>,
+    base_offset: i64,
+    log_append_time: i64,
+}
+
+impl PartitionResult {
+    fn ok() -> Self {
+        PartitionResult { error: errors::NONE, message: None, base_offset: -1, log_append_time: -1 }
+    }
+    fn fail(&mut self, error: i16, message: impl Into<String>) {
+        if self.error == errors::NONE {
+            self.error = error;
+            self.message = Some(message.into());
+        }
+    }
+}
+
+impl Produce {
+    pub fn new(request: ProduceRequest, _version: i16) -> Self {
+        let results = request
+            .topic_data
+            .iter()
+            .map(|t| vec![PartitionResult::ok(); t.partition_data.len()])
+            .collect();
+        Produce { request, lookup: None, results, sent: Vec::new(), appending: false }
+    }
+
+    fn plan_appends(&mut self, cx: &mut Context<'_>) -> Vec<StorageCommand> {
+        let lookup = self.lookup.as_ref().expect("lookup runs before appends");
+        let mut commands = Vec::new();
+        for (ti, topic) in self.request.topic_data.iter().enumerate() {
+            let name = topic_name(&topic.name);
+            for (pi, partition) in topic.partition_data.iter().enumerate() {
+                let result = &mut self.results[ti][pi];
+                if !matches!(self.request.acks, -1 | 0 | 1) {
+                    result.fail(errors::INVALID_REQUIRED_ACKS, format!("acks must be -1, 0 or 1, not {}", self.request.acks));
+                    continue;
+                }
+                let meta = match lookup.partition(&name, partition.index) {
+                    Ok(meta) => meta,
+                    Err(code) => {
+                        result.fail(code, format!("no partition {} in topic {name}", partition.index));
+                        continue;
+                    }
+                };
+                let log_append_time = meta.configs.get("message.timestamp.type").is_some_and(|t| t == "LogAppendTime");
+                let data = partition.records.clone().unwrap_or_default();
+                let batches = match records::decode_batches(data, cx.config.max_request_size) {
+                    Ok(batches) => batches,
+                    Err(err) => {
+                        log::warn!("rejected produce to {name}-{}: {err}", partition.index);
+                        result.fail(batch_error_code(&err), err.to_string());
+                        continue;
+                    }
+                };
+                if let Some(limit) = meta.configs.get("max.message.bytes").and_then(|v| v.parse::<usize>().ok()) {
+                    let size = partition.records.as_ref().map_or(0, |r| r.len());
+                    if size > limit {
+                        result.fail(errors::MESSAGE_TOO_LARGE, format!("batch of {size} bytes exceeds max.message.bytes {limit}"));
+                        continue;
+                    }
+                }
+                if batches.iter().any(|b| b.transactional) {
+                    result.fail(errors::INVALID_RECORD, "korvet does not support transactions");
+                    continue;
+                }
+                for ProducedBatch { producer, mut records, .. } in batches {
+                    if log_append_time {
+                        records.iter_mut().for_each(|r| r.timestamp = cx.now.wall_ms);
+                        result.log_append_time = cx.now.wall_ms;
+                    }
+                    let bytes: usize = records.iter().map(|r| r.payload_len()).sum();
+                    self.sent.push((ti, pi, records.len() as u64, bytes as u64));
+                    commands.push(StorageCommand::Append { topic: name.clone(), partition: partition.index, producer, records });
+                }
+            }
+        }
+        commands
+    }
+
+    fn absorb_appends(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) {
+        for (&(ti, pi, record_count, bytes), reply) in self.sent.iter().zip(replies) {
+            let topic = &self.request.topic_data[ti];
+            let name = topic_name(&topic.name);
+            let partition = topic.partition_data[pi].index;
+            let result = &mut self.results[ti][pi];
+            match reply {
+                StorageReply::Appended(AppendOutcome::Appended { base_offset }) => {
+                    if result.base_offset < 0 {
+                        result.base_offset = base_offset;
+                    }
+                    let stats = cx.stats.topic(&name);
+                    stats.records_in += record_count;
+                    stats.bytes_in += bytes;
+                    cx.appended.push((name, partition));
+                }
+                StorageReply::Appended(AppendOutcome::Duplicate { base_offset }) => {
+                    if result.base_offset < 0 {
+                        result.base_offset = base_offset;
+                    }
+                }
+                StorageReply::Appended(AppendOutcome::OutOfOrderSequence) => {
+                    result.fail(errors::OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence number does not follow the last one")
+                }
+                StorageReply::Appended(AppendOutcome::ProducerFenced) => {
+                    result.fail(errors::INVALID_PRODUCER_EPOCH, "producer epoch is older than the current one")
+                }
+                StorageReply::Failed(err) => result.fail(errors::for_storage_error(&err), err.message),
+                other => result.fail(errors::UNKNOWN_SERVER_ERROR, format!("unexpected storage reply {other:?}")),
+            }
+        }
+    }
+
+    fn response(&self) -> ResponseKind {
+        let responses = self
+            .request
+            .topic_data
+            .iter()
+            .zip(&self.results)
+            .map(|(topic, results)| {
+                let partitions = topic
+                    .partition_data
+                    .iter()
+                    .zip(results)
+                    .map(|(partition, result)| {
+                        PartitionProduceResponse::default()
+                            .with_index(partition.index)
+                            .with_error_code(result.error)
+                            .with_error_message(result.message.clone().map(StrBytes::from_string))
+                            .with_base_offset(result.base_offset)
+                            .with_log_append_time_ms(result.log_append_time)
+                    })
+                    .collect();
+                TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions)
+            })
+            .collect();
+        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+    }
+}
+
+fn batch_error_code(err: &BatchError) -> i16 {
+    match err {
+        BatchError::Corrupt(_) => errors::CORRUPT_MESSAGE,
+        BatchError::UnsupportedMagic(_) => errors::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        BatchError::Invalid(_) => errors::INVALID_RECORD,
+        BatchError::TooLarge(_) => errors::MESSAGE_TOO_LARGE,
+    }
+}
+
+impl Handler for Produce {
+    fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
+        if self.appending {
+            self.absorb_appends(cx, replies);
+            return if self.request.acks == 0 { Step::Done } else { Step::Respond(self.response()) };
+        }
+        let lookup = self.lookup.get_or_insert_with(|| {
+            let names = self.request.topic_data.iter().map(|t| topic_name(&t.name)).collect();
+            TopicLookup::new(names, true)
+        });
+        if let Some(commands) = lookup.step(cx, replies) {
+            return Step::Storage(commands);
+        }
+        self.appending = true;
+        let commands = self.plan_appends(cx);
+        Step::Storage(commands)
+    }
+}

@@ -1,0 +1,30 @@
+//! korvet-core: the whole Kafka broker as a sans-IO state machine.
+//!
+//! A runtime feeds it inputs ([`Broker::handle_connect`], [`Broker::handle_bytes`],
+//! [`Broker::handle_disconnect`], [`Broker::handle_storage_reply`], [`Broker::handle_timeout`]),
+//! each carrying the current [`Time`], and after every input drains [`Broker::poll_output`] until it
+//! returns `None`. The core never reads a clock, draws a random number, touches a socket or talks
+//! to Redis; the same code therefore runs under tokio, smol and the deterministic simulator.
+
+pub mod broker;
+pub mod cluster;
+pub mod config;
+pub mod errors;
+pub mod frame;
+mod handlers;
+pub mod records;
+pub mod stats;
+pub mod storage;
+pub mod topics;
+pub mod versions;
+
+pub use broker::{Broker, ConnId, OpId, Output};
+pub use config::BrokerConfig;
+
+/// The current time, as the runtime sees it: a monotonic clock for timeouts and the wall clock
+/// for record timestamps. Both in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Time {
+    pub mono_ms: u64,
+    pub wall_ms: i64,
+}

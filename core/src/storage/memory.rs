@@ -1,0 +1,185 @@
+//! The in-memory store: the executable specification of every [`StorageCommand`], used by the
+//! embedded default (`korvet serve` without Redis) and by the simulator.
+
+use super::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// How many recent batches per producer and partition are remembered for duplicate detection;
+/// Kafka keeps five, matching the largest `max.in.flight.requests.per.connection` that keeps
+/// ordering under idempotence.
+pub const PRODUCER_BATCH_HISTORY: usize = 5;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    topics: BTreeMap<String, TopicMeta>,
+    partitions: HashMap<(String, i32), PartitionLog>,
+    next_producer_id: i64,
+}
+
+#[derive(Default)]
+struct PartitionLog {
+    log_start: i64,
+    records: Vec<Record>,
+    /// (running maximum timestamp, first offset that reached it), ascending.
+    time_index: Vec<(i64, i64)>,
+    producers: HashMap<i64, ProducerState>,
+}
+
+/// What the store remembers of one idempotent producer on one partition.
+#[derive(Clone, Debug, Default)]
+pub struct ProducerState {
+    pub epoch: i16,
+    /// (first sequence, last sequence, base offset) of recent batches, oldest first.
+    pub batches: Vec<(i32, i32, i64)>,
+}
+
+/// The idempotence rules shared by every store: what to do with a batch of `count` records from
+/// `producer`, given what is known of it. Returns the outcome, and whether to record the batch.
+pub fn check_sequence(state: Option<&ProducerState>, producer: &ProducerInfo, count: usize) -> Option<AppendOutcome> {
+    let state = state?;
+    if producer.producer_epoch < state.epoch {
+        return Some(AppendOutcome::ProducerFenced);
+    }
+    if producer.producer_epoch > state.epoch {
+        return None; // a new epoch starts a new sequence
+    }
+    let last_sequence = producer.base_sequence.wrapping_add(count as i32 - 1);
+    if let Some(&(_, _, base_offset)) =
+        state.batches.iter().find(|(first, last, _)| *first == producer.base_sequence && *last == last_sequence)
+    {
+        return Some(AppendOutcome::Duplicate { base_offset });
+    }
+    match state.batches.last() {
+        Some(&(_, last, _)) if producer.base_sequence != last.wrapping_add(1) => Some(AppendOutcome::OutOfOrderSequence),
+        _ => None,
+    }
+}
+
+impl PartitionLog {
+    fn high_watermark(&self) -> i64 {
+        self.log_start + self.records.len() as i64
+    }
+
+    fn offsets(&self) -> PartitionOffsets {
+        let max_timestamp = self.time_index.last().map(|&(ts, offset)| (offset, ts));
+        PartitionOffsets { log_start: self.log_start, high_watermark: self.high_watermark(), max_timestamp }
+    }
+
+    fn append(&mut self, producer: Option<ProducerInfo>, records: Vec<Record>) -> AppendOutcome {
+        let count = records.len();
+        if let Some(producer) = &producer {
+            if let Some(outcome) = check_sequence(self.producers.get(&producer.producer_id), producer, count) {
+                return outcome;
+            }
+        }
+        let base_offset = self.high_watermark();
+        for (i, record) in records.iter().enumerate() {
+            let running_max = self.time_index.last().map_or(i64::MIN, |&(ts, _)| ts);
+            if record.timestamp > running_max {
+                self.time_index.push((record.timestamp, base_offset + i as i64));
+            }
+        }
+        self.records.extend(records);
+        if let Some(producer) = producer {
+            let state = self.producers.entry(producer.producer_id).or_default();
+            if state.epoch != producer.producer_epoch {
+                state.batches.clear();
+                state.epoch = producer.producer_epoch;
+            }
+            let last = producer.base_sequence.wrapping_add(count as i32 - 1);
+            state.batches.push((producer.base_sequence, last, base_offset));
+            if state.batches.len() > PRODUCER_BATCH_HISTORY {
+                state.batches.remove(0);
+            }
+        }
+        AppendOutcome::Appended { base_offset }
+    }
+
+    fn read(&self, offset: i64, max_bytes: usize) -> Vec<StoredRecord> {
+        let start = offset.max(self.log_start);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (i, record) in self.records.iter().enumerate().skip((start - self.log_start) as usize) {
+            let size = record.payload_len();
+            if !out.is_empty() && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            out.push(StoredRecord { offset: self.log_start + i as i64, record: record.clone() });
+        }
+        out
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        MemoryStore { next_producer_id: 1000, ..Default::default() }
+    }
+
+    pub fn execute(&mut self, command: StorageCommand) -> StorageReply {
+        match command {
+            StorageCommand::LoadTopics { names } => StorageReply::Topics(match names {
+                None => self.topics.values().cloned().collect(),
+                Some(names) => names.iter().filter_map(|n| self.topics.get(n).cloned()).collect(),
+            }),
+            StorageCommand::CreateTopic { topic } => {
+                if self.topics.contains_key(&topic.name) {
+                    return StorageReply::TopicCreated(false);
+                }
+                self.topics.insert(topic.name.clone(), topic);
+                StorageReply::TopicCreated(true)
+            }
+            StorageCommand::DeleteTopic { name } => {
+                let existed = self.topics.remove(&name).is_some();
+                self.partitions.retain(|(topic, _), _| *topic != name);
+                StorageReply::TopicDeleted(existed)
+            }
+            StorageCommand::Append { topic, partition, producer, records } => {
+                StorageReply::Appended(self.log_mut(topic, partition).append(producer, records))
+            }
+            StorageCommand::Read { topic, partition, offset, max_bytes } => {
+                let log = self.log_mut(topic, partition);
+                StorageReply::Records { records: log.read(offset, max_bytes), offsets: log.offsets() }
+            }
+            StorageCommand::PartitionOffsets { topic, partition } => {
+                StorageReply::Offsets(self.log_mut(topic, partition).offsets())
+            }
+            StorageCommand::OffsetForTimestamp { topic, partition, timestamp } => {
+                let log = self.log_mut(topic, partition);
+                let found = log.time_index.iter().find(|(ts, _)| *ts >= timestamp).map(|&(_, offset)| {
+                    (offset, log.records[(offset - log.log_start) as usize].timestamp)
+                });
+                StorageReply::TimestampOffset(found)
+            }
+            StorageCommand::AllocateProducerId => {
+                self.next_producer_id += 1;
+                StorageReply::ProducerId(self.next_producer_id)
+            }
+        }
+    }
+
+    fn log_mut(&mut self, topic: String, partition: i32) -> &mut PartitionLog {
+        self.partitions.entry((topic, partition)).or_default()
+    }
+}
+
+/// The in-memory store shared behind a lock, as a [`StorageDriver`] for the embedded default.
+#[derive(Clone, Default)]
+pub struct SharedMemoryStore(pub Arc<Mutex<MemoryStore>>);
+
+impl SharedMemoryStore {
+    pub fn new() -> Self {
+        SharedMemoryStore(Arc::new(Mutex::new(MemoryStore::new())))
+    }
+}
+
+impl StorageDriver for SharedMemoryStore {
+    fn execute(&self, command: StorageCommand) -> Pin<Box<dyn Future<Output = StorageReply> + Send + 'static>> {
+        let reply = match self.0.lock() {
+            Ok(mut store) => store.execute(command),
+            Err(_) => StorageReply::Failed(StorageError::fatal("in-memory store poisoned by an earlier panic")),
+        };
+        Box::pin(std::future::ready(reply))
+    }
+}

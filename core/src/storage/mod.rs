@@ -1,0 +1,111 @@
+//! The storage commands the core emits and the replies it expects.
+//!
+//! Commands are domain-level (append to a partition, read from an offset, create a topic), never
+//! Redis commands. [`memory::MemoryStore`] is the executable specification of their meaning; the
+//! Redis driver must pass the same contract tests (`conformance/tests/storage_contract.rs`).
+
+pub mod memory;
+
+use crate::records::{ProducerInfo, Record};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A topic as stored: everything a broker needs to answer Metadata and route requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: [u8; 16],
+    pub partitions: i32,
+    /// Topic-level overrides of broker defaults, e.g. `retention.ms`.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One record read back with the offset it was assigned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: i64,
+    pub record: Record,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageCommand {
+    /// All topics when `names` is `None`, otherwise those of the names that exist.
+    LoadTopics { names: Option<Vec<String>> },
+    /// Creates the topic unless one of that name exists.
+    CreateTopic { topic: TopicMeta },
+    /// Removes the topic and all of its records.
+    DeleteTopic { name: String },
+    /// Atomically assigns the next dense offsets to `records` and stores them. With `producer`
+    /// set, the idempotence rules apply (see [`AppendOutcome`]).
+    Append { topic: String, partition: i32, producer: Option<ProducerInfo>, records: Vec<Record> },
+    /// Records from `offset` on, at least one if any exists there, then as many more as fit in
+    /// `max_bytes` of payload.
+    Read { topic: String, partition: i32, offset: i64, max_bytes: usize },
+    /// Log start offset and high watermark of a partition.
+    PartitionOffsets { topic: String, partition: i32 },
+    /// The first offset whose record timestamp (as a running maximum, like Kafka's time index) is
+    /// at or after `timestamp`.
+    OffsetForTimestamp { topic: String, partition: i32, timestamp: i64 },
+    /// A fresh producer id, unique across every broker sharing the store.
+    AllocateProducerId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Appended { base_offset: i64 },
+    /// The batch repeats one already stored: acknowledged with its original base offset and not
+    /// written again.
+    Duplicate { base_offset: i64 },
+    /// The batch's first sequence does not follow the producer's last one.
+    OutOfOrderSequence,
+    /// The batch's producer epoch is older than one already seen.
+    ProducerFenced,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub log_start: i64,
+    pub high_watermark: i64,
+    /// Offset and timestamp of the record with the largest timestamp, for ListOffsets -3.
+    pub max_timestamp: Option<(i64, i64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageReply {
+    Topics(Vec<TopicMeta>),
+    /// `true` when created, `false` when a topic of that name already existed.
+    TopicCreated(bool),
+    /// `true` when deleted, `false` when no such topic existed.
+    TopicDeleted(bool),
+    Appended(AppendOutcome),
+    Records { records: Vec<StoredRecord>, offsets: PartitionOffsets },
+    Offsets(PartitionOffsets),
+    /// `(offset, timestamp)` of the match, or `None` when every record is older.
+    TimestampOffset(Option<(i64, i64)>),
+    ProducerId(i64),
+    Failed(StorageError),
+}
+
+/// A failed storage command. Retriable failures (Redis unreachable, timeouts) become retriable
+/// Kafka errors so that clients try again; the broker itself keeps running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageError {
+    pub retriable: bool,
+    pub message: String,
+}
+
+impl StorageError {
+    pub fn retriable(message: impl Into<String>) -> Self {
+        StorageError { retriable: true, message: message.into() }
+    }
+    pub fn fatal(message: impl Into<String>) -> Self {
+        StorageError { retriable: false, message: message.into() }
+    }
+}
+
+/// How a runtime executes storage commands. Implemented by the Redis driver and by the embedded
+/// in-memory store; commands issued in order on one driver are applied in that order.
+pub trait StorageDriver: Send + Sync + 'static {
+    fn execute(&self, command: StorageCommand) -> Pin<Box<dyn Future<Output = StorageReply> + Send + 'static>>;
+}

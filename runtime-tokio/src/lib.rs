@@ -1,0 +1,198 @@
+//! korvet-runtime-tokio: drives the sans-IO core with tokio.
+//!
+//! One task owns the [`Broker`] and is the only place that touches it. Per connection, a reader
+//! task forwards received bytes to it and a writer task writes what it transmits. Storage
+//! commands run as futures polled by the broker task itself, in the order the core emitted them,
+//! so that commands to one partition reach Redis in order.
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use korvet_core::storage::{StorageDriver, StorageReply};
+use korvet_core::{Broker, ConnId, OpId, Output, Time};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+/// Snapshot of the broker's counters, refreshed by the broker task for metrics endpoints.
+pub type StatsWatch = watch::Receiver<korvet_core::stats::Stats>;
+
+enum Event {
+    Connected { conn: ConnId, peer: String, writer: mpsc::UnboundedSender<Bytes>, reader: AbortHandle },
+    Received { conn: ConnId, bytes: Bytes },
+    Disconnected { conn: ConnId },
+}
+
+type StorageFuture = Pin<Box<dyn Future<Output = (OpId, StorageReply)> + Send>>;
+
+/// A clock that turns tokio's time into the core's [`Time`].
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Time {
+        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        Time { mono_ms: self.start.elapsed().as_millis() as u64, wall_ms }
+    }
+
+    fn instant(&self, mono_ms: u64) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.start + Duration::from_millis(mono_ms))
+    }
+}
+
+/// Serves Kafka clients on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish for at most `drain`, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Broker,
+    storage: Arc<dyn StorageDriver>,
+    shutdown: impl Future<Output = ()> + Send,
+    drain: Duration,
+) -> (Broker, StatsWatch) {
+    let (events_tx, events) = mpsc::channel::<Event>(1024);
+    let acceptor = tokio::spawn(accept_loop(listener, events_tx));
+    let (stats_tx, stats_rx) = watch::channel(broker.stats().clone());
+    let broker = run_broker(broker, storage, events, shutdown, drain, stats_tx).await;
+    acceptor.abort();
+    (broker, stats_rx)
+}
+
+async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>) {
+    let mut next_conn: ConnId = 1;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Typically EMFILE: back off instead of spinning.
+                log::warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = next_conn;
+        next_conn += 1;
+        let (read_half, write_half) = stream.into_split();
+        let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(write_half, writer_rx));
+        let reader = tokio::spawn(read_loop(conn, read_half, events.clone()));
+        let event = Event::Connected { conn, peer: peer.to_string(), writer: writer_tx, reader: reader.abort_handle() };
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_loop(conn: ConnId, mut socket: tokio::net::tcp::OwnedReadHalf, events: mpsc::Sender<Event>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let bytes = Bytes::copy_from_slice(&buf[..n]);
+                if events.send(Event::Received { conn, bytes }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = events.send(Event::Disconnected { conn }).await;
+}
+
+async fn write_loop(mut socket: tokio::net::tcp::OwnedWriteHalf, mut outgoing: mpsc::UnboundedReceiver<Bytes>) {
+    while let Some(bytes) = outgoing.recv().await {
+        if socket.write_all(&bytes).await.is_err() {
+            break;
+        }
+    }
+    let _ = socket.shutdown().await;
+}
+
+struct Peer {
+    writer: mpsc::UnboundedSender<Bytes>,
+    reader: AbortHandle,
+}
+
+async fn run_broker(
+    mut broker: Broker,
+    storage: Arc<dyn StorageDriver>,
+    mut events: mpsc::Receiver<Event>,
+    shutdown: impl Future<Output = ()> + Send,
+    drain: Duration,
+    stats: watch::Sender<korvet_core::stats::Stats>,
+) -> Broker {
+    let clock = Clock { start: Instant::now() };
+    let mut peers: HashMap<ConnId, Peer> = HashMap::new();
+    let mut pending: FuturesUnordered<StorageFuture> = FuturesUnordered::new();
+    let mut timer: Option<tokio::time::Instant> = None;
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+    let mut stopping: Option<tokio::time::Instant> = None;
+
+    loop {
+        let sleep_until = timer.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            Some((op, reply)) = pending.next(), if !pending.is_empty() => {
+                broker.handle_storage_reply(op, reply, clock.now());
+            }
+            event = events.recv(), if stopping.is_none() => match event {
+                Some(Event::Connected { conn, peer, writer, reader }) => {
+                    peers.insert(conn, Peer { writer, reader });
+                    broker.handle_connect(conn, &peer, clock.now());
+                }
+                Some(Event::Received { conn, bytes }) => broker.handle_bytes(conn, &bytes, clock.now()),
+                Some(Event::Disconnected { conn }) => {
+                    peers.remove(&conn);
+                    broker.handle_disconnect(conn, clock.now());
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(sleep_until), if timer.is_some() => {
+                timer = None;
+                broker.handle_timeout(clock.now());
+            }
+            _ = stats_tick.tick() => {
+                stats.send_replace(broker.stats().clone());
+            }
+            _ = &mut shutdown, if stopping.is_none() => {
+                log::info!("shutting down: finishing {} in-flight requests", broker.in_flight());
+                stopping = Some(tokio::time::Instant::now() + drain);
+            }
+            _ = tokio::time::sleep_until(stopping.unwrap_or_else(tokio::time::Instant::now)), if stopping.is_some() => {
+                log::warn!("shutdown: giving up on {} in-flight requests", broker.in_flight());
+                break;
+            }
+        }
+        while let Some(output) = broker.poll_output() {
+            match output {
+                Output::Transmit { conn, bytes } => {
+                    if let Some(peer) = peers.get(&conn) {
+                        let _ = peer.writer.send(bytes);
+                    }
+                }
+                Output::Storage { op, command } => {
+                    let future = storage.execute(command);
+                    pending.push(Box::pin(async move { (op, future.await) }));
+                }
+                Output::Close { conn, .. } => {
+                    if let Some(peer) = peers.remove(&conn) {
+                        peer.reader.abort();
+                    }
+                }
+                Output::Timeout(at) => timer = Some(clock.instant(at)),
+            }
+        }
+        if stopping.is_some() && broker.in_flight() == 0 && pending.is_empty() {
+            break;
+        }
+    }
+    stats.send_replace(broker.stats().clone());
+    broker
+}

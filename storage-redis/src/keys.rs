@@ -1,0 +1,62 @@
+//! Redis key names. Every key starts with the keyspace; the keys of one partition share the hash
+//! tag `{topic:partition}` so that Redis Cluster keeps them in one slot.
+
+#[derive(Clone, Debug)]
+pub struct Keys {
+    keyspace: String,
+}
+
+impl Keys {
+    pub fn new(keyspace: &str) -> Self {
+        Keys { keyspace: keyspace.to_string() }
+    }
+
+    pub fn keyspace(&self) -> &str {
+        &self.keyspace
+    }
+
+    pub fn topics(&self) -> String {
+        format!("{}:topics", self.keyspace)
+    }
+
+    pub fn stream(&self, topic: &str, partition: i32) -> String {
+        format!("{}:stream:{{{topic}:{partition}}}", self.keyspace)
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> String {
+        format!("{}:partition:{{{topic}:{partition}}}", self.keyspace)
+    }
+
+    pub fn time_index(&self, topic: &str, partition: i32) -> String {
+        format!("{}:timeindex:{{{topic}:{partition}}}", self.keyspace)
+    }
+
+    pub fn producer_ids(&self) -> String {
+        format!("{}:producer-ids", self.keyspace)
+    }
+
+    /// Set of registered broker ids (deployment guide: `{keyspace}:brokers`).
+    pub fn brokers(&self) -> String {
+        format!("{}:brokers", self.keyspace)
+    }
+
+    /// Hash with one broker's host and port (deployment guide: `{keyspace}:broker:{id}`).
+    pub fn broker(&self, id: i32) -> String {
+        format!("{}:broker:{id}", self.keyspace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_keys_share_a_hash_tag() {
+        let keys = Keys::new("korvet");
+        assert_eq!(keys.stream("orders", 3), "korvet:stream:{orders:3}");
+        assert_eq!(keys.partition("orders", 3), "korvet:partition:{orders:3}");
+        assert_eq!(keys.time_index("orders", 3), "korvet:timeindex:{orders:3}");
+        assert_eq!(keys.brokers(), "korvet:brokers");
+        assert_eq!(keys.broker(2), "korvet:broker:2");
+    }
+}

@@ -1,0 +1,288 @@
+//! korvet-storage-redis: executes the core's storage commands on Redis.
+//!
+//! Data layout (all keys start with the keyspace, `korvet` by default; `{t:p}` is a Redis Cluster
+//! hash tag, so the keys of one partition live in one slot and one script can touch them all):
+//!
+//! | key | type | contents |
+//! |---|---|---|
+//! | `{ks}:topics` | hash | topic name -> JSON `{"id", "partitions", "configs"}` |
+//! | `{ks}:stream:{topic:partition}` | stream | one entry per record, ID `<offset>-1` |
+//! | `{ks}:partition:{topic:partition}` | hash | `next` (high watermark), `start`, `max-timestamp`, `max-timestamp-offset`, `producer:<id>` |
+//! | `{ks}:timeindex:{topic:partition}` | sorted set | member offset, score the timestamp that raised the running maximum |
+//! | `{ks}:producer-ids` | string | counter behind InitProducerId |
+//!
+//! A record's entry has the fields `timestamp`, then `key` and `value` when not null, then one
+//! `header:<name>` per header (`nullheader:<name>` with an empty value for a null header value).
+
+mod codec;
+pub mod keys;
+
+use bytes::Bytes;
+use korvet_core::records::Record;
+use korvet_core::storage::*;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, RedisError, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use keys::Keys;
+
+const APPEND_SCRIPT: &str = include_str!("scripts/append.lua");
+const READ_SCRIPT: &str = include_str!("scripts/read.lua");
+
+/// Options for the Redis connection.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    pub uri: String,
+    /// Overrides any password in the URI (KORVET_REDIS_PASSWORD).
+    pub password: Option<String>,
+    pub keyspace: String,
+    /// How long one command may take before it fails as retriable.
+    pub response_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl RedisOptions {
+    pub fn new(uri: impl Into<String>, keyspace: impl Into<String>) -> Self {
+        RedisOptions {
+            uri: uri.into(),
+            password: None,
+            keyspace: keyspace.into(),
+            response_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Script {
+    source: &'static str,
+    sha: String,
+}
+
+impl Script {
+    fn new(source: &'static str) -> Self {
+        Script { source, sha: redis::Script::new(source).get_hash().to_string() }
+    }
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    keys: Keys,
+    append: Script,
+    read: Script,
+}
+
+/// The Redis storage driver. Cheap to clone; all clones share one multiplexed connection that
+/// reconnects by itself.
+#[derive(Clone)]
+pub struct RedisStorage {
+    inner: Arc<Inner>,
+}
+
+impl RedisStorage {
+    /// Connects to Redis. Fails if Redis cannot be reached now; once connected, later outages
+    /// are survived (commands fail as retriable until the connection is back).
+    pub async fn connect(options: &RedisOptions) -> Result<Self, RedisError> {
+        let mut info: redis::ConnectionInfo = options.uri.as_str().parse()?;
+        if let Some(password) = &options.password {
+            let settings = info.redis_settings().clone().set_password(password.clone());
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.response_timeout))
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(RedisStorage {
+            inner: Arc::new(Inner {
+                conn,
+                keys: Keys::new(&options.keyspace),
+                append: Script::new(APPEND_SCRIPT),
+                read: Script::new(READ_SCRIPT),
+            }),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// A connection handle for other Redis work (broker registry, health checks).
+    pub fn connection(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// PING, for readiness checks.
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        let mut conn = self.inner.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    }
+
+    pub async fn run(&self, command: StorageCommand) -> StorageReply {
+        match self.execute_command(command).await {
+            Ok(reply) => reply,
+            Err(err) => StorageReply::Failed(classify(&err)),
+        }
+    }
+
+    async fn execute_command(&self, command: StorageCommand) -> Result<StorageReply, RedisError> {
+        let inner = &*self.inner;
+        let mut conn = inner.conn.clone();
+        let keys = &inner.keys;
+        match command {
+            StorageCommand::LoadTopics { names } => {
+                let entries: Vec<(String, Vec<u8>)> = match names {
+                    None => {
+                        let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(keys.topics()).query_async(&mut conn).await?;
+                        all
+                    }
+                    Some(names) if names.is_empty() => Vec::new(),
+                    Some(names) => {
+                        let values: Vec<Option<Vec<u8>>> =
+                            redis::cmd("HMGET").arg(keys.topics()).arg(&names).query_async(&mut conn).await?;
+                        names.into_iter().zip(values).filter_map(|(n, v)| v.map(|v| (n, v))).collect()
+                    }
+                };
+                let mut topics = Vec::with_capacity(entries.len());
+                for (name, json) in entries {
+                    match codec::decode_topic(&name, &json) {
+                        Ok(meta) => topics.push(meta),
+                        Err(err) => log::warn!("ignoring unreadable metadata of topic {name}: {err}"),
+                    }
+                }
+                Ok(StorageReply::Topics(topics))
+            }
+            StorageCommand::CreateTopic { topic } => {
+                let created: bool = redis::cmd("HSETNX")
+                    .arg(keys.topics())
+                    .arg(&topic.name)
+                    .arg(codec::encode_topic(&topic))
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(StorageReply::TopicCreated(created))
+            }
+            StorageCommand::DeleteTopic { name } => {
+                let json: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.topics()).arg(&name).query_async(&mut conn).await?;
+                let Some(json) = json else { return Ok(StorageReply::TopicDeleted(false)) };
+                let partitions = codec::decode_topic(&name, &json).map(|m| m.partitions).unwrap_or(0);
+                // Forget the topic first, so that no broker sees it half-deleted, then drop its
+                // data one partition at a time (each partition's keys share a cluster slot).
+                let _: () = redis::cmd("HDEL").arg(keys.topics()).arg(&name).query_async(&mut conn).await?;
+                for partition in 0..partitions {
+                    let _: () = redis::cmd("DEL")
+                        .arg(keys.stream(&name, partition))
+                        .arg(keys.partition(&name, partition))
+                        .arg(keys.time_index(&name, partition))
+                        .query_async(&mut conn)
+                        .await?;
+                }
+                Ok(StorageReply::TopicDeleted(true))
+            }
+            StorageCommand::Append { topic, partition, producer, records } => {
+                let mut cmd = script_cmd(&inner.append, &[
+                    keys.stream(&topic, partition),
+                    keys.partition(&topic, partition),
+                    keys.time_index(&topic, partition),
+                ]);
+                match producer {
+                    Some(p) => cmd.arg(p.producer_id).arg(p.producer_epoch).arg(p.base_sequence),
+                    None => cmd.arg(-1).arg(0).arg(0),
+                };
+                cmd.arg(records.len());
+                for record in &records {
+                    codec::push_record_args(&mut cmd, record);
+                }
+                let (status, offset): (i64, i64) = run_script(&mut conn, &inner.append, cmd).await?;
+                Ok(StorageReply::Appended(match status {
+                    0 => AppendOutcome::Appended { base_offset: offset },
+                    1 => AppendOutcome::Duplicate { base_offset: offset },
+                    2 => AppendOutcome::OutOfOrderSequence,
+                    _ => AppendOutcome::ProducerFenced,
+                }))
+            }
+            StorageCommand::Read { topic, partition, offset, max_bytes } => {
+                let mut cmd = script_cmd(&inner.read, &[keys.stream(&topic, partition), keys.partition(&topic, partition)]);
+                cmd.arg(offset.max(0)).arg(max_bytes);
+                let value: Value = run_script(&mut conn, &inner.read, cmd).await?;
+                codec::decode_read(value)
+            }
+            StorageCommand::PartitionOffsets { topic, partition } => {
+                let meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
+                    .arg(keys.partition(&topic, partition))
+                    .arg(&["next", "start", "max-timestamp", "max-timestamp-offset"])
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(StorageReply::Offsets(codec::offsets(meta)))
+            }
+            StorageCommand::OffsetForTimestamp { topic, partition, timestamp } => {
+                let found: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+                    .arg(keys.time_index(&topic, partition))
+                    .arg(timestamp)
+                    .arg("+inf")
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1)
+                    .query_async(&mut conn)
+                    .await?;
+                let hit = found.into_iter().next().and_then(|(offset, ts)| Some((offset.parse().ok()?, ts as i64)));
+                Ok(StorageReply::TimestampOffset(hit))
+            }
+            StorageCommand::AllocateProducerId => {
+                let id: i64 = redis::cmd("INCR").arg(keys.producer_ids()).query_async(&mut conn).await?;
+                Ok(StorageReply::ProducerId(id))
+            }
+        }
+    }
+}
+
+impl StorageDriver for RedisStorage {
+    fn execute(&self, command: StorageCommand) -> Pin<Box<dyn Future<Output = StorageReply> + Send + 'static>> {
+        let this = self.clone();
+        Box::pin(async move { this.run(command).await })
+    }
+}
+
+fn script_cmd(script: &Script, keys: &[String]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(&script.sha).arg(keys.len()).arg(keys);
+    cmd
+}
+
+/// Runs a script by its SHA; if Redis does not know it (first use, or Redis restarted and lost
+/// its script cache) sends the source once with EVAL, which also caches it.
+async fn run_script<T: redis::FromRedisValue>(conn: &mut ConnectionManager, script: &Script, cmd: Cmd) -> Result<T, RedisError> {
+    match cmd.query_async(conn).await {
+        Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(script.source);
+            for arg in cmd.args_iter().skip(2) {
+                if let redis::Arg::Simple(bytes) = arg {
+                    eval.arg(bytes);
+                }
+            }
+            eval.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
+/// Connection trouble and timeouts are retriable; anything else (a script error, a wrong type)
+/// is a bug or a corrupted keyspace, reported as fatal.
+fn classify(err: &RedisError) -> StorageError {
+    let retriable = err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || matches!(err.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain | redis::ServerErrorKind::ClusterDown | redis::ServerErrorKind::MasterDown | redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask));
+    StorageError { retriable, message: format!("redis: {err}") }
+}
+
+/// A record as the stream entry fields would carry it; used by tests and tools.
+pub fn record_fields(record: &Record) -> Vec<(Bytes, Bytes)> {
+    codec::record_fields(record)
+}
