@@ -44,16 +44,21 @@ pub fn check_sequence(state: Option<&ProducerState>, producer: &ProducerInfo, co
     if producer.producer_epoch > state.epoch {
         return None; // a new epoch starts a new sequence
     }
-    let last_sequence = producer.base_sequence.wrapping_add(count as i32 - 1);
+    let last_sequence = sequence_after(producer.base_sequence, count as i64 - 1);
     if let Some(&(_, _, base_offset)) =
         state.batches.iter().find(|(first, last, _)| *first == producer.base_sequence && *last == last_sequence)
     {
         return Some(AppendOutcome::Duplicate { base_offset });
     }
     match state.batches.last() {
-        Some(&(_, last, _)) if producer.base_sequence != last.wrapping_add(1) => Some(AppendOutcome::OutOfOrderSequence),
+        Some(&(_, last, _)) if producer.base_sequence != sequence_after(last, 1) => Some(AppendOutcome::OutOfOrderSequence),
         _ => None,
     }
+}
+
+/// Sequence numbers run from 0 to i32::MAX and then wrap to 0, as in Kafka.
+pub fn sequence_after(sequence: i32, delta: i64) -> i32 {
+    ((i64::from(sequence) + delta).rem_euclid(1 << 31)) as i32
 }
 
 impl PartitionLog {
@@ -87,7 +92,7 @@ impl PartitionLog {
                 state.batches.clear();
                 state.epoch = producer.producer_epoch;
             }
-            let last = producer.base_sequence.wrapping_add(count as i32 - 1);
+            let last = sequence_after(producer.base_sequence, count as i64 - 1);
             state.batches.push((producer.base_sequence, last, base_offset));
             if state.batches.len() > PRODUCER_BATCH_HISTORY {
                 state.batches.remove(0);

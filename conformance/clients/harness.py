@@ -1,0 +1,118 @@
+"""Starts the real parts the client suites run against: a redis-server and a korvet broker, each
+on a free loopback port, with bounded waits on readiness (never fixed sleeps)."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+KORVET_BIN = os.environ.get("KORVET_BIN", os.path.join(ROOT, "target", "debug", "korvet"))
+RDKAFKA_CLIENT = os.environ.get("RDKAFKA_CLIENT", os.path.join(ROOT, "target", "debug", "rdkafka-client"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Redis:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="korvet-redis-")
+        self.port = free_port()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(self.port), 20, f"redis-server on port {self.port}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+    @property
+    def uri(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Korvet:
+    """One korvet broker process."""
+
+    def __init__(self, redis_uri=None, keyspace="korvet", extra_env=None, port=None):
+        self.redis_uri = redis_uri
+        self.keyspace = keyspace
+        self.extra_env = extra_env or {}
+        self.port = port or free_port()
+        self.management_port = free_port()
+        self.log_path = tempfile.mktemp(prefix="korvet-", suffix=".log")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        env = dict(os.environ)
+        env.update({
+            "KORVET_SERVER_HOST": "127.0.0.1",
+            "KORVET_SERVER_PORT": str(self.port),
+            "KORVET_MANAGEMENT_PORT": str(self.management_port),
+            "KORVET_SERVER_KEYSPACE": self.keyspace,
+            "KORVET_LOG_LEVEL": "info",
+        })
+        env.pop("KORVET_REDIS_URI", None)
+        if self.redis_uri:
+            env["KORVET_REDIS_URI"] = self.redis_uri
+        env.update(self.extra_env)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([KORVET_BIN, "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.proc.poll() is not None or port_open(self.port), 30, f"korvet on port {self.port}")
+        assert self.proc.poll() is None, f"korvet exited early:\n{self.logs()}"
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def logs(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"

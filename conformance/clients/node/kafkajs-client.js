@@ -1,0 +1,59 @@
+// kafkajs producer/consumer for korvet's real-client suite.
+//   node kafkajs-client.js produce BOOTSTRAP TOPIC CODEC DATASET.json
+//   node kafkajs-client.js consume BOOTSTRAP TOPIC PARTITIONS COUNT
+// Records are {partition, key, value, headers: [[name, value]]} with strings or null.
+const fs = require('fs');
+const { Kafka, CompressionTypes, logLevel } = require('kafkajs');
+
+const [command, bootstrap, topic, ...rest] = process.argv.slice(2);
+const kafka = new Kafka({ clientId: 'korvet-conformance', brokers: [bootstrap], logLevel: logLevel.ERROR });
+const codecs = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP };
+const text = (b) => (b === null || b === undefined ? null : b.toString());
+
+async function produce(codec, datasetPath) {
+  if (!(codec in codecs)) throw new Error(`kafkajs has no built-in ${codec} codec`);
+  const records = JSON.parse(fs.readFileSync(datasetPath, 'utf8'));
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const offsets = [];
+  for (const r of records) {
+    // kafkajs sends a header only as a value; it has no way to send a null header value.
+    const headers = {};
+    for (const [k, v] of r.headers) if (v !== null) headers[k] = v;
+    const [meta] = await producer.send({
+      topic,
+      compression: codecs[codec],
+      messages: [{ partition: r.partition, key: r.key, value: r.value, headers }],
+    });
+    offsets.push(Number(meta.baseOffset));
+  }
+  await producer.disconnect();
+  console.log(JSON.stringify(offsets));
+}
+
+async function consume(partitions, count) {
+  const consumer = kafka.consumer({ groupId: `korvet-conformance-${Date.now()}`, maxBytesPerPartition: 4000000 });
+  const out = [];
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const done = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${out.length} of ${count} records within 90s`)), 90000);
+    consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        const headers = Object.entries(message.headers || {}).map(([k, v]) => [k, text(v)]);
+        out.push({ partition, offset: Number(message.offset), key: text(message.key), value: text(message.value), headers });
+        if (out.length >= count) { clearTimeout(timer); resolve(); }
+      },
+    });
+  });
+  await done;
+  await consumer.disconnect();
+  console.log(JSON.stringify(out));
+}
+
+(async () => {
+  if (command === 'produce') await produce(rest[0], rest[1]);
+  else if (command === 'consume') await consume(Number(rest[0]), Number(rest[1]));
+  else throw new Error('usage: produce|consume ...');
+})().catch((err) => { console.error(err.stack || String(err)); process.exit(1); });

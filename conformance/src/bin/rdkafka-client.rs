@@ -1,0 +1,114 @@
+//! A producer and consumer on the Rust `rdkafka` crate, for the real-client suite.
+//!
+//! `rdkafka-client produce BOOTSTRAP TOPIC CODEC DATASET.json` produces every record of the
+//! dataset (a JSON list of `{"partition", "key", "value", "headers": [[name, value]]}`, strings
+//! or null) and prints the assigned offsets as JSON.
+//! `rdkafka-client consume BOOTSTRAP TOPIC PARTITIONS COUNT` reads COUNT records from offset 0 of
+//! every partition and prints them as JSON in the same shape, plus `offset`.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Rec {
+    partition: i32,
+    #[serde(default)]
+    offset: Option<i64>,
+    key: Option<String>,
+    value: Option<String>,
+    headers: Vec<(String, Option<String>)>,
+}
+
+fn fail(message: String) -> ! {
+    eprintln!("rdkafka-client: {message}");
+    std::process::exit(1)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("produce") if args.len() == 6 => produce(&args[2], &args[3], &args[4], &args[5]).await,
+        Some("consume") if args.len() == 6 => {
+            let partitions = args[4].parse().unwrap_or_else(|_| fail("PARTITIONS must be a number".into()));
+            let count = args[5].parse().unwrap_or_else(|_| fail("COUNT must be a number".into()));
+            consume(&args[2], &args[3], partitions, count)
+        }
+        _ => fail("usage: rdkafka-client produce BOOTSTRAP TOPIC CODEC DATASET | consume BOOTSTRAP TOPIC PARTITIONS COUNT".into()),
+    }
+}
+
+async fn produce(bootstrap: &str, topic: &str, codec: &str, dataset: &str) {
+    let text = std::fs::read_to_string(dataset).unwrap_or_else(|e| fail(format!("cannot read {dataset}: {e}")));
+    let records: Vec<Rec> = serde_json::from_str(&text).unwrap_or_else(|e| fail(format!("bad dataset: {e}")));
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("compression.type", codec)
+        .set("enable.idempotence", "true")
+        .set("message.max.bytes", "4000000")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap_or_else(|e| fail(format!("producer: {e}")));
+    let mut offsets = Vec::new();
+    for rec in &records {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &rec.headers {
+            headers = headers.insert(Header { key: name, value: value.as_deref() });
+        }
+        let mut record: FutureRecord<'_, str, str> = FutureRecord::to(topic).partition(rec.partition).headers(headers);
+        if let Some(key) = &rec.key {
+            record = record.key(key);
+        }
+        if let Some(value) = &rec.value {
+            record = record.payload(value);
+        }
+        match producer.send(record, Duration::from_secs(30)).await {
+            Ok(delivery) => offsets.push(delivery.offset),
+            Err((err, _)) => fail(format!("delivery failed: {err}")),
+        }
+    }
+    println!("{}", serde_json::to_string(&offsets).unwrap_or_default());
+}
+
+fn consume(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "korvet-conformance")
+        .set("enable.auto.commit", "false")
+        .set("fetch.message.max.bytes", "4000000")
+        .create()
+        .unwrap_or_else(|e| fail(format!("consumer: {e}")));
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        let _ = assignment.add_partition_offset(topic, partition, Offset::Beginning);
+    }
+    consumer.assign(&assignment).unwrap_or_else(|e| fail(format!("assign: {e}")));
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < count && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                let headers = message
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), text(h.value))).collect())
+                    .unwrap_or_default();
+                out.push(Rec {
+                    partition: message.partition(),
+                    offset: Some(message.offset()),
+                    key: text(message.key()),
+                    value: text(message.payload()),
+                    headers,
+                });
+            }
+            Some(Err(err)) => eprintln!("rdkafka-client: consume error: {err}"),
+            None => {}
+        }
+    }
+    println!("{}", serde_json::to_string(&out).unwrap_or_default());
+}

@@ -1,0 +1,195 @@
+//! The storage contract: every case runs against the in-memory store (the specification) and
+//! against a real Redis through korvet-storage-redis. Both must give identical answers.
+
+use bytes::Bytes;
+use korvet_conformance::redis_server::RedisServer;
+use korvet_core::records::{Header, ProducerInfo, Record};
+use korvet_core::storage::memory::SharedMemoryStore;
+use korvet_core::storage::*;
+use korvet_storage_redis::{RedisOptions, RedisStorage};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn record(i: usize, timestamp: i64) -> Record {
+    Record {
+        timestamp,
+        key: if i % 3 == 0 { None } else { Some(Bytes::from(format!("key-{i}"))) },
+        value: match i % 4 {
+            0 => None,
+            1 => Some(Bytes::new()),
+            _ => Some(Bytes::from(vec![i as u8; 10 + i])),
+        },
+        headers: vec![
+            Header { key: Bytes::from_static(b"trace"), value: Some(Bytes::from(format!("t{i}"))) },
+            Header { key: Bytes::from_static(b"trace"), value: None },
+        ],
+    }
+}
+
+fn topic(name: &str, partitions: i32) -> TopicMeta {
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_string(), "1000".to_string());
+    TopicMeta { name: name.into(), id: [7; 16], partitions, configs }
+}
+
+async fn run(store: &dyn StorageDriver, command: StorageCommand) -> StorageReply {
+    store.execute(command).await
+}
+
+async fn append(store: &dyn StorageDriver, topic: &str, producer: Option<ProducerInfo>, records: Vec<Record>) -> AppendOutcome {
+    match run(store, StorageCommand::Append { topic: topic.into(), partition: 0, producer, records }).await {
+        StorageReply::Appended(outcome) => outcome,
+        other => panic!("append answered {other:?}"),
+    }
+}
+
+async fn read(store: &dyn StorageDriver, topic: &str, offset: i64, max_bytes: usize) -> (Vec<StoredRecord>, PartitionOffsets) {
+    match run(store, StorageCommand::Read { topic: topic.into(), partition: 0, offset, max_bytes }).await {
+        StorageReply::Records { records, offsets } => (records, offsets),
+        other => panic!("read answered {other:?}"),
+    }
+}
+
+async fn topics_lifecycle(store: &dyn StorageDriver) {
+    assert_eq!(run(store, StorageCommand::CreateTopic { topic: topic("alpha", 3) }).await, StorageReply::TopicCreated(true));
+    assert_eq!(run(store, StorageCommand::CreateTopic { topic: topic("alpha", 5) }).await, StorageReply::TopicCreated(false));
+    assert_eq!(run(store, StorageCommand::CreateTopic { topic: topic("beta", 1) }).await, StorageReply::TopicCreated(true));
+    let StorageReply::Topics(mut all) = run(store, StorageCommand::LoadTopics { names: None }).await else { panic!() };
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(all, vec![topic("alpha", 3), topic("beta", 1)]);
+    let some = run(store, StorageCommand::LoadTopics { names: Some(vec!["beta".into(), "missing".into()]) }).await;
+    assert_eq!(some, StorageReply::Topics(vec![topic("beta", 1)]));
+    append(store, "beta", None, vec![record(1, 10)]).await;
+    assert_eq!(run(store, StorageCommand::DeleteTopic { name: "beta".into() }).await, StorageReply::TopicDeleted(true));
+    assert_eq!(run(store, StorageCommand::DeleteTopic { name: "beta".into() }).await, StorageReply::TopicDeleted(false));
+    // A topic created again under the same name starts empty.
+    run(store, StorageCommand::CreateTopic { topic: topic("beta", 1) }).await;
+    let (records, offsets) = read(store, "beta", 0, 1 << 20).await;
+    assert!(records.is_empty());
+    assert_eq!(offsets.high_watermark, 0);
+}
+
+async fn dense_offsets_and_reads(store: &dyn StorageDriver) {
+    let t = "dense";
+    assert_eq!(append(store, t, None, (0..5).map(|i| record(i, 100 + i as i64)).collect()).await, AppendOutcome::Appended { base_offset: 0 });
+    assert_eq!(append(store, t, None, (5..8).map(|i| record(i, 100 + i as i64)).collect()).await, AppendOutcome::Appended { base_offset: 5 });
+    let (records, offsets) = read(store, t, 0, 1 << 20).await;
+    assert_eq!(offsets.high_watermark, 8);
+    assert_eq!(offsets.log_start, 0);
+    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+    for stored in &records {
+        assert_eq!(stored.record, record(stored.offset as usize, 100 + stored.offset), "record {} round-trips", stored.offset);
+    }
+    // From the middle, and with a budget that admits only the first record.
+    let (records, _) = read(store, t, 6, 1).await;
+    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![6]);
+    let (records, _) = read(store, t, 3, 45).await;
+    let sizes: Vec<usize> = records.iter().map(|r| r.record.payload_len()).collect();
+    assert!(sizes.iter().sum::<usize>() <= 45 || records.len() == 1, "budget respected: {sizes:?}");
+    assert!(!records.is_empty());
+    let (records, offsets) = read(store, t, 8, 1 << 20).await;
+    assert!(records.is_empty());
+    assert_eq!(offsets.high_watermark, 8);
+}
+
+async fn idempotent_producer(store: &dyn StorageDriver) {
+    let t = "idem";
+    let p = |epoch, seq| Some(ProducerInfo { producer_id: 42, producer_epoch: epoch, base_sequence: seq });
+    let batch = |n: usize| (0..n).map(|i| record(i, 5)).collect::<Vec<_>>();
+    assert_eq!(append(store, t, p(0, 0), batch(3)).await, AppendOutcome::Appended { base_offset: 0 });
+    assert_eq!(append(store, t, p(0, 3), batch(2)).await, AppendOutcome::Appended { base_offset: 3 });
+    // Retries of either batch are acknowledged with their first offsets and not written again.
+    assert_eq!(append(store, t, p(0, 0), batch(3)).await, AppendOutcome::Duplicate { base_offset: 0 });
+    assert_eq!(append(store, t, p(0, 3), batch(2)).await, AppendOutcome::Duplicate { base_offset: 3 });
+    // A gap is refused, and so is an older epoch.
+    assert_eq!(append(store, t, p(0, 9), batch(1)).await, AppendOutcome::OutOfOrderSequence);
+    // A newer epoch starts over.
+    assert_eq!(append(store, t, p(1, 0), batch(1)).await, AppendOutcome::Appended { base_offset: 5 });
+    assert_eq!(append(store, t, p(0, 5), batch(1)).await, AppendOutcome::ProducerFenced);
+    let (records, offsets) = read(store, t, 0, 1 << 20).await;
+    assert_eq!(records.len(), 6);
+    assert_eq!(offsets.high_watermark, 6);
+}
+
+async fn timestamps(store: &dyn StorageDriver) {
+    let t = "times";
+    let stamps = [1000, 3000, 2000, 5000, 4000];
+    append(store, t, None, stamps.iter().enumerate().map(|(i, &ts)| record(i, ts)).collect()).await;
+    let lookup = |ts| StorageCommand::OffsetForTimestamp { topic: t.into(), partition: 0, timestamp: ts };
+    assert_eq!(run(store, lookup(0)).await, StorageReply::TimestampOffset(Some((0, 1000))));
+    assert_eq!(run(store, lookup(2500)).await, StorageReply::TimestampOffset(Some((1, 3000))));
+    assert_eq!(run(store, lookup(4500)).await, StorageReply::TimestampOffset(Some((3, 5000))));
+    assert_eq!(run(store, lookup(9999)).await, StorageReply::TimestampOffset(None));
+    let offsets = run(store, StorageCommand::PartitionOffsets { topic: t.into(), partition: 0 }).await;
+    assert_eq!(offsets, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 5, max_timestamp: Some((3, 5000)) }));
+    let empty = run(store, StorageCommand::PartitionOffsets { topic: "nothing".into(), partition: 0 }).await;
+    assert_eq!(empty, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 0, max_timestamp: None }));
+}
+
+async fn producer_ids_are_unique(store: &dyn StorageDriver) {
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        match run(store, StorageCommand::AllocateProducerId).await {
+            StorageReply::ProducerId(id) => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len());
+}
+
+async fn all_cases(store: &dyn StorageDriver) {
+    topics_lifecycle(store).await;
+    dense_offsets_and_reads(store).await;
+    idempotent_producer(store).await;
+    timestamps(store).await;
+    producer_ids_are_unique(store).await;
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_contract() {
+    all_cases(&SharedMemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn redis_store_meets_the_contract() {
+    let redis = RedisServer::start();
+    let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "contract")).await.expect("connect");
+    all_cases(&store).await;
+}
+
+/// Several writers appending to one partition at once, as several brokers would: every offset is
+/// assigned exactly once and the log has no gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_on_redis_give_dense_unique_offsets() {
+    let redis = RedisServer::start();
+    let options = RedisOptions::new(redis.uri(), "concurrent");
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        // Separate connections, like separate brokers.
+        let store = Arc::new(RedisStorage::connect(&options).await.expect("connect"));
+        writers.push(tokio::spawn(async move {
+            let mut bases = Vec::new();
+            for batch in 0..50 {
+                let records = (0..3).map(|i| record(writer * 1000 + batch * 3 + i, 1)).collect();
+                match append(&*store, "shared", None, records).await {
+                    AppendOutcome::Appended { base_offset } => bases.push(base_offset),
+                    other => panic!("{other:?}"),
+                }
+            }
+            bases
+        }));
+    }
+    let mut bases = Vec::new();
+    for writer in writers {
+        bases.extend(writer.await.expect("writer"));
+    }
+    bases.sort();
+    assert_eq!(bases, (0..200).map(|b| b * 3).collect::<Vec<i64>>(), "every batch got its own dense range");
+    let store = RedisStorage::connect(&options).await.expect("connect");
+    let (records, offsets) = read(&store, "shared", 0, usize::MAX / 2).await;
+    assert_eq!(offsets.high_watermark, 600);
+    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..600).collect::<Vec<_>>());
+}
