@@ -1,0 +1,308 @@
+//! Drives the sans-IO broker with real Kafka wire bytes and the in-memory store, on a virtual
+//! clock: every API at every version, hostile frames, long polling and response ordering.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use korvet_core::storage::memory::MemoryStore;
+use korvet_core::{Broker, BrokerConfig, Output, Time};
+use std::collections::VecDeque;
+
+struct Harness {
+    broker: Broker,
+    store: MemoryStore,
+    now: Time,
+    sent: VecDeque<(i16, i16, i32)>,
+    received: BytesMut,
+    closed: bool,
+    timeout: Option<u64>,
+}
+
+const CONN: u64 = 1;
+
+impl Harness {
+    fn new() -> Self {
+        let mut broker = Broker::new(BrokerConfig { max_request_size: 1 << 20, ..BrokerConfig::default() }, 7);
+        let now = Time { mono_ms: 1_000, wall_ms: 1_700_000_000_000 };
+        broker.handle_connect(CONN, "test", now);
+        Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, timeout: None }
+    }
+
+    /// Runs storage commands against the store until the broker is quiet.
+    fn drain(&mut self) {
+        while let Some(output) = self.broker.poll_output() {
+            match output {
+                Output::Transmit { conn, bytes } if conn == CONN => self.received.extend_from_slice(&bytes),
+                Output::Transmit { .. } => {}
+                Output::Storage { op, command } => {
+                    let reply = self.store.execute(command);
+                    self.broker.handle_storage_reply(op, reply, self.now);
+                }
+                Output::Close { .. } => self.closed = true,
+                Output::Timeout(at) => self.timeout = Some(at),
+            }
+        }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.broker.handle_bytes(CONN, bytes, self.now);
+        self.drain();
+    }
+
+    fn send(&mut self, request: RequestKind, key: ApiKey, version: i16) -> i32 {
+        let correlation_id = self.sent.len() as i32 + 100 * (self.sent.back().map_or(0, |s| s.2) + 1);
+        let mut body = BytesMut::new();
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("harness")));
+        header.encode(&mut body, key.request_header_version(version)).unwrap();
+        request.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.sent.push_back((key as i16, version, correlation_id));
+        self.send_raw(&frame);
+        correlation_id
+    }
+
+    /// The next complete response, decoded, if one has arrived.
+    fn response(&mut self) -> Option<(i32, ResponseKind)> {
+        if self.received.len() < 4 {
+            return None;
+        }
+        let size = (&self.received[..4]).get_i32() as usize;
+        if self.received.len() < 4 + size {
+            return None;
+        }
+        self.received.advance(4);
+        let mut frame = self.received.split_to(size).freeze();
+        let (key, version, _) = self.sent.pop_front().expect("a response to a request we sent");
+        let key = ApiKey::try_from(key).unwrap();
+        let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+        let header = ResponseHeader::decode(&mut frame, header_version).unwrap();
+        let body = ResponseKind::decode(key, &mut frame, version).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+        Some((header.correlation_id, body))
+    }
+
+    fn call(&mut self, request: RequestKind, key: ApiKey, version: i16) -> ResponseKind {
+        let id = self.send(request, key, version);
+        let (correlation, body) = self.response().unwrap_or_else(|| panic!("no response to {key:?} v{version}"));
+        assert_eq!(correlation, id);
+        body
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now.mono_ms += ms;
+        self.now.wall_ms += ms as i64;
+        if self.timeout.is_some_and(|t| t <= self.now.mono_ms) {
+            self.timeout = None;
+            self.broker.handle_timeout(self.now);
+            self.drain();
+        }
+    }
+}
+
+fn topic(name: &'static str) -> TopicName {
+    TopicName(StrBytes::from_static_str(name))
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let records: Vec<korvet_core::records::Record> = values
+        .iter()
+        .map(|v| korvet_core::records::Record { timestamp: 5, key: None, value: Some(Bytes::copy_from_slice(v.as_bytes())), headers: vec![] })
+        .collect();
+    let mut out = BytesMut::new();
+    korvet_core::records::encode_batch(&mut out, 0, records.iter());
+    out.freeze()
+}
+
+fn produce_request(name: &'static str, values: &[&str]) -> ProduceRequest {
+    ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![produce_request::TopicProduceData::default()
+        .with_name(topic(name))
+        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch(values)))])])
+}
+
+fn fetch_request(name: &'static str, offset: i64, wait_ms: i32) -> FetchRequest {
+    FetchRequest::default().with_max_wait_ms(wait_ms).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![
+        fetch_request::FetchTopic::default().with_topic(topic(name)).with_partitions(vec![fetch_request::FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(1 << 20)]),
+    ])
+}
+
+#[test]
+fn every_api_answers_at_every_decodable_version() {
+    for api in korvet_core::versions::SUPPORTED_APIS {
+        for version in api.decodable_min..=api.max {
+            let mut h = Harness::new();
+            // Something to talk about: a topic with a record.
+            h.call(RequestKind::Produce(produce_request("t", &["x"])), ApiKey::Produce, 9);
+            let request = match api.key {
+                ApiKey::Produce => RequestKind::Produce(produce_request("t", &["y"])),
+                ApiKey::Fetch => RequestKind::Fetch(fetch_request("t", 0, 0)),
+                ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
+                    list_offsets_request::ListOffsetsTopic::default().with_name(topic("t")).with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1),
+                    ]),
+                ])),
+                ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default().with_topics(if version == 0 {
+                    Some(vec![])
+                } else {
+                    None
+                })),
+                ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+                ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+                    create_topics_request::CreatableTopic::default().with_name(topic("new")).with_num_partitions(2).with_replication_factor(1),
+                ])),
+                ApiKey::DeleteTopics => {
+                    let request = if version >= 6 {
+                        DeleteTopicsRequest::default().with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(topic("t")))])
+                    } else {
+                        DeleteTopicsRequest::default().with_topic_names(vec![topic("t")])
+                    };
+                    RequestKind::DeleteTopics(request)
+                }
+                ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
+                ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
+                    describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")),
+                    describe_configs_request::DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("0")),
+                ])),
+                other => panic!("no test request for {other:?}"),
+            };
+            h.call(request, api.key, version);
+            assert!(!h.closed, "{:?} v{version} closed the connection", api.key);
+        }
+    }
+}
+
+#[test]
+fn unknown_api_versions_version_gets_the_table_in_v0() {
+    let mut h = Harness::new();
+    h.send(RequestKind::ApiVersions(ApiVersionsRequest::default()), ApiKey::ApiVersions, 3);
+    h.response().unwrap();
+    // Version 99 cannot be encoded by the client library: hand-craft it.
+    let mut frame = BytesMut::new();
+    frame.put_i32(10);
+    frame.put_i16(ApiKey::ApiVersions as i16);
+    frame.put_i16(99);
+    frame.put_i32(77);
+    frame.put_i16(-1);
+    h.sent.push_back((ApiKey::ApiVersions as i16, 0, 77));
+    h.send_raw(&frame);
+    let (correlation, ResponseKind::ApiVersions(response)) = h.response().unwrap() else { panic!() };
+    assert_eq!(correlation, 77);
+    assert_eq!(response.error_code, korvet_core::errors::UNSUPPORTED_VERSION);
+    assert!(response.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+    assert!(!h.closed);
+}
+
+#[test]
+fn hostile_frames_close_only_that_connection() {
+    let hostile: Vec<Vec<u8>> = vec![
+        (-5i32).to_be_bytes().to_vec(),                            // negative size
+        (1i32 << 30).to_be_bytes().to_vec(),                        // over the limit
+        [&3i32.to_be_bytes()[..], &[0, 0, 0]].concat(),             // shorter than a header
+        [&8i32.to_be_bytes()[..], &[0x7f, 0x7f, 0, 0, 0, 0, 0, 1]].concat(), // unknown API key
+        [&8i32.to_be_bytes()[..], &[0, 0, 0, 0, 0, 0, 0, 1]].concat(), // Produce v0: advertised only
+        // Produce v9 whose body claims 2^31 topics in 10 bytes.
+        [&20i32.to_be_bytes()[..], &[0, 0, 0, 9, 0, 0, 0, 1, 0, 0], &[0, 1, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]].concat(),
+    ];
+    for bytes in hostile {
+        let mut h = Harness::new();
+        h.send_raw(&bytes);
+        assert!(h.closed, "{bytes:?} must close the connection");
+        // The broker still serves a new connection.
+        h.broker.handle_connect(2, "next", h.now);
+        h.closed = false;
+        h.drain();
+    }
+}
+
+#[test]
+fn long_poll_fetch_waits_for_data_and_wakes_on_produce() {
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("lp", &["a"])), ApiKey::Produce, 9);
+    h.send(RequestKind::Fetch(fetch_request("lp", 1, 5_000)), ApiKey::Fetch, 12);
+    assert!(h.response().is_none(), "nothing to return yet: the fetch parks");
+    assert_eq!(h.timeout, Some(h.now.mono_ms + 5_000));
+    // Pipelined behind the parked fetch: its answer must wait, to keep request order.
+    h.send(RequestKind::ApiVersions(ApiVersionsRequest::default()), ApiKey::ApiVersions, 3);
+    assert!(h.response().is_none(), "a later response must not overtake the parked fetch");
+    // A produce on a second connection wakes the fetch.
+    h.broker.handle_connect(2, "producer", h.now);
+    let produce_frame = {
+        let mut body = BytesMut::new();
+        RequestHeader::default().with_request_api_key(0).with_request_api_version(9).with_correlation_id(1).encode(&mut body, 2).unwrap();
+        RequestKind::Produce(produce_request("lp", &["b", "c"])).encode(&mut body, 9).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        frame
+    };
+    h.broker.handle_bytes(2, &produce_frame, h.now);
+    h.drain();
+    // The produce response went to connection 2; ours now holds the fetch, then ApiVersions.
+    let (_, ResponseKind::Fetch(fetch)) = h.response().expect("fetch answered after the produce") else { panic!() };
+    let partition = &fetch.responses[0].partitions[0];
+    assert_eq!(partition.high_watermark, 3);
+    let records = partition.records.clone().unwrap();
+    let batches = korvet_core::records::decode_batches(records.clone(), 1 << 20).unwrap();
+    assert_eq!(batches[0].records.len(), 2);
+    assert_eq!((&records[..8]).get_i64(), 1, "the batch starts at the fetched offset");
+    assert!(matches!(h.response(), Some((_, ResponseKind::ApiVersions(_)))));
+}
+
+#[test]
+fn long_poll_fetch_times_out_empty() {
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("idle", &["a"])), ApiKey::Produce, 9);
+    h.send(RequestKind::Fetch(fetch_request("idle", 1, 500)), ApiKey::Fetch, 12);
+    assert!(h.response().is_none());
+    h.advance(499);
+    assert!(h.response().is_none(), "not before max_wait_ms");
+    h.advance(1);
+    let (_, ResponseKind::Fetch(fetch)) = h.response().expect("answered at max_wait_ms") else { panic!() };
+    let partition = &fetch.responses[0].partitions[0];
+    assert_eq!(partition.records.as_ref().map(|r| r.len()), Some(0), "empty record set, not null");
+}
+
+#[test]
+fn produce_errors_use_kafka_codes() {
+    let mut h = Harness::new();
+    let mut bad = produce_request("ok-topic", &["a"]);
+    let mut records = bad.topic_data[0].partition_data[0].records.clone().unwrap().to_vec();
+    let last = records.len() - 1;
+    records[last] ^= 1;
+    bad.topic_data[0].partition_data[0].records = Some(Bytes::from(records));
+    let ResponseKind::Produce(response) = h.call(RequestKind::Produce(bad), ApiKey::Produce, 9) else { panic!() };
+    assert_eq!(response.responses[0].partition_responses[0].error_code, korvet_core::errors::CORRUPT_MESSAGE);
+    let ResponseKind::Produce(response) = h.call(RequestKind::Produce(produce_request("bad name!", &["a"])), ApiKey::Produce, 9) else { panic!() };
+    assert_eq!(response.responses[0].partition_responses[0].error_code, korvet_core::errors::INVALID_TOPIC_EXCEPTION);
+    let mut to_missing_partition = produce_request("ok-topic", &["a"]);
+    to_missing_partition.topic_data[0].partition_data[0].index = 7;
+    let ResponseKind::Produce(response) = h.call(RequestKind::Produce(to_missing_partition), ApiKey::Produce, 9) else { panic!() };
+    assert_eq!(response.responses[0].partition_responses[0].error_code, korvet_core::errors::UNKNOWN_TOPIC_OR_PARTITION);
+}
+
+#[test]
+fn acks_zero_gets_no_response() {
+    let mut h = Harness::new();
+    let mut request = produce_request("quiet", &["a"]);
+    request.acks = 0;
+    h.send(RequestKind::Produce(request), ApiKey::Produce, 9);
+    h.sent.pop_back();
+    assert!(h.response().is_none());
+    let ResponseKind::ListOffsets(offsets) = h.call(
+        RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(topic("quiet"))
+            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)])])),
+        ApiKey::ListOffsets,
+        7,
+    ) else {
+        panic!()
+    };
+    assert_eq!(offsets.topics[0].partitions[0].offset, 1, "the acks=0 record was still written");
+}
