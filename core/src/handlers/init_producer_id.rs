@@ -45,7 +45,9 @@ impl Handler for InitProducerId {
         }
         match replies.into_iter().next() {
             Some(StorageReply::ProducerId(id)) => respond(errors::NONE, id, 0),
-            Some(StorageReply::Failed(err)) if err.retriable => respond(errors::COORDINATOR_NOT_AVAILABLE, -1, -1),
+            // "Load in progress" makes clients retry the same request; COORDINATOR_NOT_AVAILABLE
+            // would send them looking for a transaction coordinator.
+            Some(StorageReply::Failed(err)) if err.retriable => respond(errors::COORDINATOR_LOAD_IN_PROGRESS, -1, -1),
             _ => respond(errors::UNKNOWN_SERVER_ERROR, -1, -1),
         }
     }

@@ -1,0 +1,106 @@
+"""Data survives a broker restart; Redis outages give retriable errors and the broker recovers by
+itself; hostile bytes close only the offending connection."""
+import socket
+import struct
+import time
+
+from confluent_kafka import KafkaError, Producer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from clients import confluent_consume
+from harness import Korvet, wait_for
+
+
+def produce_n(bootstrap, topic, n, start=0):
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    futures = [producer.send(topic, key=b"k%d" % i, value=b"v%d" % i, partition=0) for i in range(start, start + n)]
+    producer.flush(30)
+    offsets = [f.get(timeout=30).offset for f in futures]
+    producer.close(timeout=10)
+    return offsets
+
+
+def test_data_survives_broker_restart(fresh_korvet):
+    offsets = produce_n(fresh_korvet.bootstrap, "durable", 50)
+    assert offsets == list(range(50))
+    fresh_korvet.restart()
+    got = confluent_consume(fresh_korvet.bootstrap, "durable", 1, 50)
+    assert [(r["offset"], r["value"]) for r in got] == [(i, "v%d" % i) for i in range(50)]
+    # And appending continues where it left off.
+    assert produce_n(fresh_korvet.bootstrap, "durable", 5, start=50) == list(range(50, 55))
+
+
+def test_list_offsets_earliest_latest_and_by_timestamp(korvet):
+    producer = KafkaProducer(bootstrap_servers=korvet.bootstrap)
+    base = int(time.time() * 1000) - 100_000
+    for i in range(10):
+        producer.send("timed", value=b"%d" % i, partition=0, timestamp_ms=base + i * 1000)
+    producer.flush(30)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=korvet.bootstrap)
+    tp = TopicPartition("timed", 0)
+    assert consumer.beginning_offsets([tp])[tp] == 0
+    assert consumer.end_offsets([tp])[tp] == 10
+    found = consumer.offsets_for_times({tp: base + 4500})[tp]
+    assert (found.offset, found.timestamp) == (5, base + 5000)
+    assert consumer.offsets_for_times({tp: base + 999_999})[tp] is None
+    consumer.close()
+
+
+def test_redis_outage_is_retriable_and_recovers(redis):
+    broker = Korvet(redis_uri=redis.uri, keyspace="outage")
+    try:
+        assert produce_n(broker.bootstrap, "outage", 3) == [0, 1, 2]
+        redis.stop()
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 3000, "retries": 0})
+        errors = []
+        producer.produce("outage", value=b"during", partition=0, on_delivery=lambda err, msg: errors.append(err))
+        producer.flush(20)
+        assert errors and errors[0] is not None, "a produce while Redis is down must fail, not be acknowledged"
+        assert errors[0].code() == KafkaError.KAFKA_STORAGE_ERROR, errors[0]
+        assert broker.proc.poll() is None, "the broker keeps running without Redis"
+        # A producer with ordinary retries sent during the outage is delivered once Redis is back.
+        patient = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 60000})
+        delivered = []
+        patient.produce("outage", value=b"patient", partition=0, on_delivery=lambda err, msg: delivered.append((err, msg)))
+        patient.poll(1)
+        redis.start()
+        assert patient.flush(60) == 0
+        assert delivered[0][0] is None, delivered[0][0]
+        assert delivered[0][1].offset() == 3, "the record acknowledged after the outage follows the earlier ones"
+        # Recovery needs no restart: the same broker accepts writes again once Redis is back.
+        def produced():
+            try:
+                produce_n(broker.bootstrap, "outage", 1, start=100)
+                return True
+            except Exception:
+                return False
+        wait_for(produced, 60, "produce to succeed after Redis came back")
+    finally:
+        if redis.proc.poll() is not None:
+            redis.start()
+        broker.stop()
+
+
+def raw_request(port, payload):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(payload)
+        try:
+            return s.recv(1024)
+        except (ConnectionResetError, socket.timeout):
+            return b""
+
+
+def test_hostile_bytes_close_only_their_connection(korvet):
+    hostile = [
+        struct.pack(">i", -1),
+        struct.pack(">i", 1 << 30) + b"x" * 100,
+        struct.pack(">ihhi", 8, 0x7f7f, 0, 1),  # unknown API key
+        struct.pack(">ihhi", 10, 0, 9, 1) + b"\x00\x00",  # truncated Produce
+        struct.pack(">ihhih", 20, 0, 9, 1, 0) + b"\x00\x01\x00\x00\x00\x00\x7f\xff\xff\xff",  # 2^31 topics
+    ]
+    for payload in hostile:
+        assert raw_request(korvet.port, payload) == b"", f"{payload!r} must be answered by a close"
+    # Everyone else is unaffected.
+    assert produce_n(korvet.bootstrap, "after-hostile", 2) == [0, 1]
+    assert "closing connection" in korvet.logs()
