@@ -13,3 +13,13 @@ cargo test --workspace
 
 echo "== real-client suite (confluent-kafka, kafka-python, aiokafka, kcat, kafkajs, rdkafka)"
 (cd conformance/clients && python3 -m pytest -q -p no:warnings)
+
+echo "== kafka-python's own integration tests against korvet"
+python3 conformance/peer/run_kafka_python.py -p no:warnings
+
+echo "== fuzzing the request path (short run)"
+# cargo-fuzz wants a nightly compiler for sanitizer flags; RUSTC_BOOTSTRAP lets the stable
+# toolchain build libFuzzer targets without a sanitizer.
+for target in request record_batch; do
+  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" --sanitizer none -- -max_total_time="${KORVET_FUZZ_SECONDS:-30}" 2>&1 | tail -n 2
+done

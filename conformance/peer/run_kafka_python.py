@@ -1,0 +1,70 @@
+"""Runs kafka-python's own integration tests (from its source distribution) against korvet on a
+real Redis. Usage: python3 run_kafka_python.py [extra pytest args]
+
+Tests that need features korvet does not have yet are deselected below, each with its reason."""
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "clients"))
+from harness import ROOT, Korvet, Redis  # noqa: E402
+
+VERSION = "3.0.12"
+# The Kafka release whose API versions korvet's ApiVersions answer matches; kafka-python infers
+# this from the answer, and test_kafka_version_infer checks the inference.
+KAFKA_VERSION = "3.8.0"
+WORK = os.path.join(ROOT, "target", "peer")
+SOURCE = os.path.join(WORK, f"kafka_python-{VERSION}")
+
+# name fragment -> why it cannot pass yet
+DESELECTED = {
+    "test_group": "consumer groups (JoinGroup/SyncGroup/Heartbeat) are not implemented yet",
+    "test_heartbeat_thread": "consumer groups are not implemented yet",
+    "offset_commit_resume": "OffsetCommit/OffsetFetch are not implemented yet",
+    "max_bytes_one_msg": "the test consumes with a group_id, and consumer groups are not implemented yet",
+    "unsupported_encoding": "korvet stores each record as its own stream entry and serves fetches uncompressed, "
+                            "so a consumer never needs the producer's codec and the expected error cannot occur",
+    "transactional": "korvet does not implement transactions",
+    "test_admin_integration": "consumer group admin APIs and ACLs/quotas are not implemented yet",
+    "sasl": "korvet has no SASL listener",
+    "ssl": "korvet has no TLS listener",
+}
+
+
+def prepare():
+    if not os.path.isdir(SOURCE):
+        os.makedirs(WORK, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps",
+                        f"kafka-python=={VERSION}", "-d", WORK], check=True, timeout=300)
+        with tarfile.open(os.path.join(WORK, f"kafka_python-{VERSION}.tar.gz")) as tar:
+            tar.extractall(WORK)
+    open(os.path.join(SOURCE, "test", "__init__.py"), "a").close()
+    shutil.copy(os.path.join(HERE, "service.py"), os.path.join(SOURCE, "test", "service.py"))
+    os.makedirs(os.path.join(SOURCE, "servers", KAFKA_VERSION, "kafka-bin"), exist_ok=True)
+
+
+def main():
+    prepare()
+    redis = Redis()
+    broker = Korvet(redis_uri=redis.uri, keyspace="peer", extra_env={"KORVET_SERVER_DEFAULT_PARTITIONS": "4"})
+    try:
+        env = dict(os.environ, KAFKA_URI=f"tcp://127.0.0.1:{broker.port}", KAFKA_VERSION=KAFKA_VERSION)
+        deselect = " or ".join(DESELECTED)
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "120",
+               "--timeout-method=signal", "-k", f"not ({deselect})",
+               "test/integration/test_producer_integration.py", "test/integration/test_consumer_integration.py",
+               *sys.argv[1:]]
+        code = subprocess.run(cmd, cwd=SOURCE, env=env, timeout=1800).returncode
+    finally:
+        broker.stop()
+        redis.close()
+    if code != 0:
+        print(f"korvet log: {broker.log_path}")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+//! Arbitrary bytes on a connection: the broker must answer, close the connection, or wait for
+//! more, and never panic or abort. Storage commands run against the in-memory store.
+#![no_main]
+
+use korvet_core::storage::memory::MemoryStore;
+use korvet_core::{Broker, BrokerConfig, Output, Time};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let config = BrokerConfig { max_request_size: 1 << 20, ..BrokerConfig::default() };
+    let mut broker = Broker::new(config, 1);
+    let mut store = MemoryStore::new();
+    let now = Time { mono_ms: 0, wall_ms: 0 };
+    broker.handle_connect(1, "fuzz", now);
+    // Split the input in two writes so that frames straddling reads are exercised too.
+    let (a, b) = data.split_at(data.len() / 2);
+    for chunk in [a, b] {
+        broker.handle_bytes(1, chunk, now);
+        while let Some(output) = broker.poll_output() {
+            if let Output::Storage { op, command } = output {
+                let reply = store.execute(command);
+                broker.handle_storage_reply(op, reply, now);
+            }
+        }
+    }
+    broker.handle_timeout(Time { mono_ms: u64::MAX / 2, wall_ms: 0 });
+    while broker.poll_output().is_some() {}
+});
