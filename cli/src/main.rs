@@ -1,5 +1,6 @@
 //! `korvet`: the broker binary.
 
+mod actuator;
 mod logging;
 mod serve;
 

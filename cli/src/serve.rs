@@ -1,12 +1,13 @@
 //! `korvet serve`: configuration, storage selection and the broker's lifetime.
 
-use crate::logging;
+use crate::{actuator, logging};
 use clap::Args;
 use korvet_core::storage::memory::SharedMemoryStore;
 use korvet_core::storage::StorageDriver;
 use korvet_core::{Broker, BrokerConfig};
 use korvet_storage_redis::{RedisOptions, RedisStorage};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,14 +107,15 @@ pub fn run(args: ServeArgs) -> i32 {
     runtime.block_on(serve(args))
 }
 
-async fn connect_storage(args: &ServeArgs) -> Arc<dyn StorageDriver> {
+/// The storage driver and, for Redis, a handle to check that it is reachable.
+async fn connect_storage(args: &ServeArgs) -> (Arc<dyn StorageDriver>, Option<RedisStorage>) {
     let Some(uri) = &args.redis_uri else {
         log::warn!("**********************************************************************");
         log::warn!("NO REDIS CONFIGURED: korvet is running on an embedded in-memory store.");
         log::warn!("Every topic and record is lost when it stops. Set KORVET_REDIS_URI");
         log::warn!("(or --redis-uri) to keep data in Redis.");
         log::warn!("**********************************************************************");
-        return Arc::new(SharedMemoryStore::new());
+        return (Arc::new(SharedMemoryStore::new()), None);
     };
     let mut options = RedisOptions::new(uri.clone(), args.keyspace.clone());
     options.password = args.redis_password.clone();
@@ -122,7 +124,7 @@ async fn connect_storage(args: &ServeArgs) -> Arc<dyn StorageDriver> {
         match RedisStorage::connect(&options).await {
             Ok(storage) => {
                 log::info!("storing data in Redis at {} under keyspace {:?}", redact(uri), args.keyspace);
-                return Arc::new(storage);
+                return (Arc::new(storage.clone()), Some(storage));
             }
             Err(err) => {
                 attempt += 1;
@@ -151,7 +153,21 @@ async fn serve(args: ServeArgs) -> i32 {
             return 2;
         }
     };
-    let storage = connect_storage(&args).await;
+    let management = match tokio::net::TcpListener::bind((args.host.as_str(), args.management_port)).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            log::error!("cannot listen on {}:{} for the management server: {err}", args.host, args.management_port);
+            return 1;
+        }
+    };
+    let health = Arc::new(actuator::Health::default());
+    let (stats_tx, stats_rx) = tokio::sync::watch::channel(korvet_core::stats::Stats::default());
+    tokio::spawn(actuator::serve(management, health.clone(), stats_rx));
+    let (storage, redis) = connect_storage(&args).await;
+    health.storage_ok.store(true, Ordering::Relaxed);
+    if let Some(redis) = redis {
+        tokio::spawn(watch_storage(redis, health.clone()));
+    }
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -169,9 +185,32 @@ async fn serve(args: ServeArgs) -> i32 {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
         ^ u64::from(std::process::id()).rotate_left(32);
     let broker = Broker::new(config, seed);
-    korvet_runtime_tokio::serve(listener, broker, storage, shutdown_signal(), Duration::from_secs(10)).await;
+    health.serving.store(true, Ordering::Relaxed);
+    let stopping = {
+        let health = health.clone();
+        async move {
+            shutdown_signal().await;
+            health.serving.store(false, Ordering::Relaxed);
+        }
+    };
+    korvet_runtime_tokio::serve(listener, broker, storage, stopping, Duration::from_secs(10), stats_tx).await;
     log::info!("korvet stopped");
     0
+}
+
+/// Pings Redis every second so that readiness reflects whether storage is reachable.
+async fn watch_storage(redis: RedisStorage, health: Arc<actuator::Health>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ok = matches!(tokio::time::timeout(Duration::from_secs(2), redis.ping()).await, Ok(Ok(())));
+        if health.storage_ok.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                log::info!("Redis is reachable again");
+            } else {
+                log::warn!("Redis is unreachable: readiness reports DOWN until it is back");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

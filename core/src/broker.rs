@@ -275,7 +275,7 @@ impl Broker {
                     connection.pending.push_back((task_id, None));
                 }
                 self.stats.api(api_name(meta.api_key)).errors += 1;
-                self.complete(conn, task_id, &meta, Some(response), now.mono_ms);
+                self.complete(conn, task_id, &meta, Some(response), 0);
             }
             Err(handlers::DecodeError::Close(reason)) => self.close(conn, reason),
         }
@@ -348,14 +348,16 @@ impl Broker {
             Step::Respond(response) => {
                 if let Some(task) = self.tasks.remove(&task_id) {
                     if task.responds {
-                        self.complete(task.conn, task_id, &task.meta, Some(response), task.started_ms);
+                        let elapsed = now.mono_ms.saturating_sub(task.started_ms);
+                        self.complete(task.conn, task_id, &task.meta, Some(response), elapsed);
                     }
                 }
             }
             Step::Done => {
                 if let Some(task) = self.tasks.remove(&task_id) {
                     if task.responds {
-                        self.complete(task.conn, task_id, &task.meta, None, task.started_ms);
+                        let elapsed = now.mono_ms.saturating_sub(task.started_ms);
+                        self.complete(task.conn, task_id, &task.meta, None, elapsed);
                     }
                 }
             }
@@ -398,11 +400,13 @@ impl Broker {
 
     /// Encodes a finished request's response into its slot, then releases every response at the
     /// head of the connection's queue that is ready, preserving request order.
-    fn complete(&mut self, conn: ConnId, task_id: TaskId, meta: &RequestMeta, response: Option<ResponseKind>, started_ms: u64) {
+    fn complete(&mut self, conn: ConnId, task_id: TaskId, meta: &RequestMeta, response: Option<ResponseKind>, elapsed_ms: u64) {
+        self.stats.api(api_name(meta.api_key)).latency_ms_total += elapsed_ms;
         let encoded = match response.map(|r| encode_response(meta, &r)) {
             Some(Ok(bytes)) => Some(bytes),
             Some(Err(err)) => {
-                self.close(conn, format!("cannot encode {:?} v{} response: {err}", meta.api_key, meta.version));
+                let client = meta.client_id.as_deref().unwrap_or("-");
+                self.close(conn, format!("cannot encode {:?} v{} response for client {client}: {err}", meta.api_key, meta.version));
                 return;
             }
             None => None,
@@ -417,7 +421,6 @@ impl Broker {
                 ready.extend_from_slice(&bytes);
             }
         }
-        let _ = started_ms;
         if !ready.is_empty() {
             self.outputs.push_back(Output::Transmit { conn, bytes: ready.freeze() });
         }

@@ -47,20 +47,21 @@ impl Clock {
 }
 
 /// Serves Kafka clients on `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish for at most `drain`, and returns.
+/// in-flight requests finish for at most `drain`, and returns the broker. The broker's counters
+/// are published on `stats` about once a second.
 pub async fn serve(
     listener: TcpListener,
     broker: Broker,
     storage: Arc<dyn StorageDriver>,
     shutdown: impl Future<Output = ()> + Send,
     drain: Duration,
-) -> (Broker, StatsWatch) {
+    stats: watch::Sender<korvet_core::stats::Stats>,
+) -> Broker {
     let (events_tx, events) = mpsc::channel::<Event>(1024);
     let acceptor = tokio::spawn(accept_loop(listener, events_tx));
-    let (stats_tx, stats_rx) = watch::channel(broker.stats().clone());
-    let broker = run_broker(broker, storage, events, shutdown, drain, stats_tx).await;
+    let broker = run_broker(broker, storage, events, shutdown, drain, stats).await;
     acceptor.abort();
-    (broker, stats_rx)
+    broker
 }
 
 async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>) {

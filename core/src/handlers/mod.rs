@@ -102,17 +102,17 @@ pub(crate) fn handler_for(request: RequestKind, meta: &RequestMeta) -> (Box<dyn 
         RequestKind::ListOffsets(req) => (Box::new(list_offsets::ListOffsets::new(req, version)), true),
         RequestKind::DescribeConfigs(req) => (Box::new(describe_configs::DescribeConfigs::new(req, version)), true),
         RequestKind::InitProducerId(req) => (Box::new(init_producer_id::InitProducerId::new(req)), true),
-        other => (Box::new(Unsupported(format!("{other:?}").chars().take(40).collect())), true),
+        _ => (Box::new(Unsupported(meta.api_key)), true),
     }
 }
 
 /// Never reached for APIs missing from the version table (they are refused at decode), but
 /// keeps the match total.
-struct Unsupported(String);
+struct Unsupported(ApiKey);
 
 impl Handler for Unsupported {
     fn resume(&mut self, _cx: &mut Context<'_>, _replies: Vec<StorageReply>) -> Step {
-        log::warn!("no handler for request {}", self.0);
+        log::warn!("no handler for {:?} requests", self.0);
         Step::Done
     }
 }

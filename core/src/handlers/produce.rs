@@ -53,7 +53,7 @@ impl Produce {
     }
 
     fn plan_appends(&mut self, cx: &mut Context<'_>) -> Vec<StorageCommand> {
-        let lookup = self.lookup.as_ref().expect("lookup runs before appends");
+        let Some(lookup) = self.lookup.as_ref() else { return Vec::new() };
         let mut commands = Vec::new();
         for (ti, topic) in self.request.topic_data.iter().enumerate() {
             let name = topic_name(&topic.name);

@@ -1,0 +1,52 @@
+"""The management HTTP server: health endpoints and Prometheus metrics."""
+import urllib.error
+import urllib.request
+
+from kafka import KafkaProducer
+
+from harness import Korvet, wait_for
+
+
+def get(broker, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{broker.management_port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_health_and_metrics(korvet):
+    assert get(korvet, "/actuator/health/liveness") == (200, '{"status":"UP"}')
+    wait_for(lambda: get(korvet, "/actuator/health/readiness")[0] == 200, 30, "readiness")
+    assert get(korvet, "/nope")[0] == 404
+    before = metric(get(korvet, "/actuator/prometheus")[1], "korvet_produce_requests_total") or 0
+    producer = KafkaProducer(bootstrap_servers=korvet.bootstrap)
+    producer.send("metered", b"x").get(timeout=30)
+    producer.close()
+    wait_for(lambda: (metric(get(korvet, "/actuator/prometheus")[1], "korvet_produce_requests_total") or 0) > before,
+             30, "korvet_produce_requests_total to grow")
+    text = get(korvet, "/actuator/prometheus")[1]
+    assert 'korvet_records_in_total{topic="metered"} 1' in text
+    assert metric(text, "korvet_active_connections") is not None
+
+
+def test_readiness_follows_redis(redis):
+    broker = Korvet(redis_uri=redis.uri, keyspace="ready")
+    try:
+        wait_for(lambda: get(broker, "/actuator/health/readiness")[0] == 200, 30, "ready")
+        redis.stop()
+        wait_for(lambda: get(broker, "/actuator/health/readiness")[0] == 503, 30, "not ready without Redis")
+        assert get(broker, "/actuator/health/liveness")[0] == 200, "alive all the same"
+        redis.start()
+        wait_for(lambda: get(broker, "/actuator/health/readiness")[0] == 200, 60, "ready again")
+    finally:
+        if redis.proc.poll() is not None:
+            redis.start()
+        broker.stop()
