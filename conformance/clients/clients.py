@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import RDKAFKA_CLIENT, ROOT
+from harness import RDKAFKA_CLIENT
 
 MAX_BYTES = 4_000_000
 NODE_DIR = os.path.join(os.path.dirname(__file__), "node")
@@ -168,13 +168,18 @@ def _node(*args):
     return json.loads(result.stdout.decode() or "null")
 
 
-def kafkajs_produce(bootstrap, topic, codec, records):
+def _with_dataset_file(records, run):
+    """Writes the dataset to a temporary JSON file for an external client program."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(records, f)
     try:
-        _node("produce", bootstrap, topic, codec, f.name)
+        return run(f.name)
     finally:
         os.unlink(f.name)
+
+
+def kafkajs_produce(bootstrap, topic, codec, records):
+    _with_dataset_file(records, lambda path: _node("produce", bootstrap, topic, codec, path))
 
 
 def kafkajs_consume(bootstrap, topic, partitions, count):
@@ -190,12 +195,7 @@ def _rdkafka(*args):
 
 
 def rdkafka_produce(bootstrap, topic, codec, records):
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(records, f)
-    try:
-        _rdkafka("produce", bootstrap, topic, codec, f.name)
-    finally:
-        os.unlink(f.name)
+    _with_dataset_file(records, lambda path: _rdkafka("produce", bootstrap, topic, codec, path))
 
 
 def rdkafka_consume(bootstrap, topic, partitions, count):
