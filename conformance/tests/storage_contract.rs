@@ -140,7 +140,29 @@ async fn producer_ids_are_unique(store: &dyn StorageDriver) {
     assert_eq!(unique.len(), ids.len());
 }
 
+async fn group_offsets(store: &dyn StorageDriver) {
+    let commit = |topic: &str, partition, offset, metadata: Option<&str>| CommittedOffset {
+        topic: topic.into(),
+        partition,
+        offset,
+        leader_epoch: 3,
+        metadata: metadata.map(String::from),
+    };
+    let fetch = |partitions| StorageCommand::FetchOffsets { group: "g".into(), partitions };
+    assert_eq!(run(store, fetch(None)).await, StorageReply::CommittedOffsets(vec![]));
+    let first = vec![commit("a", 0, 10, Some("m|with:odd\"chars")), commit("a", 1, 20, None), commit("b", 0, 5, Some(""))];
+    assert_eq!(run(store, StorageCommand::CommitOffsets { group: "g".into(), offsets: first.clone() }).await, StorageReply::OffsetsCommitted);
+    assert_eq!(run(store, fetch(None)).await, StorageReply::CommittedOffsets(first.clone()));
+    // A later commit replaces the earlier one; other partitions keep theirs.
+    run(store, StorageCommand::CommitOffsets { group: "g".into(), offsets: vec![commit("a", 1, 25, Some("x"))] }).await;
+    let wanted = Some(vec![("a".to_string(), 1), ("zz".to_string(), 9)]);
+    assert_eq!(run(store, fetch(wanted)).await, StorageReply::CommittedOffsets(vec![commit("a", 1, 25, Some("x"))]));
+    let other = StorageCommand::FetchOffsets { group: "other".into(), partitions: None };
+    assert_eq!(run(store, other).await, StorageReply::CommittedOffsets(vec![]), "groups are separate");
+}
+
 async fn all_cases(store: &dyn StorageDriver) {
+    group_offsets(store).await;
     topics_lifecycle(store).await;
     dense_offsets_and_reads(store).await;
     idempotent_producer(store).await;

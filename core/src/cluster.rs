@@ -51,6 +51,15 @@ impl ClusterView {
     }
 }
 
+impl ClusterView {
+    /// The broker coordinating a consumer group: the group id hashed over the live brokers, so
+    /// every broker gives the same answer.
+    pub fn coordinator_for(&self, group: &str) -> &BrokerInfo {
+        let index = fnv1a(group.as_bytes()) % self.brokers.len() as u64;
+        &self.brokers[index as usize]
+    }
+}
+
 /// FNV-1a: a stable hash, identical on every broker and every build.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf29ce484222325;

@@ -35,6 +35,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DeleteTopics, 0, 6, 1),
     api(ApiKey::InitProducerId, 0, 4, 0),
     api(ApiKey::DescribeConfigs, 0, 4, 1),
+    api(ApiKey::FindCoordinator, 0, 4, 0),
+    api(ApiKey::OffsetCommit, 0, 8, 2),
+    api(ApiKey::OffsetFetch, 0, 8, 1),
 ];
 
 pub fn lookup(api_key: i16) -> Option<&'static ApiSupport> {

@@ -133,6 +133,37 @@ fn fetch_request(name: &'static str, offset: i64, wait_ms: i32) -> FetchRequest 
     ])
 }
 
+fn commit_request(group: &'static str, name: &'static str, partition: i32, offset: i64) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic(name)).with_partitions(vec![
+            offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)
+                .with_committed_metadata(Some(StrBytes::from_static_str("meta"))),
+        ])])
+}
+
+#[test]
+fn standalone_commits_round_trip_and_members_are_refused() {
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("c", &["x"])), ApiKey::Produce, 9);
+    let ResponseKind::OffsetCommit(r) = h.call(RequestKind::OffsetCommit(commit_request("g", "c", 0, 1)), ApiKey::OffsetCommit, 8) else { panic!() };
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let fetch = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_topics(None);
+    let ResponseKind::OffsetFetch(r) = h.call(RequestKind::OffsetFetch(fetch), ApiKey::OffsetFetch, 7) else { panic!() };
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.committed_offset, p.metadata.as_deref()), (1, Some("meta")));
+    let mut member = commit_request("g", "c", 0, 2);
+    member.generation_id_or_member_epoch = 3;
+    member.member_id = StrBytes::from_static_str("someone");
+    let ResponseKind::OffsetCommit(r) = h.call(RequestKind::OffsetCommit(member), ApiKey::OffsetCommit, 8) else { panic!() };
+    assert_eq!(r.topics[0].partitions[0].error_code, korvet_core::errors::UNKNOWN_MEMBER_ID, "never silently accepted");
+    let ResponseKind::OffsetCommit(r) = h.call(RequestKind::OffsetCommit(commit_request("g", "nope", 0, 1)), ApiKey::OffsetCommit, 8) else { panic!() };
+    assert_eq!(r.topics[0].partitions[0].error_code, korvet_core::errors::UNKNOWN_TOPIC_OR_PARTITION);
+}
+
 #[test]
 fn every_api_answers_at_every_decodable_version() {
     for api in korvet_core::versions::SUPPORTED_APIS {
@@ -170,6 +201,20 @@ fn every_api_answers_at_every_decodable_version() {
                     describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")),
                     describe_configs_request::DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("0")),
                 ])),
+                ApiKey::FindCoordinator => RequestKind::FindCoordinator(
+                    FindCoordinatorRequest::default()
+                        .with_key(StrBytes::from_static_str(if version >= 4 { "" } else { "group" }))
+                        .with_coordinator_keys(if version >= 4 { vec![StrBytes::from_static_str("group")] } else { vec![] }),
+                ),
+                ApiKey::OffsetCommit => RequestKind::OffsetCommit(commit_request("group", "t", 0, 1)),
+                ApiKey::OffsetFetch => RequestKind::OffsetFetch(if version >= 8 {
+                    OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("group")))])
+                } else {
+                    OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("group"))).with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default().with_name(topic("t")).with_partition_indexes(vec![0]),
+                    ]))
+                }),
                 other => panic!("no test request for {other:?}"),
             };
             h.call(request, api.key, version);

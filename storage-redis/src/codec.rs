@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use korvet_core::records::{Header, Record};
-use korvet_core::storage::{PartitionOffsets, StorageReply, StoredRecord, TopicMeta};
+use korvet_core::storage::{CommittedOffset, PartitionOffsets, StorageReply, StoredRecord, TopicMeta};
 use redis::{Cmd, RedisError, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -28,6 +28,35 @@ pub fn decode_topic(name: &str, json: &[u8]) -> Result<TopicMeta, String> {
     let parsed: TopicJson = serde_json::from_slice(json).map_err(|e| e.to_string())?;
     let id = uuid::Uuid::parse_str(&parsed.id).map_err(|e| e.to_string())?;
     Ok(TopicMeta { name: name.to_string(), id: *id.as_bytes(), partitions: parsed.partitions, configs: parsed.configs })
+}
+
+#[derive(Serialize, Deserialize)]
+struct CommitJson {
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<String>,
+}
+
+pub fn commit_field(topic: &str, partition: i32) -> String {
+    format!("{topic}:{partition}")
+}
+
+pub fn encode_commit(commit: &CommittedOffset) -> String {
+    let json = CommitJson { offset: commit.offset, leader_epoch: commit.leader_epoch, metadata: commit.metadata.clone() };
+    serde_json::to_string(&json).unwrap_or_default()
+}
+
+/// Parses a commit stored under `topic:partition`; `None` when either is unreadable.
+pub fn decode_commit(field: &str, json: &[u8]) -> Option<CommittedOffset> {
+    let (topic, partition) = field.rsplit_once(':')?;
+    let parsed: CommitJson = serde_json::from_slice(json).ok()?;
+    Some(CommittedOffset {
+        topic: topic.to_string(),
+        partition: partition.parse().ok()?,
+        offset: parsed.offset,
+        leader_epoch: parsed.leader_epoch,
+        metadata: parsed.metadata,
+    })
 }
 
 const KEY: &[u8] = b"key";

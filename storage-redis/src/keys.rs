@@ -35,6 +35,11 @@ impl Keys {
         format!("{}:producer-ids", self.keyspace)
     }
 
+    /// Hash of a consumer group's committed offsets: `topic:partition` -> JSON.
+    pub fn group_offsets(&self, group: &str) -> String {
+        format!("{}:offsets:{{{group}}}", self.keyspace)
+    }
+
     /// Set of registered broker ids (deployment guide: `{keyspace}:brokers`).
     pub fn brokers(&self) -> String {
         format!("{}:brokers", self.keyspace)

@@ -10,6 +10,7 @@
 //! | `{ks}:partition:{topic:partition}` | hash | `next` (high watermark), `start`, `max-timestamp`, `max-timestamp-offset`, `producer:<id>` |
 //! | `{ks}:timeindex:{topic:partition}` | sorted set | member offset, score the timestamp that raised the running maximum |
 //! | `{ks}:producer-ids` | string | counter behind InitProducerId |
+//! | `{ks}:offsets:{group}` | hash | `topic:partition` -> JSON `{"offset", "leader_epoch", "metadata"}` |
 //!
 //! A record's entry has the fields `timestamp`, then `key` and `value` when not null, then one
 //! `header:<name>` per header (`nullheader:<name>` with an empty value for a null header value).
@@ -235,6 +236,33 @@ impl RedisStorage {
             StorageCommand::AllocateProducerId => {
                 let id: i64 = redis::cmd("INCR").arg(keys.producer_ids()).query_async(&mut conn).await?;
                 Ok(StorageReply::ProducerId(id))
+            }
+            StorageCommand::CommitOffsets { group, offsets } => {
+                if !offsets.is_empty() {
+                    let mut cmd = redis::cmd("HSET");
+                    cmd.arg(keys.group_offsets(&group));
+                    for commit in &offsets {
+                        cmd.arg(codec::commit_field(&commit.topic, commit.partition)).arg(codec::encode_commit(commit));
+                    }
+                    let _: () = cmd.query_async(&mut conn).await?;
+                }
+                Ok(StorageReply::OffsetsCommitted)
+            }
+            StorageCommand::FetchOffsets { group, partitions } => {
+                let key = keys.group_offsets(&group);
+                let entries: Vec<(String, Vec<u8>)> = match partitions {
+                    None => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await?,
+                    Some(wanted) if wanted.is_empty() => Vec::new(),
+                    Some(wanted) => {
+                        let fields: Vec<String> = wanted.iter().map(|(t, p)| codec::commit_field(t, *p)).collect();
+                        let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET").arg(&key).arg(&fields).query_async(&mut conn).await?;
+                        fields.into_iter().zip(values).filter_map(|(f, v)| v.map(|v| (f, v))).collect()
+                    }
+                };
+                let mut commits: Vec<CommittedOffset> =
+                    entries.iter().filter_map(|(field, json)| codec::decode_commit(field, json)).collect();
+                commits.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                Ok(StorageReply::CommittedOffsets(commits))
             }
         }
     }

@@ -5,9 +5,12 @@ mod create_topics;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
+mod find_coordinator;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod produce;
 mod topic_configs;
 mod topic_lookup;
@@ -102,6 +105,9 @@ pub(crate) fn handler_for(request: RequestKind, meta: &RequestMeta) -> (Box<dyn 
         RequestKind::ListOffsets(req) => (Box::new(list_offsets::ListOffsets::new(req, version)), true),
         RequestKind::DescribeConfigs(req) => (Box::new(describe_configs::DescribeConfigs::new(req, version)), true),
         RequestKind::InitProducerId(req) => (Box::new(init_producer_id::InitProducerId::new(req)), true),
+        RequestKind::FindCoordinator(req) => (Box::new(find_coordinator::FindCoordinator::new(req, version)), true),
+        RequestKind::OffsetCommit(req) => (Box::new(offset_commit::OffsetCommit::new(req)), true),
+        RequestKind::OffsetFetch(req) => (Box::new(offset_fetch::OffsetFetch::new(req, version)), true),
         _ => (Box::new(Unsupported(meta.api_key)), true),
     }
 }

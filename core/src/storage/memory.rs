@@ -15,6 +15,8 @@ pub struct MemoryStore {
     topics: BTreeMap<String, TopicMeta>,
     partitions: HashMap<(String, i32), PartitionLog>,
     next_producer_id: i64,
+    /// group -> (topic, partition) -> commit
+    group_offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
 }
 
 #[derive(Default)]
@@ -160,6 +162,22 @@ impl MemoryStore {
             StorageCommand::AllocateProducerId => {
                 self.next_producer_id += 1;
                 StorageReply::ProducerId(self.next_producer_id)
+            }
+            StorageCommand::CommitOffsets { group, offsets } => {
+                let committed = self.group_offsets.entry(group).or_default();
+                for offset in offsets {
+                    committed.insert((offset.topic.clone(), offset.partition), offset);
+                }
+                StorageReply::OffsetsCommitted
+            }
+            StorageCommand::FetchOffsets { group, partitions } => {
+                let Some(committed) = self.group_offsets.get(&group) else {
+                    return StorageReply::CommittedOffsets(Vec::new());
+                };
+                StorageReply::CommittedOffsets(match partitions {
+                    None => committed.values().cloned().collect(),
+                    Some(wanted) => wanted.iter().filter_map(|key| committed.get(key).cloned()).collect(),
+                })
             }
         }
     }

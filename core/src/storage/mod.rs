@@ -21,6 +21,16 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
 }
 
+/// A consumer group's committed position in one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
 /// One record read back with the offset it was assigned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRecord {
@@ -49,6 +59,10 @@ pub enum StorageCommand {
     OffsetForTimestamp { topic: String, partition: i32, timestamp: i64 },
     /// A fresh producer id, unique across every broker sharing the store.
     AllocateProducerId,
+    /// Stores a group's committed offsets, replacing earlier commits of the same partitions.
+    CommitOffsets { group: String, offsets: Vec<CommittedOffset> },
+    /// A group's committed offsets: of the given partitions (those committed), or all of them.
+    FetchOffsets { group: String, partitions: Option<Vec<(String, i32)>> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +98,8 @@ pub enum StorageReply {
     /// `(offset, timestamp)` of the match, or `None` when every record is older.
     TimestampOffset(Option<(i64, i64)>),
     ProducerId(i64),
+    OffsetsCommitted,
+    CommittedOffsets(Vec<CommittedOffset>),
     Failed(StorageError),
 }
 

@@ -1,0 +1,54 @@
+//! FindCoordinator for consumer groups, single-key (v0–3) and batched (v4) forms.
+
+use super::{Handler, Step};
+use crate::broker::Context;
+use crate::errors;
+use crate::storage::StorageReply;
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::{BrokerId, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+const GROUP_KEY: i8 = 0;
+
+pub(crate) struct FindCoordinator {
+    request: FindCoordinatorRequest,
+    version: i16,
+}
+
+impl FindCoordinator {
+    pub fn new(request: FindCoordinatorRequest, version: i16) -> Self {
+        FindCoordinator { request, version }
+    }
+}
+
+fn locate(cx: &Context<'_>, key_type: i8, key: &StrBytes) -> Coordinator {
+    let coordinator = Coordinator::default().with_key(key.clone());
+    if key_type != GROUP_KEY {
+        // Transaction coordinators: korvet does not implement transactions.
+        return coordinator
+            .with_node_id(BrokerId(-1))
+            .with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
+            .with_error_message(Some(StrBytes::from_static_str("korvet does not support transactions")));
+    }
+    let broker = cx.cluster.coordinator_for(key.as_str());
+    coordinator.with_node_id(BrokerId(broker.id)).with_host(StrBytes::from_string(broker.host.clone())).with_port(broker.port)
+}
+
+impl Handler for FindCoordinator {
+    fn resume(&mut self, cx: &mut Context<'_>, _replies: Vec<StorageReply>) -> Step {
+        let response = if self.version >= 4 {
+            let coordinators = self.request.coordinator_keys.iter().map(|key| locate(cx, self.request.key_type, key)).collect();
+            FindCoordinatorResponse::default().with_coordinators(coordinators)
+        } else {
+            let found = locate(cx, self.request.key_type, &self.request.key);
+            FindCoordinatorResponse::default()
+                .with_error_code(found.error_code)
+                .with_error_message(found.error_message)
+                .with_node_id(found.node_id)
+                .with_host(found.host)
+                .with_port(found.port)
+        };
+        Step::Respond(ResponseKind::FindCoordinator(response))
+    }
+}
