@@ -18,6 +18,11 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind
 use kafka_protocol::protocol::Encodable;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+/// Requests one connection may have in flight. Well-behaved clients stay far below (librdkafka
+/// sends at most 5 produce requests at once by default); beyond this a client is pipelining
+/// without reading its responses, and is disconnected before it exhausts the broker's memory.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 1000;
+
 pub type ConnId = u64;
 pub type OpId = u64;
 type TaskId = u64;
@@ -266,6 +271,10 @@ impl Broker {
     }
 
     fn handle_frame(&mut self, conn: ConnId, frame: Bytes, now: Time) {
+        if self.conns.get(&conn).is_some_and(|c| c.pending.len() >= MAX_REQUESTS_IN_FLIGHT) {
+            self.close(conn, format!("more than {MAX_REQUESTS_IN_FLIGHT} requests in flight without reading responses"));
+            return;
+        }
         match handlers::decode_request(frame) {
             Ok((meta, request)) => self.start(conn, meta, request, now),
             Err(handlers::DecodeError::Respond { meta, response }) => {

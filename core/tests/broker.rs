@@ -16,6 +16,7 @@ struct Harness {
     received: BytesMut,
     closed: bool,
     timeout: Option<u64>,
+    next_correlation: i32,
 }
 
 const CONN: u64 = 1;
@@ -25,7 +26,7 @@ impl Harness {
         let mut broker = Broker::new(BrokerConfig { max_request_size: 1 << 20, ..BrokerConfig::default() }, 7);
         let now = Time { mono_ms: 1_000, wall_ms: 1_700_000_000_000 };
         broker.handle_connect(CONN, "test", now);
-        Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, timeout: None }
+        Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, timeout: None, next_correlation: 0 }
     }
 
     /// Runs storage commands against the store until the broker is quiet.
@@ -50,7 +51,8 @@ impl Harness {
     }
 
     fn send(&mut self, request: RequestKind, key: ApiKey, version: i16) -> i32 {
-        let correlation_id = self.sent.len() as i32 + 100 * (self.sent.back().map_or(0, |s| s.2) + 1);
+        self.next_correlation += 1;
+        let correlation_id = self.next_correlation;
         let mut body = BytesMut::new();
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -350,4 +352,17 @@ fn acks_zero_gets_no_response() {
         panic!()
     };
     assert_eq!(offsets.topics[0].partitions[0].offset, 1, "the acks=0 record was still written");
+}
+
+#[test]
+fn a_client_that_never_reads_is_disconnected() {
+    let mut h = Harness::new();
+    // Parked fetches keep their response slots; past the limit the connection is closed.
+    h.call(RequestKind::Produce(produce_request("flood", &["a"])), ApiKey::Produce, 9);
+    for _ in 0..korvet_core::broker::MAX_REQUESTS_IN_FLIGHT {
+        h.send(RequestKind::Fetch(fetch_request("flood", 1, 60_000)), ApiKey::Fetch, 12);
+    }
+    assert!(!h.closed);
+    h.send(RequestKind::Fetch(fetch_request("flood", 1, 60_000)), ApiKey::Fetch, 12);
+    assert!(h.closed, "one request too many");
 }
