@@ -132,6 +132,13 @@ pub struct Broker {
     outputs: VecDeque<Output>,
     next_id: u64,
     announced_timeout: Option<u64>,
+    storage_warnings: RateLimit,
+}
+
+#[derive(Default)]
+struct RateLimit {
+    last_ms: Option<u64>,
+    suppressed: u64,
 }
 
 impl Broker {
@@ -159,6 +166,7 @@ impl Broker {
             outputs: VecDeque::new(),
             next_id: 1,
             announced_timeout: None,
+            storage_warnings: RateLimit::default(),
         }
     }
 
@@ -236,7 +244,7 @@ impl Broker {
         let Some((task_id, index)) = self.ops.remove(&op) else { return };
         if let StorageReply::Failed(err) = &reply {
             self.stats.storage_errors += 1;
-            log::warn!("storage command failed: {}", err.message);
+            self.warn_storage_failure(&err.message, now);
         }
         let Some(task) = self.tasks.get_mut(&task_id) else { return };
         if let Some(slot) = task.replies.get_mut(index) {
@@ -441,6 +449,23 @@ impl Broker {
             self.outputs.push_back(Output::Close { conn, reason });
         }
         self.handle_disconnect(conn, Time { mono_ms: 0, wall_ms: 0 });
+    }
+
+    /// Logs a storage failure, at most one line per second: during an outage every request
+    /// fails, and the log must stay readable.
+    fn warn_storage_failure(&mut self, message: &str, now: Time) {
+        let quiet = &mut self.storage_warnings;
+        if quiet.last_ms.is_some_and(|last| now.mono_ms < last + 1_000) {
+            quiet.suppressed += 1;
+            return;
+        }
+        if quiet.suppressed > 0 {
+            log::warn!("storage command failed: {message} ({} more failures in the last second not shown)", quiet.suppressed);
+        } else {
+            log::warn!("storage command failed: {message}");
+        }
+        quiet.last_ms = Some(now.mono_ms);
+        quiet.suppressed = 0;
     }
 
     fn announce_timeout(&mut self) {

@@ -72,7 +72,7 @@ impl Fetch {
                     topic: name.clone(),
                     partition: partition.partition,
                     offset: partition.fetch_offset,
-                    max_bytes: partition.partition_max_bytes.max(1) as usize,
+                    max_bytes: read_budget(partition.partition_max_bytes, self.request.max_bytes),
                 });
             }
         }
@@ -173,6 +173,15 @@ impl Fetch {
             .collect();
         ResponseKind::Fetch(FetchResponse::default().with_responses(topics))
     }
+}
+
+/// The most any one partition read may pull from storage: a client cannot make the broker load
+/// more than this per partition, whatever limits it asks for.
+const MAX_PARTITION_READ: usize = 64 * 1024 * 1024;
+
+fn read_budget(partition_max_bytes: i32, request_max_bytes: i32) -> usize {
+    let asked = partition_max_bytes.max(1).min(request_max_bytes.max(1)) as usize;
+    asked.min(MAX_PARTITION_READ)
 }
 
 /// Records read from one partition are always at consecutive offsets: one batch holds them.
