@@ -50,6 +50,16 @@ pub struct ServeArgs {
     /// Largest request accepted, in bytes; larger ones close the connection.
     #[arg(long, env = "KORVET_SERVER_MAX_REQUEST_SIZE", default_value_t = 100 * 1024 * 1024)]
     pub max_request_size: usize,
+    /// How long the first rebalance of an empty consumer group waits for more members (Kafka's
+    /// group.initial.rebalance.delay.ms), e.g. `3s` or `500ms`.
+    #[arg(long, env = "KORVET_SERVER_REBALANCE_DELAY", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub rebalance_delay: std::time::Duration,
+    /// Shortest session timeout a consumer may ask for (Kafka's group.min.session.timeout.ms).
+    #[arg(long, env = "KORVET_SERVER_GROUP_MIN_SESSION_TIMEOUT", default_value = "6s", value_parser = humantime::parse_duration)]
+    pub group_min_session_timeout: std::time::Duration,
+    /// Longest session timeout a consumer may ask for (Kafka's group.max.session.timeout.ms).
+    #[arg(long, env = "KORVET_SERVER_GROUP_MAX_SESSION_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub group_max_session_timeout: std::time::Duration,
     /// Log level, optionally per module: `info` or `info,korvet_core=debug`.
     #[arg(long, env = "KORVET_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -70,6 +80,9 @@ impl ServeArgs {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             max_request_size: self.max_request_size,
+            initial_rebalance_delay_ms: self.rebalance_delay.as_millis() as u64,
+            group_min_session_timeout_ms: self.group_min_session_timeout.as_millis().min(i32::MAX as u128) as i32,
+            group_max_session_timeout_ms: self.group_max_session_timeout.as_millis().min(i32::MAX as u128) as i32,
             ..BrokerConfig::default()
         }
     }

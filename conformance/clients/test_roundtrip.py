@@ -14,15 +14,15 @@ PARTITIONS = 3
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 # kafkajs ships only the gzip codec; the others need third-party native packages.
 KAFKAJS_CODECS = ["none", "gzip"]
-# Who reads what each client wrote: always a different client. kafkajs has no consumer without
-# consumer groups, so it only produces here.
+# Who reads what each client wrote: always a different client. (kafkajs consumes through a
+# consumer group, since it has no other way to consume.)
 READER = {
     "confluent": "kafka-python",
     "kafka-python": "aiokafka",
     "aiokafka": "rdkafka",
-    "rdkafka": "kcat",
+    "rdkafka": "kafkajs",
+    "kafkajs": "kcat",
     "kcat": "confluent",
-    "kafkajs": "confluent",
 }
 
 

@@ -21,10 +21,6 @@ SOURCE = os.path.join(WORK, f"kafka_python-{VERSION}")
 
 # name fragment -> why it cannot pass yet
 DESELECTED = {
-    "test_group": "consumer groups (JoinGroup/SyncGroup/Heartbeat) are not implemented yet",
-    "test_heartbeat_thread": "consumer groups are not implemented yet",
-    "offset_commit_resume": "OffsetCommit/OffsetFetch are not implemented yet",
-    "max_bytes_one_msg": "the test consumes with a group_id, and consumer groups are not implemented yet",
     "unsupported_encoding": "korvet stores each record as its own stream entry and serves fetches uncompressed, "
                             "so a consumer never needs the producer's codec and the expected error cannot occur",
     "transactional": "korvet does not implement transactions",
@@ -49,7 +45,12 @@ def prepare():
 def main():
     prepare()
     redis = Redis()
-    broker = Korvet(redis_uri=redis.uri, keyspace="peer", extra_env={"KORVET_SERVER_DEFAULT_PARTITIONS": "4"})
+    broker = Korvet(redis_uri=redis.uri, keyspace="peer", extra_env={
+        "KORVET_SERVER_DEFAULT_PARTITIONS": "4",
+        # As in the broker config kafka-python's own fixtures use: test_group asks for 3 s sessions.
+        "KORVET_SERVER_GROUP_MIN_SESSION_TIMEOUT": "1s",
+        "KORVET_SERVER_REBALANCE_DELAY": "0s",
+    })
     try:
         env = dict(os.environ, KAFKA_URI=f"tcp://127.0.0.1:{broker.port}", KAFKA_VERSION=KAFKA_VERSION)
         deselect = " or ".join(DESELECTED)

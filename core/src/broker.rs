@@ -9,6 +9,7 @@ use crate::cluster::{BrokerInfo, ClusterView};
 use crate::config::BrokerConfig;
 use crate::frame::FrameDecoder;
 use crate::handlers::{self, Handler, Step};
+use crate::groups::Groups;
 use crate::stats::Stats;
 use crate::storage::{StorageCommand, StorageReply};
 use crate::topics::TopicCache;
@@ -72,7 +73,16 @@ struct Task {
 
 struct Parked {
     deadline: u64,
-    partitions: Vec<(String, i32)>,
+    keys: Vec<WaitKey>,
+}
+
+/// What a parked request waits for, besides its deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum WaitKey {
+    /// An append to this partition.
+    Partition(String, i32),
+    /// Any change of this consumer group.
+    Group(String),
 }
 
 /// Everything a handler may read or update while it runs.
@@ -87,6 +97,10 @@ pub(crate) struct Context<'a> {
     pub appended: &'a mut Vec<(String, i32)>,
     /// Appends completed per partition since start, local or reported from other brokers.
     pub append_counts: &'a HashMap<(String, i32), u64>,
+    pub groups: &'a mut Groups,
+    /// The client address of the connection, for group member descriptions.
+    pub peer: &'a str,
+    pub client_id: &'a str,
 }
 
 /// A small deterministic PRNG; the runtime seeds it (from entropy, or from the simulator's seed).
@@ -126,8 +140,11 @@ pub struct Broker {
     ops: HashMap<OpId, (TaskId, usize)>,
     /// Parked tasks by deadline.
     timers: BTreeSet<(u64, TaskId)>,
-    /// Parked tasks by the partitions whose appends wake them.
-    waiters: HashMap<(String, i32), Vec<TaskId>>,
+    /// Parked tasks by what wakes them.
+    waiters: HashMap<WaitKey, Vec<TaskId>>,
+    groups: Groups,
+    /// When the group coordinator next has timeouts to enforce.
+    group_deadline: Option<u64>,
     append_counts: HashMap<(String, i32), u64>,
     outputs: VecDeque<Output>,
     next_id: u64,
@@ -152,6 +169,10 @@ impl Broker {
         };
         Broker {
             topics: TopicCache::new(config.topic_cache_ttl_ms),
+            groups: Groups::with_session_timeouts(
+                config.initial_rebalance_delay_ms,
+                config.group_min_session_timeout_ms..=config.group_max_session_timeout_ms,
+            ),
             cluster: ClusterView::single(this.clone()),
             this,
             config,
@@ -162,6 +183,7 @@ impl Broker {
             ops: HashMap::new(),
             timers: BTreeSet::new(),
             waiters: HashMap::new(),
+            group_deadline: None,
             append_counts: HashMap::new(),
             outputs: VecDeque::new(),
             next_id: 1,
@@ -260,6 +282,11 @@ impl Broker {
 
     /// Wakes parked requests whose deadline has passed. Spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Time) {
+        if self.group_deadline.is_some_and(|d| d <= now.mono_ms) {
+            self.groups.tick(now.mono_ms);
+            self.group_deadline = self.groups.next_deadline();
+            self.wake_changed_groups(now);
+        }
         while let Some(&(deadline, task_id)) = self.timers.first() {
             if deadline > now.mono_ms {
                 break;
@@ -274,7 +301,8 @@ impl Broker {
     /// Tells the core that records were appended to a partition through another broker, so that
     /// long-polling fetches here wake up.
     pub fn handle_remote_append(&mut self, topic: &str, partition: i32, now: Time) {
-        self.wake(&[(topic.to_string(), partition)], now);
+        *self.append_counts.entry((topic.to_string(), partition)).or_default() += 1;
+        self.wake(&[WaitKey::Partition(topic.to_string(), partition)], now);
         self.announce_timeout();
     }
 
@@ -327,6 +355,7 @@ impl Broker {
     fn resume(&mut self, task_id: TaskId, replies: Vec<StorageReply>, now: Time) {
         let Some(task) = self.tasks.get_mut(&task_id) else { return };
         let mut appended = Vec::new();
+        let peer = self.conns.get(&task.conn).map_or("", |c| c.peer.as_str());
         let step = {
             let mut cx = Context {
                 config: &self.config,
@@ -337,6 +366,9 @@ impl Broker {
                 now,
                 appended: &mut appended,
                 append_counts: &self.append_counts,
+                groups: &mut self.groups,
+                peer,
+                client_id: task.meta.client_id.as_deref().unwrap_or(""),
             };
             task.handler.resume(&mut cx, replies)
         };
@@ -355,12 +387,12 @@ impl Broker {
                 // Nothing to wait for: go straight on.
                 self.resume(task_id, Vec::new(), now);
             }
-            Step::Park { deadline, partitions } => {
+            Step::Park { deadline, keys } => {
                 self.timers.insert((deadline, task_id));
-                for partition in &partitions {
-                    self.waiters.entry(partition.clone()).or_default().push(task_id);
+                for key in &keys {
+                    self.waiters.entry(key.clone()).or_default().push(task_id);
                 }
-                task.parked = Some(Parked { deadline, partitions });
+                task.parked = Some(Parked { deadline, keys });
             }
             Step::Respond(response) => {
                 if let Some(task) = self.tasks.remove(&task_id) {
@@ -380,15 +412,29 @@ impl Broker {
             }
         }
         if !appended.is_empty() {
-            self.wake(&appended, now);
+            for partition in &appended {
+                *self.append_counts.entry(partition.clone()).or_default() += 1;
+            }
+            let keys: Vec<WaitKey> = appended.into_iter().map(|(t, p)| WaitKey::Partition(t, p)).collect();
+            self.wake(&keys, now);
         }
+        self.wake_changed_groups(now);
     }
 
-    fn wake(&mut self, partitions: &[(String, i32)], now: Time) {
+    fn wake_changed_groups(&mut self, now: Time) {
+        let changed = self.groups.take_changed();
+        if changed.is_empty() {
+            return;
+        }
+        let keys: Vec<WaitKey> = changed.into_iter().map(WaitKey::Group).collect();
+        self.wake(&keys, now);
+        self.group_deadline = self.groups.next_deadline();
+    }
+
+    fn wake(&mut self, keys: &[WaitKey], now: Time) {
         let mut woken = Vec::new();
-        for partition in partitions {
-            *self.append_counts.entry(partition.clone()).or_default() += 1;
-            if let Some(tasks) = self.waiters.remove(partition) {
+        for key in keys {
+            if let Some(tasks) = self.waiters.remove(key) {
                 woken.extend(tasks);
             }
         }
@@ -405,11 +451,11 @@ impl Broker {
     fn unpark(&mut self, task_id: TaskId) {
         let Some(parked) = self.tasks.get_mut(&task_id).and_then(|t| t.parked.take()) else { return };
         self.timers.remove(&(parked.deadline, task_id));
-        for partition in parked.partitions {
-            if let Some(tasks) = self.waiters.get_mut(&partition) {
+        for key in parked.keys {
+            if let Some(tasks) = self.waiters.get_mut(&key) {
                 tasks.retain(|t| *t != task_id);
                 if tasks.is_empty() {
-                    self.waiters.remove(&partition);
+                    self.waiters.remove(&key);
                 }
             }
         }
@@ -469,7 +515,7 @@ impl Broker {
     }
 
     fn announce_timeout(&mut self) {
-        let next = self.timers.first().map(|(deadline, _)| *deadline);
+        let next = self.timers.first().map(|(deadline, _)| *deadline).into_iter().chain(self.group_deadline).min();
         if next != self.announced_timeout {
             self.announced_timeout = next;
             if let Some(at) = next {

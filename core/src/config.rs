@@ -20,6 +20,13 @@ pub struct BrokerConfig {
     /// How long topic metadata read from storage is trusted before being read again, so that
     /// topics created or deleted through another broker become visible.
     pub topic_cache_ttl_ms: u64,
+    /// Kafka's `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
+    /// group waits for more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// Session timeouts consumers may ask for: Kafka's `group.min.session.timeout.ms` and
+    /// `group.max.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
 }
 
 impl Default for BrokerConfig {
@@ -34,6 +41,9 @@ impl Default for BrokerConfig {
             default_partitions: 1,
             max_request_size: 100 * 1024 * 1024,
             topic_cache_ttl_ms: 5_000,
+            initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod errors;
 pub mod frame;
+pub mod groups;
 mod handlers;
 pub mod records;
 pub mod stats;

@@ -38,6 +38,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::FindCoordinator, 0, 4, 0),
     api(ApiKey::OffsetCommit, 0, 8, 2),
     api(ApiKey::OffsetFetch, 0, 8, 1),
+    api(ApiKey::JoinGroup, 0, 9, 0),
+    api(ApiKey::SyncGroup, 0, 5, 0),
+    api(ApiKey::Heartbeat, 0, 4, 0),
+    api(ApiKey::LeaveGroup, 0, 5, 0),
 ];
 
 pub fn lookup(api_key: i16) -> Option<&'static ApiSupport> {

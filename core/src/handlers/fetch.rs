@@ -6,7 +6,7 @@
 
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
-use crate::broker::Context;
+use crate::broker::{Context, WaitKey};
 use crate::errors;
 use crate::records;
 use crate::storage::{PartitionOffsets, StorageCommand, StorageReply, StoredRecord};
@@ -217,7 +217,8 @@ impl Handler for Fetch {
                     return Step::Storage(self.reads(cx));
                 }
                 self.phase = Phase::Parked;
-                Step::Park { deadline, partitions: self.watched_partitions() }
+                let keys = self.watched_partitions().into_iter().map(|(t, p)| WaitKey::Partition(t, p)).collect();
+                Step::Park { deadline, keys }
             }
             Phase::Parked => {
                 // Woken by an append or by the deadline: read again, then answer or park again.

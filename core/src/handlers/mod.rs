@@ -6,6 +6,7 @@ mod delete_topics;
 mod describe_configs;
 mod fetch;
 mod find_coordinator;
+mod group_membership;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -15,7 +16,7 @@ mod produce;
 mod topic_configs;
 mod topic_lookup;
 
-use crate::broker::{Context, RequestMeta};
+use crate::broker::{Context, RequestMeta, WaitKey};
 use crate::storage::{StorageCommand, StorageReply};
 use crate::versions;
 use bytes::{Buf, Bytes};
@@ -26,9 +27,9 @@ use kafka_protocol::protocol::Decodable;
 pub(crate) enum Step {
     /// Execute these commands; the handler resumes with their replies, in the same order.
     Storage(Vec<StorageCommand>),
-    /// Wait until `deadline` (monotonic ms) or an append to one of `partitions`, then resume
-    /// with no replies.
-    Park { deadline: u64, partitions: Vec<(String, i32)> },
+    /// Wait until `deadline` (monotonic ms) or until one of `keys` is signalled (an append to a
+    /// partition, a change of a group), then resume with no replies.
+    Park { deadline: u64, keys: Vec<WaitKey> },
     Respond(ResponseKind),
     /// Finished without a response (Produce with acks=0).
     Done,
@@ -106,6 +107,10 @@ pub(crate) fn handler_for(request: RequestKind, meta: &RequestMeta) -> (Box<dyn 
         RequestKind::DescribeConfigs(req) => (Box::new(describe_configs::DescribeConfigs::new(req, version)), true),
         RequestKind::InitProducerId(req) => (Box::new(init_producer_id::InitProducerId::new(req)), true),
         RequestKind::FindCoordinator(req) => (Box::new(find_coordinator::FindCoordinator::new(req, version)), true),
+        RequestKind::JoinGroup(req) => (Box::new(group_membership::JoinGroup::new(req, version)), true),
+        RequestKind::SyncGroup(req) => (Box::new(group_membership::SyncGroup::new(req, version)), true),
+        RequestKind::Heartbeat(req) => (Box::new(group_membership::Heartbeat(req)), true),
+        RequestKind::LeaveGroup(req) => (Box::new(group_membership::LeaveGroup::new(req, version)), true),
         RequestKind::OffsetCommit(req) => (Box::new(offset_commit::OffsetCommit::new(req)), true),
         RequestKind::OffsetFetch(req) => (Box::new(offset_fetch::OffsetFetch::new(req, version)), true),
         _ => (Box::new(Unsupported(meta.api_key)), true),

@@ -1,10 +1,8 @@
 //! OffsetCommit, stored in the shared store so that any broker can serve it and nothing
 //! committed is lost with a broker.
 //!
-//! Until the group membership protocol lands, only commits from consumers outside a group
-//! generation (generation -1, no member id: "standalone" consumers using assign()) are accepted,
-//! as Kafka accepts them for a group without members; any other commit names a member this
-//! coordinator does not know and gets UNKNOWN_MEMBER_ID.
+//! Commits are checked against the group's membership first (see `Groups::check_commit`):
+//! stale generations and unknown members are refused with Kafka's error codes, never accepted.
 
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
@@ -75,9 +73,13 @@ impl Handler for OffsetCommit {
         if self.request.group_id.0.is_empty() {
             return self.fail_all(errors::INVALID_GROUP_ID);
         }
-        let standalone = self.request.generation_id_or_member_epoch < 0 && self.request.member_id.is_empty();
-        if !standalone {
-            return self.fail_all(errors::UNKNOWN_MEMBER_ID);
+        if self.lookup.is_none() {
+            let group = self.request.group_id.0.as_str();
+            let generation = self.request.generation_id_or_member_epoch;
+            let code = cx.groups.check_commit(group, generation, self.request.member_id.as_str(), cx.now.mono_ms);
+            if code != errors::NONE {
+                return self.fail_all(code);
+            }
         }
         let lookup = self.lookup.get_or_insert_with(|| {
             TopicLookup::new(self.request.topics.iter().map(|t| topic_name(&t.name)).collect(), false)

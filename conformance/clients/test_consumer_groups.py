@@ -1,0 +1,163 @@
+"""Consumer groups with real clients: members of one group get disjoint assignments covering every
+partition; when a member leaves, the others take its partitions over; records produced before and
+during the rebalance are all consumed, and commits resume where they left off."""
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import NewTopic
+
+from harness import Korvet, wait_for
+
+PARTITIONS = 6
+
+
+@pytest.fixture
+def group_korvet(redis):
+    broker = Korvet(redis_uri=redis.uri, keyspace=f"groups{time.monotonic_ns()}",
+                    extra_env={"KORVET_SERVER_REBALANCE_DELAY": "300ms"})
+    yield broker
+    broker.stop()
+
+
+def create_topic(bootstrap, topic):
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    admin.close()
+
+
+def produce(bootstrap, topic, start, count):
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(start, start + count):
+        producer.produce(topic, key=b"%d" % i, value=b"%d" % i, partition=i % PARTITIONS)
+    assert producer.flush(30) == 0
+
+
+class Member(threading.Thread):
+    """A confluent-kafka consumer in its own thread that commits after processing."""
+
+    def __init__(self, bootstrap, topic, group, assignor):
+        super().__init__(daemon=True)
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+            "partition.assignment.strategy": assignor,
+        })
+        self.assignment = set()
+        self.seen = []
+        self.stop_flag = threading.Event()
+        self.lock = threading.Lock()
+        cooperative = assignor == "cooperative-sticky"
+
+        def on_assign(consumer, partitions):
+            with self.lock:
+                if cooperative:
+                    self.assignment |= {p.partition for p in partitions}
+                else:
+                    self.assignment = {p.partition for p in partitions}
+
+        def on_revoke(consumer, partitions):
+            with self.lock:
+                if cooperative:
+                    self.assignment -= {p.partition for p in partitions}
+                else:
+                    self.assignment = set()
+
+        self.consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            msg = self.consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            with self.lock:
+                self.seen.append(int(msg.value()))
+            self.consumer.commit(message=msg, asynchronous=False)
+        self.consumer.close()
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(30)
+
+
+def assignments(members):
+    result = []
+    for m in members:
+        with m.lock:
+            result.append(set(m.assignment))
+    return result
+
+
+def covers_disjointly(members):
+    sets = assignments(members)
+    union = set().union(*sets)
+    return union == set(range(PARTITIONS)) and sum(len(s) for s in sets) == PARTITIONS and all(sets)
+
+
+@pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
+def test_group_shares_partitions_and_takes_over(group_korvet, assignor):
+    topic, group = f"grouped-{assignor}", f"workers-{assignor}"
+    create_topic(group_korvet.bootstrap, topic)
+    produce(group_korvet.bootstrap, topic, 0, 300)
+    members = [Member(group_korvet.bootstrap, topic, group, assignor) for _ in range(3)]
+    for m in members:
+        m.start()
+    wait_for(lambda: covers_disjointly(members), 60, "three members to split six partitions")
+    # One member leaves while records keep coming: the other two take over its partitions.
+    produce(group_korvet.bootstrap, topic, 300, 150)
+    members[0].stop()
+    produce(group_korvet.bootstrap, topic, 450, 150)
+    wait_for(lambda: covers_disjointly(members[1:]), 60, "the remaining members to take over")
+    produce(group_korvet.bootstrap, topic, 600, 100)
+    everything = set(range(700))
+    wait_for(lambda: set().union(*[set(m.seen) for m in members]) >= everything, 60, "every record to be consumed")
+    for m in members[1:]:
+        m.stop()
+    # Commits were made after processing: a new member resumes at the end, skipping nothing.
+    late = KafkaConsumer(bootstrap_servers=group_korvet.bootstrap, group_id=group, enable_auto_commit=False)
+    from kafka import TopicPartition
+    committed = {p: late.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
+    late.close()
+    assert sum(committed.values()) == 700, committed
+
+
+def test_kafka_python_and_aiokafka_group_consumers(group_korvet):
+    import asyncio
+    from aiokafka import AIOKafkaConsumer
+    topic = "mixed-clients"
+    create_topic(group_korvet.bootstrap, topic)
+    produce(group_korvet.bootstrap, topic, 0, 120)
+    k = KafkaConsumer(topic, bootstrap_servers=group_korvet.bootstrap, group_id="mixed", auto_offset_reset="earliest",
+                      enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=500)
+    seen = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < 120 and time.monotonic() < deadline:
+        for msgs in k.poll(timeout_ms=500).values():
+            seen.update(int(m.value) for m in msgs)
+    assert len(seen) == 120, "kafka-python group consumer read everything"
+    k.commit()
+    k.close()
+
+    async def aio():
+        c = AIOKafkaConsumer(topic, bootstrap_servers=group_korvet.bootstrap, group_id="mixed-aio",
+                             auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=6000,
+                             heartbeat_interval_ms=500)
+        await c.start()
+        got = set()
+        try:
+            end = time.monotonic() + 60
+            while len(got) < 120 and time.monotonic() < end:
+                for msgs in (await c.getmany(timeout_ms=500)).values():
+                    got.update(int(m.value) for m in msgs)
+            await c.commit()
+        finally:
+            await c.stop()
+        return got
+    assert len(asyncio.run(aio())) == 120, "aiokafka group consumer read everything"
+    # kafka-python's commit is there for a restarted member of the same group.
+    again = KafkaConsumer(topic, bootstrap_servers=group_korvet.bootstrap, group_id="mixed", auto_offset_reset="earliest",
+                          enable_auto_commit=False, session_timeout_ms=6000, consumer_timeout_ms=3000)
+    assert list(again) == [], "resumes after the committed offsets"
+    again.close()
