@@ -161,3 +161,43 @@ def test_kafka_python_and_aiokafka_group_consumers(group_korvet):
                           enable_auto_commit=False, session_timeout_ms=6000, consumer_timeout_ms=3000)
     assert list(again) == [], "resumes after the committed offsets"
     again.close()
+
+
+def test_group_admin_views_and_restart(group_korvet):
+    from kafka import TopicPartition as KTP
+    topic = "admin-viewed"
+    create_topic(group_korvet.bootstrap, topic)
+    produce(group_korvet.bootstrap, topic, 0, 60)
+    member = Member(group_korvet.bootstrap, topic, "viewed", "range")
+    member.start()
+    wait_for(lambda: assignments([member])[0] == set(range(PARTITIONS)), 60, "the member to own every partition")
+    wait_for(lambda: len(member.seen) == 60, 60, "the member to consume everything")
+    admin = KafkaAdminClient(bootstrap_servers=group_korvet.bootstrap)
+    listed = {g["group_id"]: g for g in admin.list_groups()}
+    assert (listed["viewed"]["protocol_type"], listed["viewed"]["group_state"]) == ("consumer", "Stable")
+    described = admin.describe_groups(["viewed"])["viewed"]
+    assert (described["group_state"], described["protocol_data"]) == ("Stable", "range")
+    assert len(described["members"]) == 1
+    assert described["members"][0]["member_assignment"], "the assignment is shown, decoded"
+    member.stop()
+    # The member left: the group is Empty, its commits stay.
+    assert admin.describe_groups(["viewed"])["viewed"]["group_state"] == "Empty"
+    offsets = admin.list_group_offsets("viewed")["viewed"]
+    assert sum(o.offset for o in offsets.values()) == 60
+
+    # Commits survive a broker restart, and a new member resumes from them.
+    group_korvet.restart()
+    produce(group_korvet.bootstrap, topic, 60, 12)
+    resumed = Member(group_korvet.bootstrap, topic, "viewed", "range")
+    resumed.start()
+    wait_for(lambda: len(resumed.seen) >= 12, 60, "the resumed member to read the new records")
+    resumed.stop()
+    assert sorted(resumed.seen) == list(range(60, 72)), "nothing re-read, nothing skipped"
+
+    admin = KafkaAdminClient(bootstrap_servers=group_korvet.bootstrap)
+    admin.delete_group_offsets("viewed", [KTP(topic, 0)])
+    offsets = admin.list_group_offsets("viewed")["viewed"]
+    assert KTP(topic, 0) not in offsets and KTP(topic, 1) in offsets
+    admin.delete_groups(["viewed"])
+    assert "viewed" not in [g["group_id"] for g in admin.list_groups()]
+    admin.close()

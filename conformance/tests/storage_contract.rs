@@ -159,6 +159,16 @@ async fn group_offsets(store: &dyn StorageDriver) {
     assert_eq!(run(store, fetch(wanted)).await, StorageReply::CommittedOffsets(vec![commit("a", 1, 25, Some("x"))]));
     let other = StorageCommand::FetchOffsets { group: "other".into(), partitions: None };
     assert_eq!(run(store, other).await, StorageReply::CommittedOffsets(vec![]), "groups are separate");
+    assert_eq!(run(store, StorageCommand::ListGroups).await, StorageReply::GroupNames(vec!["g".into()]));
+    let delete = StorageCommand::DeleteOffsets { group: "g".into(), partitions: Some(vec![("a".into(), 0)]) };
+    assert_eq!(run(store, delete).await, StorageReply::OffsetsDeleted);
+    assert_eq!(
+        run(store, fetch(None)).await,
+        StorageReply::CommittedOffsets(vec![commit("a", 1, 25, Some("x")), commit("b", 0, 5, Some(""))])
+    );
+    run(store, StorageCommand::DeleteOffsets { group: "g".into(), partitions: None }).await;
+    assert_eq!(run(store, fetch(None)).await, StorageReply::CommittedOffsets(vec![]));
+    assert_eq!(run(store, StorageCommand::ListGroups).await, StorageReply::GroupNames(vec![]));
 }
 
 async fn all_cases(store: &dyn StorageDriver) {

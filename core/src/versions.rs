@@ -42,6 +42,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::SyncGroup, 0, 5, 0),
     api(ApiKey::Heartbeat, 0, 4, 0),
     api(ApiKey::LeaveGroup, 0, 5, 0),
+    api(ApiKey::DescribeGroups, 0, 5, 0),
+    api(ApiKey::ListGroups, 0, 4, 0),
+    api(ApiKey::DeleteGroups, 0, 2, 0),
+    api(ApiKey::OffsetDelete, 0, 0, 0),
 ];
 
 pub fn lookup(api_key: i16) -> Option<&'static ApiSupport> {

@@ -240,6 +240,14 @@ fn every_api_answers_at_every_decodable_version() {
                 } else {
                     LeaveGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("jg"))).with_member_id(StrBytes::from_static_str("x"))
                 }),
+                ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+                    DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("group"))]),
+                ),
+                ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+                ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+                    DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("group"))]),
+                ),
+                ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default().with_group_id(GroupId(StrBytes::from_static_str("group")))),
                 other => panic!("no test request for {other:?}"),
             };
             let id = h.send(request, api.key, version);

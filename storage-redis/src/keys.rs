@@ -40,6 +40,11 @@ impl Keys {
         format!("{}:offsets:{{{group}}}", self.keyspace)
     }
 
+    /// Set of the groups that have committed offsets.
+    pub fn groups(&self) -> String {
+        format!("{}:groups", self.keyspace)
+    }
+
     /// Set of registered broker ids (deployment guide: `{keyspace}:brokers`).
     pub fn brokers(&self) -> String {
         format!("{}:brokers", self.keyspace)

@@ -10,6 +10,7 @@
 //! | `{ks}:partition:{topic:partition}` | hash | `next` (high watermark), `start`, `max-timestamp`, `max-timestamp-offset`, `producer:<id>` |
 //! | `{ks}:timeindex:{topic:partition}` | sorted set | member offset, score the timestamp that raised the running maximum |
 //! | `{ks}:producer-ids` | string | counter behind InitProducerId |
+//! | `{ks}:groups` | set | groups that have committed offsets |
 //! | `{ks}:offsets:{group}` | hash | `topic:partition` -> JSON `{"offset", "leader_epoch", "metadata"}` |
 //!
 //! A record's entry has the fields `timestamp`, then `key` and `value` when not null, then one
@@ -245,8 +246,33 @@ impl RedisStorage {
                         cmd.arg(codec::commit_field(&commit.topic, commit.partition)).arg(codec::encode_commit(commit));
                     }
                     let _: () = cmd.query_async(&mut conn).await?;
+                    let _: () = redis::cmd("SADD").arg(keys.groups()).arg(&group).query_async(&mut conn).await?;
                 }
                 Ok(StorageReply::OffsetsCommitted)
+            }
+            StorageCommand::DeleteOffsets { group, partitions } => {
+                let key = keys.group_offsets(&group);
+                match partitions {
+                    None => {
+                        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+                    }
+                    Some(partitions) if partitions.is_empty() => {}
+                    Some(partitions) => {
+                        let fields: Vec<String> = partitions.iter().map(|(t, p)| codec::commit_field(t, *p)).collect();
+                        let _: () = redis::cmd("HDEL").arg(&key).arg(&fields).query_async(&mut conn).await?;
+                    }
+                }
+                // A hash left without fields is gone; the group is then no longer listed.
+                let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await?;
+                if !exists {
+                    let _: () = redis::cmd("SREM").arg(keys.groups()).arg(&group).query_async(&mut conn).await?;
+                }
+                Ok(StorageReply::OffsetsDeleted)
+            }
+            StorageCommand::ListGroups => {
+                let mut names: Vec<String> = redis::cmd("SMEMBERS").arg(keys.groups()).query_async(&mut conn).await?;
+                names.sort();
+                Ok(StorageReply::GroupNames(names))
             }
             StorageCommand::FetchOffsets { group, partitions } => {
                 let key = keys.group_offsets(&group);

@@ -6,6 +6,7 @@ mod delete_topics;
 mod describe_configs;
 mod fetch;
 mod find_coordinator;
+mod group_admin;
 mod group_membership;
 mod init_producer_id;
 mod list_offsets;
@@ -111,6 +112,10 @@ pub(crate) fn handler_for(request: RequestKind, meta: &RequestMeta) -> (Box<dyn 
         RequestKind::SyncGroup(req) => (Box::new(group_membership::SyncGroup::new(req, version)), true),
         RequestKind::Heartbeat(req) => (Box::new(group_membership::Heartbeat(req)), true),
         RequestKind::LeaveGroup(req) => (Box::new(group_membership::LeaveGroup::new(req, version)), true),
+        RequestKind::ListGroups(req) => (Box::new(group_admin::ListGroups::new(req)), true),
+        RequestKind::DescribeGroups(req) => (Box::new(group_admin::DescribeGroups::new(req)), true),
+        RequestKind::DeleteGroups(req) => (Box::new(group_admin::DeleteGroups::new(req)), true),
+        RequestKind::OffsetDelete(req) => (Box::new(group_admin::OffsetDelete::new(req)), true),
         RequestKind::OffsetCommit(req) => (Box::new(offset_commit::OffsetCommit::new(req)), true),
         RequestKind::OffsetFetch(req) => (Box::new(offset_fetch::OffsetFetch::new(req, version)), true),
         _ => (Box::new(Unsupported(meta.api_key)), true),

@@ -170,6 +170,29 @@ impl MemoryStore {
                 }
                 StorageReply::OffsetsCommitted
             }
+            StorageCommand::DeleteOffsets { group, partitions } => {
+                match partitions {
+                    None => {
+                        self.group_offsets.remove(&group);
+                    }
+                    Some(partitions) => {
+                        if let Some(committed) = self.group_offsets.get_mut(&group) {
+                            for key in &partitions {
+                                committed.remove(key);
+                            }
+                            if committed.is_empty() {
+                                self.group_offsets.remove(&group);
+                            }
+                        }
+                    }
+                }
+                StorageReply::OffsetsDeleted
+            }
+            StorageCommand::ListGroups => {
+                let mut names: Vec<String> = self.group_offsets.keys().cloned().collect();
+                names.sort();
+                StorageReply::GroupNames(names)
+            }
             StorageCommand::FetchOffsets { group, partitions } => {
                 let Some(committed) = self.group_offsets.get(&group) else {
                     return StorageReply::CommittedOffsets(Vec::new());

@@ -63,6 +63,10 @@ pub enum StorageCommand {
     CommitOffsets { group: String, offsets: Vec<CommittedOffset> },
     /// A group's committed offsets: of the given partitions (those committed), or all of them.
     FetchOffsets { group: String, partitions: Option<Vec<(String, i32)>> },
+    /// Forgets a group's commits of the given partitions, or the whole group.
+    DeleteOffsets { group: String, partitions: Option<Vec<(String, i32)>> },
+    /// Every group that has committed offsets.
+    ListGroups,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +104,8 @@ pub enum StorageReply {
     ProducerId(i64),
     OffsetsCommitted,
     CommittedOffsets(Vec<CommittedOffset>),
+    OffsetsDeleted,
+    GroupNames(Vec<String>),
     Failed(StorageError),
 }
 
