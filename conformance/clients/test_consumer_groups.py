@@ -201,3 +201,42 @@ def test_group_admin_views_and_restart(group_korvet):
     admin.delete_groups(["viewed"])
     assert "viewed" not in [g["group_id"] for g in admin.list_groups()]
     admin.close()
+
+
+KILLABLE_MEMBER = """
+import sys
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[3], "auto.offset.reset": "earliest",
+              "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+c.subscribe([sys.argv[2]], on_assign=lambda c, ps: print("assigned", len(ps), flush=True))
+while True:
+    c.poll(0.2)
+"""
+
+
+def test_a_killed_member_is_expired_and_its_partitions_move(group_korvet):
+    import signal
+    import subprocess
+    import sys
+    topic, group = "killed-member", "survivors"
+    create_topic(group_korvet.bootstrap, topic)
+    members = [Member(group_korvet.bootstrap, topic, group, "range") for _ in range(2)]
+    victim = subprocess.Popen([sys.executable, "-c", KILLABLE_MEMBER, group_korvet.bootstrap, topic, group],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        for m in members:
+            m.start()
+
+        def three_way_split():
+            sets = assignments(members)
+            return all(sets) and sum(len(s) for s in sets) < PARTITIONS and not (sets[0] & sets[1])
+        wait_for(three_way_split, 60, "the victim to hold some partitions")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        # No LeaveGroup: only the session timeout (6 s) can free the victim's partitions.
+        wait_for(lambda: covers_disjointly(members), 60, "the survivors to take the victim's partitions")
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        for m in members:
+            m.stop()

@@ -404,3 +404,21 @@ fn a_client_that_never_reads_is_disconnected() {
     h.send(RequestKind::Fetch(fetch_request("flood", 1, 60_000)), ApiKey::Fetch, 12);
     assert!(h.closed, "one request too many");
 }
+
+#[test]
+fn a_restarted_coordinator_keeps_commits_and_forgets_members() {
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("r", &["x", "y"])), ApiKey::Produce, 9);
+    h.call(RequestKind::OffsetCommit(commit_request("kept", "r", 0, 2)), ApiKey::OffsetCommit, 8);
+    // A new broker on the same store: what a restart looks like to the core.
+    let store = std::mem::take(&mut h.store);
+    let mut restarted = Harness::new();
+    restarted.store = store;
+    let fetch = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("kept"))).with_topics(None);
+    let ResponseKind::OffsetFetch(r) = restarted.call(RequestKind::OffsetFetch(fetch), ApiKey::OffsetFetch, 7) else { panic!() };
+    assert_eq!(r.topics[0].partitions[0].committed_offset, 2);
+    let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("kept"))]);
+    let ResponseKind::DescribeGroups(r) = restarted.call(RequestKind::DescribeGroups(describe), ApiKey::DescribeGroups, 5) else { panic!() };
+    assert_eq!(r.groups[0].group_state.as_str(), "Empty");
+    assert!(r.groups[0].members.is_empty());
+}
