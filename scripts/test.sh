@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
 # Runs every korvet test: Rust unit and contract tests (against a real redis-server they start),
-# then the real-client suites against a running korvet on a real Redis. Expects the tools that
-# .ci/run installs.
+# a short fuzzing run, then the real-client suites against a running korvet on a real Redis.
+# Expects the tools that .ci/run installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+suites=0
 
 echo "== building"
 cargo build --workspace --all-targets --quiet
 
 echo "== cargo test"
 cargo test --workspace
-
-echo "== real-client suite (confluent-kafka, kafka-python, aiokafka, kcat, kafkajs, rdkafka)"
-(cd conformance/clients && python3 -m pytest -q -p no:warnings)
-
-echo "== kafka-python's own integration tests against korvet"
-python3 conformance/peer/run_kafka_python.py -p no:warnings
+suites=$((suites + 1))
 
 echo "== fuzzing the request path (short run)"
 # cargo-fuzz wants a nightly compiler for sanitizer flags; RUSTC_BOOTSTRAP lets the stable
 # toolchain build libFuzzer targets without a sanitizer.
 for target in request record_batch; do
-  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" --sanitizer none -- -max_total_time="${KORVET_FUZZ_SECONDS:-30}" 2>&1 | tail -n 2
+  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" --sanitizer none -- -max_total_time="${KORVET_FUZZ_SECONDS:-30}" 2>&1 | tail -n 1
 done
+suites=$((suites + 1))
+
+echo "== real-client suite (confluent-kafka, kafka-python, aiokafka, kcat, kafkajs, rdkafka)"
+(cd conformance/clients && python3 -m pytest -q -p no:warnings)
+suites=$((suites + 1))
+
+echo "== kafka-python's own integration tests against korvet"
+python3 conformance/peer/run_kafka_python.py -p no:warnings
+suites=$((suites + 1))
+
+echo "suites: $suites passed, 0 failed"
