@@ -82,6 +82,136 @@ class Member(threading.Thread):
         self.join(30)
 
 
+class KafkaPythonMember(threading.Thread):
+    """A kafka-python group member in its own thread, committing after processing."""
+
+    def __init__(self, bootstrap, topic, group):
+        super().__init__(daemon=True)
+        from kafka import KafkaConsumer as KC
+        from kafka.consumer.subscription_state import ConsumerRebalanceListener
+        self.assignment, self.seen, self.lock = set(), [], threading.Lock()
+        self.stop_flag = threading.Event()
+        member = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                with member.lock:
+                    member.assignment = set()
+
+            def on_partitions_assigned(self, assigned):
+                with member.lock:
+                    member.assignment = {tp.partition for tp in assigned}
+
+        self.consumer = KC(bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                           enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=500)
+        self.consumer.subscribe([topic], listener=Listener())
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            for msgs in self.consumer.poll(timeout_ms=200).values():
+                with self.lock:
+                    self.seen.extend(int(m.value) for m in msgs)
+                self.consumer.commit()
+        self.consumer.close()
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(30)
+
+
+class AiokafkaMember(threading.Thread):
+    """An aiokafka group member on its own event loop in its own thread."""
+
+    def __init__(self, bootstrap, topic, group):
+        super().__init__(daemon=True)
+        self.args = (bootstrap, topic, group)
+        self.assignment, self.seen, self.lock = set(), [], threading.Lock()
+        self.stop_flag = threading.Event()
+        self.start()
+
+    def run(self):
+        import asyncio
+        from aiokafka import AIOKafkaConsumer
+
+        async def main():
+            bootstrap, topic, group = self.args
+            consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                                        enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=500)
+            await consumer.start()
+            try:
+                while not self.stop_flag.is_set():
+                    batch = await consumer.getmany(timeout_ms=200)
+                    with self.lock:
+                        self.assignment = {tp.partition for tp in consumer.assignment()}
+                        for msgs in batch.values():
+                            self.seen.extend(int(m.value) for m in msgs)
+                    if batch:
+                        await consumer.commit()
+            finally:
+                await consumer.stop()
+        asyncio.run(main())
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(30)
+
+
+class KafkajsMember(threading.Thread):
+    """A kafkajs group member in a node process, reporting over its stdout."""
+
+    def __init__(self, bootstrap, topic, group):
+        super().__init__(daemon=True)
+        import os
+        import subprocess
+        script = os.path.join(os.path.dirname(__file__), "node", "kafkajs-client.js")
+        self.proc = subprocess.Popen(["node", script, "member", bootstrap, topic, group], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        self.assignment, self.seen, self.lock = set(), [], threading.Lock()
+        self.start()
+
+    def run(self):
+        import json
+        for line in self.proc.stdout:
+            event = json.loads(line)
+            with self.lock:
+                if "assigned" in event:
+                    self.assignment = set(event["assigned"])
+                else:
+                    self.seen.append(int(event["value"]))
+
+    def stop(self):
+        import signal
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except Exception:
+            self.proc.kill()
+        self.join(30)
+
+
+MEMBER_KINDS = {"kafka-python": KafkaPythonMember, "aiokafka": AiokafkaMember, "kafkajs": KafkajsMember}
+
+
+@pytest.mark.parametrize("client", list(MEMBER_KINDS))
+def test_other_clients_share_and_take_over(group_korvet, client):
+    topic, group = f"grouped-{client}", f"workers-{client}"
+    create_topic(group_korvet.bootstrap, topic)
+    produce(group_korvet.bootstrap, topic, 0, 120)
+    members = [MEMBER_KINDS[client](group_korvet.bootstrap, topic, group) for _ in range(3)]
+    if client == "kafka-python":
+        for m in members:
+            m.start()
+    try:
+        wait_for(lambda: covers_disjointly(members), 90, f"three {client} members to split six partitions")
+        members[0].stop()
+        produce(group_korvet.bootstrap, topic, 120, 60)
+        wait_for(lambda: covers_disjointly(members[1:]), 90, f"the remaining {client} members to take over")
+        wait_for(lambda: set().union(*[set(m.seen) for m in members]) >= set(range(180)), 60, "every record to be consumed")
+    finally:
+        for m in members[1:]:
+            m.stop()
+
+
 def assignments(members):
     result = []
     for m in members:

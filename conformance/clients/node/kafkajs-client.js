@@ -52,8 +52,27 @@ async function consume(partitions, count) {
   console.log(JSON.stringify(out));
 }
 
+// A long-running group member: prints {"assigned": [partitions]} after each rebalance and
+// {"value": "..."} per record (committing after each), until SIGTERM makes it leave the group.
+async function member(groupId) {
+  const consumer = kafka.consumer({ groupId, sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 10000 });
+  const print = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+  consumer.on(consumer.events.GROUP_JOIN, (e) => print({ assigned: (e.payload.memberAssignment[topic] || []) }));
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachMessage: async ({ partition, message }) => {
+      print({ value: text(message.value) });
+      await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+    },
+  });
+  process.on('SIGTERM', async () => { await consumer.disconnect(); process.exit(0); });
+}
+
 (async () => {
   if (command === 'produce') await produce(rest[0], rest[1]);
   else if (command === 'consume') await consume(Number(rest[0]), Number(rest[1]));
+  else if (command === 'member') await member(rest[0]);
   else throw new Error('usage: produce|consume ...');
 })().catch((err) => { console.error(err.stack || String(err)); process.exit(1); });
