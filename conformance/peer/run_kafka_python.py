@@ -24,6 +24,10 @@ DESELECTED = {
     "unsupported_encoding": "korvet stores each record as its own stream entry and serves fetches uncompressed, "
                             "so a consumer never needs the producer's codec and the expected error cannot occur",
     "transactional": "korvet does not implement transactions",
+    "test_idempotent_producer_max_in_flight": "flaky in kafka-python itself (about 1 run in 6 here): its group-less "
+        "consumer subscribes while the bootstrap Metadata request (for no topics) is in flight; that response "
+        "empties the assignment and clears the pending refresh, so the consumer waits metadata_max_age_ms (5 min) "
+        "and the test's 30 s read finds nothing. The producer half passes every time.",
     "acls": "korvet has no ACLs (DescribeAcls/CreateAcls/DeleteAcls)",
     "delete_records": "DeleteRecords is not implemented yet",
     "create_partitions": "CreatePartitions is not implemented yet",
