@@ -301,8 +301,8 @@ impl Groups {
                             m.assignment = by_member.remove(&m.id).unwrap_or_default();
                         }
                         group.state = GroupState::Stable;
+                        let assignment = group.members.get(member_id).map(|m| m.assignment.clone()).unwrap_or_default();
                         self.changed.push(group_id.to_string());
-                        let assignment = self.groups[group_id].members[member_id].assignment.clone();
                         return SyncOutcome::Respond { error: errors::NONE, assignment };
                     }
                 }
