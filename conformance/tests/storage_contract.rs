@@ -169,6 +169,22 @@ async fn group_offsets(store: &dyn StorageDriver) {
     run(store, StorageCommand::DeleteOffsets { group: "g".into(), partitions: None }).await;
     assert_eq!(run(store, fetch(None)).await, StorageReply::CommittedOffsets(vec![]));
     assert_eq!(run(store, StorageCommand::ListGroups).await, StorageReply::GroupNames(vec![]));
+    // Group metadata: saved after a rebalance, listed, loaded, replaced, deleted with the group.
+    let load = || StorageCommand::LoadGroup { group: "meta".into() };
+    assert_eq!(run(store, load()).await, StorageReply::Group(None));
+    let record = |generation| GroupRecord {
+        generation,
+        protocol_type: Some("consumer".into()),
+        protocol: Some("range".into()),
+        leader: Some("m-1".into()),
+    };
+    assert_eq!(run(store, StorageCommand::SaveGroup { group: "meta".into(), record: record(3) }).await, StorageReply::GroupSaved);
+    run(store, StorageCommand::SaveGroup { group: "meta".into(), record: record(4) }).await;
+    assert_eq!(run(store, load()).await, StorageReply::Group(Some(record(4))));
+    assert_eq!(run(store, StorageCommand::ListGroups).await, StorageReply::GroupNames(vec!["meta".into()]));
+    run(store, StorageCommand::DeleteOffsets { group: "meta".into(), partitions: None }).await;
+    assert_eq!(run(store, load()).await, StorageReply::Group(None));
+    assert_eq!(run(store, StorageCommand::ListGroups).await, StorageReply::GroupNames(vec![]));
 }
 
 async fn all_cases(store: &dyn StorageDriver) {

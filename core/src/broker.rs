@@ -27,6 +27,8 @@ pub const MAX_REQUESTS_IN_FLIGHT: usize = 1000;
 pub type ConnId = u64;
 pub type OpId = u64;
 type TaskId = u64;
+/// Owner of storage operations whose reply nobody waits for (task ids start at 1).
+const NO_TASK: TaskId = 0;
 
 /// What the runtime must do after an input.
 #[derive(Debug, Clone, PartialEq)]
@@ -421,7 +423,18 @@ impl Broker {
         self.wake_changed_groups(now);
     }
 
+    /// Stores the records of groups whose generation changed. Nobody waits for these writes:
+    /// a lost one only means a later coordinator restarts that group's numbering lower.
+    fn save_group_records(&mut self) {
+        for (group, record) in self.groups.take_records() {
+            let op = self.next_id();
+            self.ops.insert(op, (NO_TASK, 0));
+            self.outputs.push_back(Output::Storage { op, command: StorageCommand::SaveGroup { group, record } });
+        }
+    }
+
     fn wake_changed_groups(&mut self, now: Time) {
+        self.save_group_records();
         let changed = self.groups.take_changed();
         if changed.is_empty() {
             return;

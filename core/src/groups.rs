@@ -11,6 +11,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::errors;
+use crate::storage::GroupRecord;
 
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +148,8 @@ pub struct Groups {
     session_timeouts: std::ops::RangeInclusive<i32>,
     /// Groups whose waiting requests may now be answerable.
     changed: Vec<String>,
+    /// Groups whose stored record must be rewritten (a generation ended).
+    to_save: Vec<String>,
 }
 
 impl Groups {
@@ -155,7 +158,7 @@ impl Groups {
     }
 
     pub fn with_session_timeouts(initial_delay_ms: u64, session_timeouts: std::ops::RangeInclusive<i32>) -> Self {
-        Groups { groups: HashMap::new(), initial_delay_ms, session_timeouts, changed: Vec::new() }
+        Groups { groups: HashMap::new(), initial_delay_ms, session_timeouts, changed: Vec::new(), to_save: Vec::new() }
     }
 
     pub fn get(&self, group: &str) -> Option<&Group> {
@@ -164,6 +167,43 @@ impl Groups {
 
     pub fn all(&self) -> impl Iterator<Item = (&String, &Group)> {
         self.groups.iter()
+    }
+
+    /// Whether this coordinator holds the group in memory (else its stored record may exist).
+    pub fn knows(&self, group: &str) -> bool {
+        self.groups.contains_key(group)
+    }
+
+    /// Takes a group over from storage after a restart or a coordinator move: it starts Empty
+    /// and continues the stored generation numbering.
+    pub fn restore(&mut self, group: &str, record: &GroupRecord) {
+        if self.groups.contains_key(group) {
+            return;
+        }
+        let mut restored = Group::new();
+        restored.generation = record.generation;
+        restored.protocol_type = record.protocol_type.clone();
+        self.groups.insert(group.to_string(), restored);
+    }
+
+    /// Records to store for groups whose generation changed since the last call.
+    pub fn take_records(&mut self) -> Vec<(String, GroupRecord)> {
+        let mut names = std::mem::take(&mut self.to_save);
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let group = self.groups.get(&name)?;
+                let record = GroupRecord {
+                    generation: group.generation,
+                    protocol_type: group.protocol_type.clone(),
+                    protocol: group.protocol.clone(),
+                    leader: group.leader.clone(),
+                };
+                Some((name, record))
+            })
+            .collect()
     }
 
     /// Groups changed since the last call: their parked requests should re-check.
@@ -471,6 +511,7 @@ impl Groups {
             group.protocol = None;
             group.join_deadline = None;
             self.changed.push(group_id.to_string());
+            self.to_save.push(group_id.to_string());
             return;
         }
         if group.state == GroupState::PreparingRebalance {
@@ -522,6 +563,7 @@ impl Groups {
         group.join_deadline = None;
         group.initial_delay_limit = None;
         self.changed.push(group_id.to_string());
+        self.to_save.push(group_id.to_string());
         if group.members.is_empty() {
             group.generation += 1;
             group.state = GroupState::Empty;
@@ -699,6 +741,20 @@ mod tests {
         assert_eq!((result.member_id.as_str(), result.generation), ("s2", 1));
         assert_eq!(groups.sync_result("g", 1, "s2"), Some((errors::NONE, Bytes::from_static(b"all"))));
         assert!(!groups.is_member("g", &s), "the old identity is gone");
+    }
+
+    #[test]
+    fn generations_continue_from_the_stored_record() {
+        let mut groups = Groups::new(0);
+        let record = GroupRecord { generation: 7, protocol_type: Some("consumer".into()), protocol: None, leader: None };
+        groups.restore("g", &record);
+        assert_eq!(groups.get("g").unwrap().state, GroupState::Empty);
+        let m = waiting(join(&mut groups, "", None, "m", 0));
+        groups.tick(0);
+        assert_eq!(groups.take_join_result("g", &m).unwrap().generation, 8, "no generation number is reused");
+        let saved = groups.take_records();
+        assert_eq!(saved.len(), 1);
+        assert_eq!((saved[0].1.generation, saved[0].1.protocol.as_deref()), (8, Some("range")));
     }
 
     #[test]

@@ -422,3 +422,27 @@ fn a_restarted_coordinator_keeps_commits_and_forgets_members() {
     assert_eq!(r.groups[0].group_state.as_str(), "Empty");
     assert!(r.groups[0].members.is_empty());
 }
+
+fn join_request(group: &'static str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str(group)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))])
+}
+
+#[test]
+fn a_new_coordinator_continues_the_stored_generation() {
+    let mut h = Harness::new();
+    h.send(RequestKind::JoinGroup(join_request("gen")), ApiKey::JoinGroup, 3);
+    h.advance(3_000);
+    let (_, ResponseKind::JoinGroup(first)) = h.response().expect("joined after the initial delay") else { panic!() };
+    assert_eq!(first.generation_id, 1);
+    let mut restarted = Harness::new();
+    restarted.store = std::mem::take(&mut h.store);
+    restarted.send(RequestKind::JoinGroup(join_request("gen")), ApiKey::JoinGroup, 3);
+    restarted.advance(3_000);
+    let (_, ResponseKind::JoinGroup(second)) = restarted.response().expect("joined") else { panic!() };
+    assert_eq!(second.generation_id, 2, "generation numbers are never reused across coordinators");
+}

@@ -40,6 +40,11 @@ impl Keys {
         format!("{}:offsets:{{{group}}}", self.keyspace)
     }
 
+    /// Hash of a group's metadata: generation, protocol type, protocol, leader.
+    pub fn group(&self, group: &str) -> String {
+        format!("{}:group:{{{group}}}", self.keyspace)
+    }
+
     /// Set of the groups that have committed offsets.
     pub fn groups(&self) -> String {
         format!("{}:groups", self.keyspace)

@@ -10,7 +10,8 @@
 //! | `{ks}:partition:{topic:partition}` | hash | `next` (high watermark), `start`, `max-timestamp`, `max-timestamp-offset`, `producer:<id>` |
 //! | `{ks}:timeindex:{topic:partition}` | sorted set | member offset, score the timestamp that raised the running maximum |
 //! | `{ks}:producer-ids` | string | counter behind InitProducerId |
-//! | `{ks}:groups` | set | groups that have committed offsets |
+//! | `{ks}:groups` | set | groups that have committed offsets or stored metadata |
+//! | `{ks}:group:{group}` | hash | `generation`, `protocol-type`, `protocol`, `leader` after the last rebalance |
 //! | `{ks}:offsets:{group}` | hash | `topic:partition` -> JSON `{"offset", "leader_epoch", "metadata"}` |
 //!
 //! A record's entry has the fields `timestamp`, then `key` and `value` when not null, then one
@@ -255,6 +256,7 @@ impl RedisStorage {
                 match partitions {
                     None => {
                         let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+                        let _: () = redis::cmd("DEL").arg(keys.group(&group)).query_async(&mut conn).await?;
                     }
                     Some(partitions) if partitions.is_empty() => {}
                     Some(partitions) => {
@@ -263,8 +265,9 @@ impl RedisStorage {
                     }
                 }
                 // A hash left without fields is gone; the group is then no longer listed.
-                let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await?;
-                if !exists {
+                let exists: u32 = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await?;
+                let has_record: u32 = redis::cmd("EXISTS").arg(keys.group(&group)).query_async(&mut conn).await?;
+                if exists + has_record == 0 {
                     let _: () = redis::cmd("SREM").arg(keys.groups()).arg(&group).query_async(&mut conn).await?;
                 }
                 Ok(StorageReply::OffsetsDeleted)
@@ -273,6 +276,33 @@ impl RedisStorage {
                 let mut names: Vec<String> = redis::cmd("SMEMBERS").arg(keys.groups()).query_async(&mut conn).await?;
                 names.sort();
                 Ok(StorageReply::GroupNames(names))
+            }
+            StorageCommand::SaveGroup { group, record } => {
+                let mut cmd = redis::cmd("HSET");
+                cmd.arg(keys.group(&group)).arg("generation").arg(record.generation);
+                for (field, value) in
+                    [("protocol-type", &record.protocol_type), ("protocol", &record.protocol), ("leader", &record.leader)]
+                {
+                    cmd.arg(field).arg(value.as_deref().unwrap_or(""));
+                }
+                let _: () = cmd.query_async(&mut conn).await?;
+                let _: () = redis::cmd("SADD").arg(keys.groups()).arg(&group).query_async(&mut conn).await?;
+                Ok(StorageReply::GroupSaved)
+            }
+            StorageCommand::LoadGroup { group } => {
+                let fields: (Option<i32>, Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
+                    .arg(keys.group(&group))
+                    .arg(&["generation", "protocol-type", "protocol", "leader"])
+                    .query_async(&mut conn)
+                    .await?;
+                let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+                let record = fields.0.map(|generation| GroupRecord {
+                    generation,
+                    protocol_type: non_empty(fields.1),
+                    protocol: non_empty(fields.2),
+                    leader: non_empty(fields.3),
+                });
+                Ok(StorageReply::Group(record))
             }
             StorageCommand::FetchOffsets { group, partitions } => {
                 let key = keys.group_offsets(&group);

@@ -6,7 +6,7 @@ use super::{Handler, Step};
 use crate::broker::{Context, WaitKey};
 use crate::errors;
 use crate::groups::{JoinOutcome, JoinRequest, JoinResult, SyncOutcome};
-use crate::storage::StorageReply;
+use crate::storage::{StorageCommand, StorageReply};
 use bytes::Bytes;
 use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
 use kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
@@ -30,13 +30,15 @@ fn str_bytes(s: &str) -> StrBytes {
 pub(crate) struct JoinGroup {
     request: JoinGroupRequest,
     version: i16,
+    /// Whether the group's stored record has been looked up (once, when unknown here).
+    loaded: bool,
     /// Set once the member is waiting for the join phase to complete.
     waiting: Option<(String, u64)>,
 }
 
 impl JoinGroup {
     pub fn new(request: JoinGroupRequest, version: i16) -> Self {
-        JoinGroup { request, version, waiting: None }
+        JoinGroup { request, version, loaded: false, waiting: None }
     }
 
     fn respond(&self, result: JoinResult) -> Step {
@@ -72,9 +74,18 @@ impl JoinGroup {
 }
 
 impl Handler for JoinGroup {
-    fn resume(&mut self, cx: &mut Context<'_>, _replies: Vec<StorageReply>) -> Step {
+    fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
         let now = cx.now.mono_ms;
+        if !self.loaded && !group.is_empty() && !cx.groups.knows(&group) {
+            // First sight of this group here (new, or taken over after a restart): continue
+            // from what a previous coordinator stored.
+            self.loaded = true;
+            return Step::Storage(vec![StorageCommand::LoadGroup { group }]);
+        }
+        if let Some(StorageReply::Group(Some(record))) = replies.first() {
+            cx.groups.restore(&group, record);
+        }
         if let Some((member_id, deadline)) = self.waiting.clone() {
             if let Some(result) = cx.groups.take_join_result(&group, &member_id) {
                 return self.respond(result);

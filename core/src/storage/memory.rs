@@ -17,6 +17,7 @@ pub struct MemoryStore {
     next_producer_id: i64,
     /// group -> (topic, partition) -> commit
     group_offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    group_records: HashMap<String, GroupRecord>,
 }
 
 #[derive(Default)]
@@ -174,6 +175,7 @@ impl MemoryStore {
                 match partitions {
                     None => {
                         self.group_offsets.remove(&group);
+                        self.group_records.remove(&group);
                     }
                     Some(partitions) => {
                         if let Some(committed) = self.group_offsets.get_mut(&group) {
@@ -189,10 +191,16 @@ impl MemoryStore {
                 StorageReply::OffsetsDeleted
             }
             StorageCommand::ListGroups => {
-                let mut names: Vec<String> = self.group_offsets.keys().cloned().collect();
+                let mut names: Vec<String> = self.group_offsets.keys().chain(self.group_records.keys()).cloned().collect();
                 names.sort();
+                names.dedup();
                 StorageReply::GroupNames(names)
             }
+            StorageCommand::SaveGroup { group, record } => {
+                self.group_records.insert(group, record);
+                StorageReply::GroupSaved
+            }
+            StorageCommand::LoadGroup { group } => StorageReply::Group(self.group_records.get(&group).cloned()),
             StorageCommand::FetchOffsets { group, partitions } => {
                 let Some(committed) = self.group_offsets.get(&group) else {
                     return StorageReply::CommittedOffsets(Vec::new());

@@ -31,6 +31,16 @@ pub struct CommittedOffset {
     pub metadata: Option<String>,
 }
 
+/// What survives of a consumer group when its coordinator goes away: enough for the next
+/// coordinator to continue its generations and describe it. Members rejoin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+}
+
 /// One record read back with the offset it was assigned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRecord {
@@ -65,8 +75,12 @@ pub enum StorageCommand {
     FetchOffsets { group: String, partitions: Option<Vec<(String, i32)>> },
     /// Forgets a group's commits of the given partitions, or the whole group.
     DeleteOffsets { group: String, partitions: Option<Vec<(String, i32)>> },
-    /// Every group that has committed offsets.
+    /// Every group that has committed offsets or stored metadata.
     ListGroups,
+    /// Stores a group's metadata after a rebalance (replacing the previous one).
+    SaveGroup { group: String, record: GroupRecord },
+    /// A group's stored metadata, if any.
+    LoadGroup { group: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +120,8 @@ pub enum StorageReply {
     CommittedOffsets(Vec<CommittedOffset>),
     OffsetsDeleted,
     GroupNames(Vec<String>),
+    GroupSaved,
+    Group(Option<GroupRecord>),
     Failed(StorageError),
 }
 
