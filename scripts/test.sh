@@ -16,8 +16,15 @@ suites=$((suites + 1))
 echo "== fuzzing the request path (short run)"
 # cargo-fuzz wants a nightly compiler for sanitizer flags; RUSTC_BOOTSTRAP lets the stable
 # toolchain build libFuzzer targets without a sanitizer.
+# The request target starts from fuzz/seeds/request: one valid frame per API and version
+# (regenerate with KORVET_WRITE_FUZZ_SEEDS=$PWD/fuzz/seeds/request cargo test -p korvet-core
+# --test broker); new inputs go to the ignored fuzz/corpus.
 for target in request record_batch; do
-  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" --sanitizer none -- -max_total_time="${KORVET_FUZZ_SECONDS:-30}" 2>&1 | tail -n 1
+  mkdir -p "fuzz/corpus/$target"
+  seeds=()
+  [ -d "fuzz/seeds/$target" ] && seeds=("fuzz/seeds/$target")
+  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" --sanitizer none "fuzz/corpus/$target" "${seeds[@]}" -- \
+    -max_total_time="${KORVET_FUZZ_SECONDS:-30}" -rss_limit_mb=4096 2>&1 | tail -n 1
 done
 suites=$((suites + 1))
 

@@ -88,8 +88,12 @@ impl ServeArgs {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.default_partitions < 1 {
-            return Err(format!("default partitions must be at least 1, not {}", self.default_partitions));
+        if !(1..=korvet_core::topics::MAX_PARTITIONS).contains(&self.default_partitions) {
+            return Err(format!(
+                "default partitions must be between 1 and {}, not {}",
+                korvet_core::topics::MAX_PARTITIONS,
+                self.default_partitions
+            ));
         }
         if self.broker_id < 0 {
             return Err(format!("broker id must be 0 or more, not {}", self.broker_id));

@@ -6,6 +6,10 @@ use std::collections::HashMap;
 
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
+/// Most partitions one topic may have. Every Metadata answer lists every partition, so an
+/// unbounded count would let one CreateTopics request make later responses exhaust memory.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
 /// Checks a topic name with Kafka's rules (`Topic.validate`): 1 to 249 characters of ASCII
 /// letters, digits, '.', '_' and '-', and neither "." nor "..". Returns the reason when invalid.
 pub fn validate_name(name: &str) -> Result<(), String> {

@@ -51,6 +51,13 @@ impl Harness {
     }
 
     fn send(&mut self, request: RequestKind, key: ApiKey, version: i16) -> i32 {
+        let frame = self.frame(request, key, version);
+        self.send_raw(&frame);
+        self.next_correlation
+    }
+
+    /// Encodes a request frame exactly as a client would, and records that it awaits a response.
+    fn frame(&mut self, request: RequestKind, key: ApiKey, version: i16) -> BytesMut {
         self.next_correlation += 1;
         let correlation_id = self.next_correlation;
         let mut body = BytesMut::new();
@@ -65,8 +72,12 @@ impl Harness {
         frame.put_i32(body.len() as i32);
         frame.extend_from_slice(&body);
         self.sent.push_back((key as i16, version, correlation_id));
-        self.send_raw(&frame);
-        correlation_id
+        if let Ok(dir) = std::env::var("KORVET_WRITE_FUZZ_SEEDS") {
+            // Valid requests make the best starting corpus for the `request` fuzz target.
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(format!("{dir}/{:?}-v{version}-{correlation_id}", key), &frame);
+        }
+        frame
     }
 
     /// The next complete response, decoded, if one has arrived.
@@ -445,4 +456,15 @@ fn a_new_coordinator_continues_the_stored_generation() {
     restarted.advance(3_000);
     let (_, ResponseKind::JoinGroup(second)) = restarted.response().expect("joined") else { panic!() };
     assert_eq!(second.generation_id, 2, "generation numbers are never reused across coordinators");
+}
+
+#[test]
+fn absurd_partition_counts_are_refused() {
+    let mut h = Harness::new();
+    let request = CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
+        .with_name(topic("huge"))
+        .with_num_partitions(2_000_000_000)
+        .with_replication_factor(1)]);
+    let ResponseKind::CreateTopics(r) = h.call(RequestKind::CreateTopics(request), ApiKey::CreateTopics, 7) else { panic!() };
+    assert_eq!(r.topics[0].error_code, korvet_core::errors::INVALID_PARTITIONS);
 }

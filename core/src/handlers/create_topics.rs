@@ -48,6 +48,9 @@ fn plan(cx: &mut Context<'_>, topic: &CreatableTopic, duplicate: bool) -> Result
     } else {
         topic.num_partitions
     };
+    if partitions > topics::MAX_PARTITIONS {
+        return Err((errors::INVALID_PARTITIONS, format!("{partitions} partitions exceed the limit of {}", topics::MAX_PARTITIONS)));
+    }
     if topic.replication_factor == 0 || topic.replication_factor < -1 {
         return Err((
             errors::INVALID_REPLICATION_FACTOR,
