@@ -468,3 +468,10 @@ fn absurd_partition_counts_are_refused() {
     let ResponseKind::CreateTopics(r) = h.call(RequestKind::CreateTopics(request), ApiKey::CreateTopics, 7) else { panic!() };
     assert_eq!(r.topics[0].error_code, korvet_core::errors::INVALID_PARTITIONS);
 }
+
+#[test]
+fn every_served_api_has_its_own_metrics_name() {
+    for api in korvet_core::versions::SUPPORTED_APIS {
+        assert_ne!(korvet_core::broker::api_name(api.key), "Other", "{:?} needs a metrics label", api.key);
+    }
+}
