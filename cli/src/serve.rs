@@ -5,6 +5,9 @@ use clap::Args;
 use korvet_core::storage::memory::SharedMemoryStore;
 use korvet_core::storage::StorageDriver;
 use korvet_core::{Broker, BrokerConfig};
+use korvet_core::cluster::BrokerInfo;
+use korvet_storage_redis::membership::{Membership, MembershipEnd};
+use korvet_storage_redis::registry::{ClaimError, Registry};
 use korvet_storage_redis::{RedisOptions, RedisStorage};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -60,6 +63,15 @@ pub struct ServeArgs {
     /// Longest session timeout a consumer may ask for (Kafka's group.max.session.timeout.ms).
     #[arg(long, env = "KORVET_SERVER_GROUP_MAX_SESSION_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub group_max_session_timeout: std::time::Duration,
+    /// Rack of this broker, reported to clients in Metadata (Kafka's broker.rack).
+    #[arg(long, env = "KORVET_SERVER_RACK")]
+    pub rack: Option<String>,
+    /// How often this broker refreshes its entry in the broker registry, e.g. `10s`.
+    #[arg(long, env = "KORVET_REGISTRY_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: std::time::Duration,
+    /// How long a registry entry lives without a heartbeat before other brokers drop it, e.g. `30s`.
+    #[arg(long, env = "KORVET_REGISTRY_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub registry_ttl: std::time::Duration,
     /// Log level, optionally per module: `info` or `info,korvet_core=debug`.
     #[arg(long, env = "KORVET_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -75,7 +87,7 @@ impl ServeArgs {
             broker_id: self.broker_id,
             advertised_host,
             advertised_port: i32::from(self.advertised_port.unwrap_or(self.port)),
-            rack: None,
+            rack: self.rack.clone(),
             cluster_id: format!("korvet-{}", self.keyspace),
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
@@ -97,6 +109,12 @@ impl ServeArgs {
         }
         if self.broker_id < 0 {
             return Err(format!("broker id must be 0 or more, not {}", self.broker_id));
+        }
+        if self.heartbeat_interval.is_zero() || self.registry_ttl <= self.heartbeat_interval {
+            return Err(format!(
+                "the registry TTL ({:?}) must be longer than the heartbeat interval ({:?}), or live brokers expire",
+                self.registry_ttl, self.heartbeat_interval
+            ));
         }
         if self.keyspace.is_empty() || self.keyspace.contains(['{', '}']) {
             return Err(format!("keyspace {:?} must be non-empty and free of braces", self.keyspace));
@@ -136,6 +154,7 @@ async fn connect_storage(args: &ServeArgs) -> (Arc<dyn StorageDriver>, Option<Re
     };
     let mut options = RedisOptions::new(uri.clone(), args.keyspace.clone());
     options.password = args.redis_password.clone();
+    options.broker_id = args.broker_id;
     let mut attempt = 0u32;
     loop {
         match RedisStorage::connect(&options).await {
@@ -182,8 +201,8 @@ async fn serve(args: ServeArgs) -> i32 {
     tokio::spawn(actuator::serve(management, health.clone(), stats_rx));
     let (storage, redis) = connect_storage(&args).await;
     health.storage_ok.store(true, Ordering::Relaxed);
-    if let Some(redis) = redis {
-        tokio::spawn(watch_storage(redis, health.clone()));
+    if let Some(redis) = &redis {
+        tokio::spawn(watch_storage(redis.clone(), health.clone()));
     }
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
@@ -192,27 +211,100 @@ async fn serve(args: ServeArgs) -> i32 {
             return 1;
         }
     };
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let mut broker = Broker::new(config, seed);
+    let (cluster_tx, cluster_rx) = tokio::sync::mpsc::unbounded_channel();
+    let id_lost = Arc::new(tokio::sync::Notify::new());
+    let registry = match &redis {
+        Some(redis) => match join_cluster(&args, redis, &mut broker, seed).await {
+            Ok(registry) => {
+                let membership = Membership { registry: registry.clone(), client: redis.client().clone(), heartbeat: args.heartbeat_interval };
+                let id_lost = id_lost.clone();
+                tokio::spawn(async move {
+                    let end = membership.run(tokio::time::sleep, |event| cluster_tx.send(event).is_ok()).await;
+                    if let MembershipEnd::IdTakenOver(holder) = end {
+                        log::error!(
+                            "this broker's id was registered by another broker at {} while this one could not renew its entry; stopping",
+                            holder.address
+                        );
+                        id_lost.notify_one();
+                    }
+                });
+                Some(registry)
+            }
+            Err(code) => return code,
+        },
+        None => None,
+    };
     log::info!(
         "korvet {} broker {} listening on {listen}, advertised as {}:{}",
         env!("CARGO_PKG_VERSION"),
-        config.broker_id,
-        config.advertised_host,
-        config.advertised_port
+        broker.config().broker_id,
+        broker.config().advertised_host,
+        broker.config().advertised_port
     );
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-        ^ u64::from(std::process::id()).rotate_left(32);
-    let broker = Broker::new(config, seed);
     health.serving.store(true, Ordering::Relaxed);
     let stopping = {
         let health = health.clone();
         async move {
-            shutdown_signal().await;
+            tokio::select! {
+                _ = shutdown_signal() => {},
+                _ = id_lost.notified() => {},
+            }
             health.serving.store(false, Ordering::Relaxed);
         }
     };
-    korvet_runtime_tokio::serve(listener, broker, storage, stopping, Duration::from_secs(10), stats_tx).await;
+    korvet_runtime_tokio::serve(listener, broker, storage, cluster_rx, stopping, Duration::from_secs(10), stats_tx).await;
+    if let Some(registry) = registry {
+        match tokio::time::timeout(Duration::from_secs(5), registry.deregister()).await {
+            Ok(Ok(())) => log::info!("left the broker registry"),
+            Ok(Err(err)) => log::warn!("cannot leave the broker registry: {err}; the entry expires by itself"),
+            Err(_) => log::warn!("leaving the broker registry timed out; the entry expires by itself"),
+        }
+    }
     log::info!("korvet stopped");
     0
+}
+
+/// Registers this broker in the registry and tells it which brokers are live. Refuses (exit code
+/// 1) when a live broker already holds the id.
+async fn join_cluster(args: &ServeArgs, redis: &RedisStorage, broker: &mut Broker, seed: u64) -> Result<Registry, i32> {
+    let config = broker.config();
+    let this = BrokerInfo { id: config.broker_id, host: config.advertised_host.clone(), port: config.advertised_port, rack: config.rack.clone() };
+    let instance = format!("{:016x}", seed);
+    let registry = Registry::new(redis.connection(), redis.keys().clone(), this, instance, args.registry_ttl);
+    // Long enough to see a live holder's heartbeat, short enough to restart quickly after a crash.
+    let observe = args.heartbeat_interval + args.heartbeat_interval / 2 + Duration::from_secs(1);
+    let mut attempt = 0u32;
+    loop {
+        match registry.register(observe, tokio::time::sleep).await {
+            Ok(()) => break,
+            Err(ClaimError::Taken(holder)) => {
+                log::error!(
+                    "broker id {} is already used by a live broker at {} (registry key {}); give every broker a unique KORVET_SERVER_BROKER_ID",
+                    args.broker_id,
+                    holder.address,
+                    redis.keys().broker(args.broker_id)
+                );
+                return Err(1);
+            }
+            Err(ClaimError::Redis(err)) => {
+                attempt += 1;
+                log::warn!("cannot register in the broker registry (attempt {attempt}): {err}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    match registry.live_brokers().await {
+        Ok(live) => {
+            let now = korvet_core::Time { mono_ms: 0, wall_ms: 0 };
+            broker.set_live_brokers(live, now);
+        }
+        Err(err) => log::warn!("cannot read the broker registry yet: {err}"),
+    }
+    log::info!("registered as broker {} (keyspace {:?}); live brokers: {:?}", args.broker_id, args.keyspace, broker.live_broker_ids());
+    Ok(registry)
 }
 
 /// Pings Redis every second so that readiness reflects whether storage is reachable.

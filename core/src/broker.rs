@@ -5,7 +5,7 @@
 //! connection run concurrently, but their responses are released strictly in request order, as
 //! Kafka clients require.
 
-use crate::cluster::{BrokerInfo, ClusterView};
+use crate::cluster::{BrokerInfo, ClusterEvent, ClusterView};
 use crate::config::BrokerConfig;
 use crate::frame::FrameDecoder;
 use crate::handlers::{self, Handler, Step};
@@ -103,6 +103,14 @@ pub(crate) struct Context<'a> {
     /// The client address of the connection, for group member descriptions.
     pub peer: &'a str,
     pub client_id: &'a str,
+}
+
+impl Context<'_> {
+    /// Whether this broker coordinates the group; other brokers answer NOT_COORDINATOR to its
+    /// membership requests so that clients look the coordinator up again.
+    pub fn coordinates(&self, group: &str) -> bool {
+        self.cluster.coordinator_for(group).id == self.config.broker_id
+    }
 }
 
 /// A small deterministic PRNG; the runtime seeds it (from entropy, or from the simulator's seed).
@@ -207,9 +215,36 @@ impl Broker {
         self.tasks.len()
     }
 
-    /// Sets the live brokers, e.g. from the registry in storage.
-    pub fn set_live_brokers(&mut self, live: Vec<BrokerInfo>) {
+    /// Sets the live brokers, e.g. from the registry in storage. Groups whose coordinator is
+    /// now another broker are handed over: dropped here, their waiting requests answered with
+    /// NOT_COORDINATOR.
+    pub fn set_live_brokers(&mut self, live: Vec<BrokerInfo>, now: Time) {
+        let before: Vec<i32> = self.cluster.brokers().iter().map(|b| b.id).collect();
         self.cluster.update(&self.this, live);
+        let after: Vec<i32> = self.cluster.brokers().iter().map(|b| b.id).collect();
+        if before == after {
+            return;
+        }
+        log::info!("live brokers: {after:?} (were {before:?})");
+        let (cluster, this) = (&self.cluster, self.this.id);
+        let moved = self.groups.hand_over(|group| cluster.coordinator_for(group).id == this);
+        if !moved.is_empty() {
+            log::info!("{} consumer groups moved to other coordinators: {}", moved.len(), moved.join(", "));
+        }
+        self.wake_changed_groups(now);
+        self.announce_timeout();
+    }
+
+    pub fn handle_cluster_event(&mut self, event: ClusterEvent, now: Time) {
+        match event {
+            ClusterEvent::LiveBrokers(live) => self.set_live_brokers(live, now),
+            ClusterEvent::RemoteAppend { topic, partition } => self.handle_remote_append(&topic, partition, now),
+        }
+    }
+
+    /// Ids of the brokers this one currently believes live, sorted.
+    pub fn live_broker_ids(&self) -> Vec<i32> {
+        self.cluster.brokers().iter().map(|b| b.id).collect()
     }
 
     /// The next thing the runtime must do, or `None` once everything has been drained.

@@ -12,6 +12,16 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
+/// What a broker learns from the rest of the cluster (through the registry and notifications
+/// in storage); fed to [`crate::Broker::handle_cluster_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// The brokers currently registered and alive.
+    LiveBrokers(Vec<BrokerInfo>),
+    /// Records were appended to a partition through another broker.
+    RemoteAppend { topic: String, partition: i32 },
+}
+
 #[derive(Clone, Debug)]
 pub struct ClusterView {
     /// Live brokers, sorted by id; never empty (contains at least this broker).
@@ -52,12 +62,24 @@ impl ClusterView {
 }
 
 impl ClusterView {
-    /// The broker coordinating a consumer group: the group id hashed over the live brokers, so
-    /// every broker gives the same answer.
+    /// The broker coordinating a consumer group, by rendezvous (highest-random-weight) hashing
+    /// of the group id over the live brokers: every broker gives the same answer, and when a
+    /// broker joins or leaves only the groups it gains or loses move (about 1/n of them), so a
+    /// membership change does not rebalance every group in the cluster.
     pub fn coordinator_for(&self, group: &str) -> &BrokerInfo {
-        let index = fnv1a(group.as_bytes()) % self.brokers.len() as u64;
-        &self.brokers[index as usize]
+        let group_hash = fnv1a(group.as_bytes());
+        self.brokers
+            .iter()
+            .max_by_key(|broker| (mix(group_hash ^ mix(broker.id as u32 as u64)), broker.id))
+            .unwrap_or(&self.brokers[0])
     }
+}
+
+/// SplitMix64's finaliser: spreads FNV's weak low bits so rendezvous weights are well mixed.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+    z ^ (z >> 31)
 }
 
 /// FNV-1a: a stable hash, identical on every broker and every build.
@@ -68,4 +90,48 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         hash = hash.wrapping_mul(0x100000001b3);
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(ids: &[i32]) -> ClusterView {
+        let info = |id: i32| BrokerInfo { id, host: format!("b{id}"), port: 9092, rack: None };
+        let mut view = ClusterView::single(info(ids[0]));
+        view.update(&info(ids[0]), ids.iter().map(|&id| info(id)).collect());
+        view
+    }
+
+    #[test]
+    fn leadership_is_spread_evenly_over_live_brokers() {
+        let cluster = view(&[2, 0, 1]);
+        let mut led = [0; 3];
+        for p in 0..30 {
+            led[cluster.leader_for("orders", p) as usize] += 1;
+        }
+        assert_eq!(led, [10, 10, 10]);
+        assert_eq!(cluster.controller_id(), 0);
+    }
+
+    #[test]
+    fn a_joining_broker_takes_only_its_share_of_groups() {
+        let three = view(&[0, 1, 2]);
+        let four = view(&[0, 1, 2, 3]);
+        let groups: Vec<String> = (0..1000).map(|i| format!("group-{i}")).collect();
+        let mut per_broker = [0; 4];
+        let mut moved = 0;
+        for g in &groups {
+            let before = three.coordinator_for(g).id;
+            let after = four.coordinator_for(g).id;
+            per_broker[after as usize] += 1;
+            if before != after {
+                // Only moves to the newcomer, never between the old brokers.
+                assert_eq!(after, 3, "{g} moved from {before} to {after}");
+                moved += 1;
+            }
+        }
+        assert!((150..350).contains(&moved), "{moved} of 1000 groups moved");
+        assert!(per_broker.iter().all(|&n| (150..350).contains(&n)), "uneven spread {per_broker:?}");
+    }
 }

@@ -443,6 +443,19 @@ impl Groups {
         }
     }
 
+    /// Drops every group `keep` rejects (their coordinator moved to another broker) and returns
+    /// their names. Requests waiting on them are woken so that they answer NOT_COORDINATOR and
+    /// the members find the new coordinator; the new one continues from the stored record.
+    pub fn hand_over(&mut self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut moved: Vec<String> = self.groups.keys().filter(|name| !keep(name)).cloned().collect();
+        moved.sort();
+        for name in &moved {
+            self.groups.remove(name);
+            self.changed.push(name.clone());
+        }
+        moved
+    }
+
     /// Removes the group if it has no members; `false` if it still has some.
     pub fn delete(&mut self, group_id: &str) -> bool {
         match self.groups.get(group_id) {

@@ -475,3 +475,62 @@ fn every_served_api_has_its_own_metrics_name() {
         assert_ne!(korvet_core::broker::api_name(api.key), "Other", "{:?} needs a metrics label", api.key);
     }
 }
+
+fn live(ids: &[i32]) -> Vec<korvet_core::cluster::BrokerInfo> {
+    ids.iter().map(|&id| korvet_core::cluster::BrokerInfo { id, host: format!("broker-{id}"), port: 9092, rack: None }).collect()
+}
+
+/// The coordinator of `group` when the brokers `cluster` are live.
+fn coordinator(cluster: &[i32], group: &str) -> i32 {
+    let brokers = live(cluster);
+    let mut view = korvet_core::cluster::ClusterView::single(brokers[0].clone());
+    view.update(&brokers[0], brokers.clone());
+    view.coordinator_for(group).id
+}
+
+/// A group id for which `wanted` holds.
+fn group_where(wanted: impl Fn(&str) -> bool) -> &'static str {
+    let name = (0..).map(|i| format!("group-{i}")).find(|g| wanted(g)).unwrap();
+    Box::leak(name.into_boxed_str())
+}
+
+#[test]
+fn only_the_coordinator_serves_group_membership() {
+    let mut h = Harness::new();
+    h.broker.set_live_brokers(live(&[0, 1, 2]), h.now);
+    let elsewhere = group_where(|g| coordinator(&[0, 1, 2], g) == 1 && coordinator(&[0, 2], g) == 0);
+    let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str(elsewhere));
+    let ResponseKind::FindCoordinator(r) = h.call(RequestKind::FindCoordinator(find), ApiKey::FindCoordinator, 3) else { panic!() };
+    assert_eq!((r.node_id.0, r.host.as_str(), r.port), (1, "broker-1", 9092));
+    let ResponseKind::JoinGroup(r) = h.call(RequestKind::JoinGroup(join_request(elsewhere)), ApiKey::JoinGroup, 3) else { panic!() };
+    assert_eq!(r.error_code, korvet_core::errors::NOT_COORDINATOR);
+    let heartbeat = HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str(elsewhere))).with_generation_id(1);
+    let ResponseKind::Heartbeat(r) = h.call(RequestKind::Heartbeat(heartbeat), ApiKey::Heartbeat, 3) else { panic!() };
+    assert_eq!(r.error_code, korvet_core::errors::NOT_COORDINATOR);
+    // Standalone commits and offset fetches are served anywhere: offsets live in storage.
+    h.call(RequestKind::Produce(produce_request("t", &["a"])), ApiKey::Produce, 9);
+    let commit = commit_request(elsewhere, "t", 0, 1);
+    let ResponseKind::OffsetCommit(r) = h.call(RequestKind::OffsetCommit(commit), ApiKey::OffsetCommit, 8) else { panic!() };
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    // Broker 1 leaves: this broker takes the group over.
+    h.broker.set_live_brokers(live(&[0, 2]), h.now);
+    let ResponseKind::JoinGroup(r) = h.call(RequestKind::JoinGroup(join_request(elsewhere)), ApiKey::JoinGroup, 5) else { panic!() };
+    assert_eq!(r.error_code, korvet_core::errors::MEMBER_ID_REQUIRED, "served here now (v4+ first asks for a member id)");
+}
+
+#[test]
+fn a_coordinator_move_answers_waiting_members_not_coordinator() {
+    let mut h = Harness::new();
+    let moving = group_where(|g| coordinator(&[0, 1], g) == 1);
+    // Alone, broker 0 coordinates everything; a member joins and waits out the initial delay.
+    h.send(RequestKind::JoinGroup(join_request(moving)), ApiKey::JoinGroup, 3);
+    assert!(h.response().is_none(), "the join waits for the initial rebalance delay");
+    // Broker 1 joins the cluster and takes the group: the waiting join is answered at once.
+    h.broker.set_live_brokers(live(&[0, 1]), h.now);
+    h.drain();
+    let (_, ResponseKind::JoinGroup(r)) = h.response().expect("the waiting join is answered") else { panic!() };
+    assert_eq!(r.error_code, korvet_core::errors::NOT_COORDINATOR);
+    let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str(moving))]);
+    let ResponseKind::DescribeGroups(r) = h.call(RequestKind::DescribeGroups(describe), ApiKey::DescribeGroups, 5) else { panic!() };
+    assert_eq!(r.groups[0].error_code, korvet_core::errors::NOT_COORDINATOR);
+}

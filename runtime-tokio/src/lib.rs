@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use korvet_core::cluster::ClusterEvent;
 use korvet_core::storage::{StorageDriver, StorageReply};
 use korvet_core::{Broker, ConnId, OpId, Output, Time};
 use std::collections::HashMap;
@@ -48,18 +49,20 @@ impl Clock {
 
 /// Serves Kafka clients on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish for at most `drain`, and returns the broker. The broker's counters
-/// are published on `stats` about once a second.
+/// are published on `stats` about once a second; what the rest of the cluster reports arrives on
+/// `cluster` (its sender may simply be dropped when there is no cluster).
 pub async fn serve(
     listener: TcpListener,
     broker: Broker,
     storage: Arc<dyn StorageDriver>,
+    cluster: mpsc::UnboundedReceiver<ClusterEvent>,
     shutdown: impl Future<Output = ()> + Send,
     drain: Duration,
     stats: watch::Sender<korvet_core::stats::Stats>,
 ) -> Broker {
     let (events_tx, events) = mpsc::channel::<Event>(1024);
     let acceptor = tokio::spawn(accept_loop(listener, events_tx));
-    let broker = run_broker(broker, storage, events, shutdown, drain, stats).await;
+    let broker = run_broker(broker, storage, events, cluster, shutdown, drain, stats).await;
     acceptor.abort();
     broker
 }
@@ -124,6 +127,7 @@ async fn run_broker(
     mut broker: Broker,
     storage: Arc<dyn StorageDriver>,
     mut events: mpsc::Receiver<Event>,
+    mut cluster: mpsc::UnboundedReceiver<ClusterEvent>,
     shutdown: impl Future<Output = ()> + Send,
     drain: Duration,
     stats: watch::Sender<korvet_core::stats::Stats>,
@@ -155,6 +159,7 @@ async fn run_broker(
                 }
                 None => break,
             },
+            Some(event) = cluster.recv() => broker.handle_cluster_event(event, clock.now()),
             _ = tokio::time::sleep_until(sleep_until), if timer.is_some() => {
                 timer = None;
                 broker.handle_timeout(clock.now());

@@ -59,6 +59,18 @@ impl Keys {
     pub fn broker(&self, id: i32) -> String {
         format!("{}:broker:{id}", self.keyspace)
     }
+
+    /// Pub/sub channel announcing every append (`<broker id> <partition> <topic>`), so that
+    /// brokers wake their long-polling fetches.
+    pub fn appends_channel(&self) -> String {
+        format!("{}:appends", self.keyspace)
+    }
+
+    /// Pub/sub channel announcing brokers joining and leaving, so that the others refresh their
+    /// view of the cluster at once instead of at their next heartbeat.
+    pub fn registry_channel(&self) -> String {
+        format!("{}:registry", self.keyspace)
+    }
 }
 
 #[cfg(test)]

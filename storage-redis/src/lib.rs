@@ -19,6 +19,9 @@
 
 mod codec;
 pub mod keys;
+pub mod membership;
+pub mod notify;
+pub mod registry;
 
 use bytes::Bytes;
 use korvet_core::records::Record;
@@ -42,6 +45,8 @@ pub struct RedisOptions {
     /// Overrides any password in the URI (KORVET_REDIS_PASSWORD).
     pub password: Option<String>,
     pub keyspace: String,
+    /// This broker's id, carried in append notifications so it can ignore its own.
+    pub broker_id: i32,
     /// How long one command may take before it fails as retriable.
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
@@ -53,6 +58,7 @@ impl RedisOptions {
             uri: uri.into(),
             password: None,
             keyspace: keyspace.into(),
+            broker_id: 0,
             response_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
         }
@@ -72,6 +78,8 @@ impl Script {
 
 struct Inner {
     conn: ConnectionManager,
+    client: redis::Client,
+    origin: i32,
     keys: Keys,
     append: Script,
     read: Script,
@@ -99,10 +107,12 @@ impl RedisStorage {
             .set_connection_timeout(Some(options.connect_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         Ok(RedisStorage {
             inner: Arc::new(Inner {
                 conn,
+                client,
+                origin: options.broker_id,
                 keys: Keys::new(&options.keyspace),
                 append: Script::new(APPEND_SCRIPT),
                 read: Script::new(READ_SCRIPT),
@@ -117,6 +127,11 @@ impl RedisStorage {
     /// A connection handle for other Redis work (broker registry, health checks).
     pub fn connection(&self) -> ConnectionManager {
         self.inner.conn.clone()
+    }
+
+    /// The client, for connections of their own (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.inner.client
     }
 
     /// PING, for readiness checks.
@@ -195,7 +210,7 @@ impl RedisStorage {
                     Some(p) => cmd.arg(p.producer_id).arg(p.producer_epoch).arg(p.base_sequence),
                     None => cmd.arg(-1).arg(0).arg(0),
                 };
-                cmd.arg(records.len());
+                cmd.arg(records.len()).arg(keys.appends_channel()).arg(notify::append_message(inner.origin, &topic, partition));
                 for record in &records {
                     codec::push_record_args(&mut cmd, record);
                 }

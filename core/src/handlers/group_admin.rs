@@ -53,7 +53,9 @@ impl Handler for ListGroups {
         let mut error = errors::NONE;
         match replies.into_iter().next() {
             Some(StorageReply::GroupNames(names)) => {
-                for name in names {
+                // As in Kafka, each broker lists the groups it coordinates; admin clients ask
+                // every broker and merge the answers.
+                for name in names.into_iter().filter(|name| cx.coordinates(name)) {
                     groups.insert(name, ("consumer".to_string(), GroupState::Empty.name()));
                 }
             }
@@ -135,6 +137,9 @@ impl Handler for DescribeGroups {
             .zip(replies)
             .map(|(id, reply)| {
                 let name = id.0.as_str();
+                if !cx.coordinates(name) {
+                    return DescribedGroup::default().with_group_id(id.clone()).with_error_code(errors::NOT_COORDINATOR);
+                }
                 if let Some(group) = cx.groups.get(name).filter(|g| !g.members.is_empty()) {
                     return describe_live(name, group);
                 }
@@ -190,6 +195,10 @@ impl Handler for DeleteGroups {
                 let mut commands = Vec::new();
                 for (index, (id, reply)) in self.request.groups_names.iter().zip(replies).enumerate() {
                     let name = id.0.as_str();
+                    if !cx.coordinates(name) {
+                        self.results[index] = errors::NOT_COORDINATOR;
+                        continue;
+                    }
                     let live = cx.groups.get(name);
                     if live.is_some_and(|g| !g.members.is_empty()) {
                         self.results[index] = errors::NON_EMPTY_GROUP;
@@ -266,6 +275,9 @@ fn subscribed_topics(metadata: &[u8]) -> Vec<String> {
 impl Handler for OffsetDelete {
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
+        if !cx.coordinates(&group) {
+            return Step::Respond(ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(errors::NOT_COORDINATOR)));
+        }
         let subscribed: Vec<String> = cx
             .groups
             .get(&group)

@@ -77,6 +77,9 @@ impl Handler for JoinGroup {
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
         let now = cx.now.mono_ms;
+        if !cx.coordinates(&group) {
+            return self.respond(JoinResult::error(errors::NOT_COORDINATOR, self.request.member_id.as_str()));
+        }
         if !self.loaded && !group.is_empty() && !cx.groups.knows(&group) {
             // First sight of this group here (new, or taken over after a restart): continue
             // from what a previous coordinator stored.
@@ -156,6 +159,9 @@ impl Handler for SyncGroup {
         let group = self.request.group_id.0.to_string();
         let member_id = text(&self.request.member_id);
         let now = cx.now.mono_ms;
+        if !cx.coordinates(&group) {
+            return self.respond(cx, errors::NOT_COORDINATOR, Bytes::new());
+        }
         if let Some(deadline) = self.deadline {
             return match cx.groups.sync_result(&group, self.request.generation_id, &member_id) {
                 Some((error, assignment)) => self.respond(cx, error, assignment),
@@ -186,6 +192,9 @@ pub(crate) struct Heartbeat(pub HeartbeatRequest);
 impl Handler for Heartbeat {
     fn resume(&mut self, cx: &mut Context<'_>, _replies: Vec<StorageReply>) -> Step {
         let request = &self.0;
+        if !cx.coordinates(request.group_id.0.as_str()) {
+            return Step::Respond(ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(errors::NOT_COORDINATOR)));
+        }
         let error = cx.groups.heartbeat(request.group_id.0.as_str(), request.generation_id, request.member_id.as_str(), cx.now.mono_ms);
         Step::Respond(ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(error)))
     }
@@ -205,6 +214,10 @@ impl LeaveGroup {
 impl Handler for LeaveGroup {
     fn resume(&mut self, cx: &mut Context<'_>, _replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
+        if !cx.coordinates(&group) {
+            let response = LeaveGroupResponse::default().with_error_code(errors::NOT_COORDINATOR);
+            return Step::Respond(ResponseKind::LeaveGroup(response));
+        }
         let leaving: Vec<(String, Option<String>)> = if self.version >= 3 {
             self.request.members.iter().map(|m| (text(&m.member_id), m.group_instance_id.as_ref().map(text))).collect()
         } else {

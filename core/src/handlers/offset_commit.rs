@@ -76,6 +76,11 @@ impl Handler for OffsetCommit {
         if self.lookup.is_none() {
             let group = self.request.group_id.0.as_str();
             let generation = self.request.generation_id_or_member_epoch;
+            // A member's commit is checked against the membership only its coordinator holds;
+            // standalone commits (generation -1) are served by any broker, offsets being in storage.
+            if generation >= 0 && !cx.coordinates(group) {
+                return self.fail_all(errors::NOT_COORDINATOR);
+            }
             let code = cx.groups.check_commit(group, generation, self.request.member_id.as_str(), cx.now.mono_ms);
             if code != errors::NONE {
                 return self.fail_all(code);

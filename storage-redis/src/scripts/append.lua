@@ -4,7 +4,10 @@
 --
 -- KEYS[1] stream, KEYS[2] partition hash, KEYS[3] time index (sorted set)
 -- ARGV[1] producer id ("-1" for none), ARGV[2] producer epoch, ARGV[3] base sequence,
--- ARGV[4] number of records, then per record: timestamp, field count F, F field/value pairs.
+-- ARGV[4] number of records, ARGV[5] notification channel, ARGV[6] notification message,
+-- then per record: timestamp, field count F, F field/value pairs.
+-- After an append the message is published on the channel, so that long-polling fetches on
+-- other brokers wake without polling Redis.
 -- Returns {status, base offset}: 0 appended, 1 duplicate, 2 out of order sequence, 3 fenced epoch.
 local stream, partition, timeindex = KEYS[1], KEYS[2], KEYS[3]
 local producer = ARGV[1]
@@ -43,7 +46,7 @@ local base = next_offset
 local max_ts = redis.call('HGET', partition, 'max-timestamp')
 if max_ts then max_ts = tonumber(max_ts) else max_ts = nil end
 local max_ts_offset = nil
-local i = 5
+local i = 7
 for _ = 1, count do
   local ts = ARGV[i]
   local nfields = tonumber(ARGV[i + 1])
@@ -69,4 +72,5 @@ if producer ~= '-1' then
   while #history > 5 do table.remove(history, 1) end
   redis.call('HSET', partition, 'producer:' .. producer, string.format('%d', epoch) .. '|' .. table.concat(history, '|'))
 end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {0, base}
