@@ -116,3 +116,38 @@ class Korvet:
     @property
     def bootstrap(self):
         return f"127.0.0.1:{self.port}"
+
+
+class Cluster:
+    """Several korvet brokers on one Redis and one keyspace, as the deployment guide runs them.
+    Heartbeats every second and a 3 s registry TTL keep failover tests short."""
+
+    SETTINGS = {
+        "KORVET_REGISTRY_HEARTBEAT_INTERVAL": "1s",
+        "KORVET_REGISTRY_TTL": "3s",
+        "KORVET_SERVER_REBALANCE_DELAY": "300ms",
+    }
+
+    def __init__(self, redis, keyspace, size):
+        self.redis = redis
+        self.keyspace = keyspace
+        self.brokers = {}
+        for broker_id in range(size):
+            self.add(broker_id)
+
+    def add(self, broker_id):
+        env = dict(self.SETTINGS, KORVET_SERVER_BROKER_ID=str(broker_id))
+        broker = Korvet(redis_uri=self.redis.uri, keyspace=self.keyspace, extra_env=env)
+        self.brokers[broker_id] = broker
+        return broker
+
+    @property
+    def bootstrap(self):
+        return ",".join(b.bootstrap for b in self.brokers.values())
+
+    def live(self):
+        return {i: b for i, b in self.brokers.items() if b.proc.poll() is None}
+
+    def close(self):
+        for broker in self.brokers.values():
+            broker.stop()

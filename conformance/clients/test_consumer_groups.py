@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 
@@ -47,6 +47,7 @@ class Member(threading.Thread):
         })
         self.assignment = set()
         self.seen = []
+        self.commit_errors = []
         self.stop_flag = threading.Event()
         self.lock = threading.Lock()
         cooperative = assignor == "cooperative-sticky"
@@ -74,7 +75,12 @@ class Member(threading.Thread):
                 continue
             with self.lock:
                 self.seen.append(int(msg.value()))
-            self.consumer.commit(message=msg, asynchronous=False)
+            try:
+                self.consumer.commit(message=msg, asynchronous=False)
+            except KafkaException as err:
+                # A commit can fail while the group rebalances (e.g. its coordinator moved);
+                # the record is then consumed again after the rebalance, as Kafka promises.
+                self.commit_errors.append(err)
         self.consumer.close()
 
     def stop(self):
