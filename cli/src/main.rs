@@ -3,6 +3,7 @@
 mod actuator;
 mod logging;
 mod serve;
+mod settings;
 
 use clap::{Parser, Subcommand};
 

@@ -1,7 +1,9 @@
 //! `korvet serve`: configuration, storage selection and the broker's lifetime.
 
 use crate::{actuator, logging};
-use clap::Args;
+use crate::settings::{self, Given, Settings, Source, SPECS};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches};
 use korvet_core::storage::memory::SharedMemoryStore;
 use korvet_core::storage::StorageDriver;
 use korvet_core::{Broker, BrokerConfig};
@@ -14,70 +16,130 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Args, Debug, Clone)]
+/// The command line of `korvet serve`: `--config`, `--print-config`, and one flag per setting
+/// of [`settings::SPECS`] (each also read from its environment variable).
+#[derive(Debug, Clone)]
 pub struct ServeArgs {
-    /// Redis to keep all data in, e.g. redis://localhost:6379. Without it korvet runs on an
-    /// embedded in-memory store that loses everything on exit.
-    #[arg(long, env = "KORVET_REDIS_URI")]
-    pub redis_uri: Option<String>,
-    /// Redis password; overrides one given in the URI.
-    #[arg(long, env = "KORVET_REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
-    /// Address to listen on for Kafka clients.
-    #[arg(long, env = "KORVET_SERVER_HOST", default_value = "0.0.0.0")]
-    pub host: String,
-    #[arg(long, env = "KORVET_SERVER_PORT", default_value_t = 9092)]
-    pub port: u16,
-    /// This broker's id, unique in the cluster.
-    #[arg(long, env = "KORVET_SERVER_BROKER_ID", default_value_t = 0)]
-    pub broker_id: i32,
-    /// Host clients are told to connect to [default: the listen host, or 127.0.0.1 when
-    /// listening on all interfaces].
-    #[arg(long, env = "KORVET_SERVER_ADVERTISED_HOST")]
-    pub advertised_host: Option<String>,
-    /// Port clients are told to connect to [default: the listen port].
-    #[arg(long, env = "KORVET_SERVER_ADVERTISED_PORT")]
-    pub advertised_port: Option<u16>,
-    /// Prefix of every Redis key; brokers with the same keyspace form one cluster.
-    #[arg(long, env = "KORVET_SERVER_KEYSPACE", default_value = "korvet")]
-    pub keyspace: String,
-    /// Port of the management HTTP server (health, metrics).
-    #[arg(long, env = "KORVET_MANAGEMENT_PORT", default_value_t = 8080)]
-    pub management_port: u16,
-    /// Create unknown topics when clients ask for them (Kafka's auto.create.topics.enable).
-    #[arg(long, env = "KORVET_SERVER_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub auto_create_topics: bool,
-    /// Partitions of auto-created topics (Kafka's num.partitions).
-    #[arg(long, env = "KORVET_SERVER_DEFAULT_PARTITIONS", default_value_t = 1)]
-    pub default_partitions: i32,
-    /// Largest request accepted, in bytes; larger ones close the connection.
-    #[arg(long, env = "KORVET_SERVER_MAX_REQUEST_SIZE", default_value_t = 100 * 1024 * 1024)]
-    pub max_request_size: usize,
-    /// How long the first rebalance of an empty consumer group waits for more members (Kafka's
-    /// group.initial.rebalance.delay.ms), e.g. `3s` or `500ms`.
-    #[arg(long, env = "KORVET_SERVER_REBALANCE_DELAY", default_value = "3s", value_parser = humantime::parse_duration)]
-    pub rebalance_delay: std::time::Duration,
-    /// Shortest session timeout a consumer may ask for (Kafka's group.min.session.timeout.ms).
-    #[arg(long, env = "KORVET_SERVER_GROUP_MIN_SESSION_TIMEOUT", default_value = "6s", value_parser = humantime::parse_duration)]
-    pub group_min_session_timeout: std::time::Duration,
-    /// Longest session timeout a consumer may ask for (Kafka's group.max.session.timeout.ms).
-    #[arg(long, env = "KORVET_SERVER_GROUP_MAX_SESSION_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
-    pub group_max_session_timeout: std::time::Duration,
-    /// Rack of this broker, reported to clients in Metadata (Kafka's broker.rack).
-    #[arg(long, env = "KORVET_SERVER_RACK")]
-    pub rack: Option<String>,
-    /// How often this broker refreshes its entry in the broker registry, e.g. `10s`.
-    #[arg(long, env = "KORVET_REGISTRY_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub heartbeat_interval: std::time::Duration,
-    /// How long a registry entry lives without a heartbeat before other brokers drop it, e.g. `30s`.
-    #[arg(long, env = "KORVET_REGISTRY_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub registry_ttl: std::time::Duration,
-    /// Log level, optionally per module: `info` or `info,korvet_core=debug`.
-    #[arg(long, env = "KORVET_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    config: Option<String>,
+    print_config: bool,
+    given: Given,
 }
 
-impl ServeArgs {
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = Given::new();
+        for spec in SPECS {
+            if let Some(value) = matches.get_one::<String>(spec.key) {
+                let source = match matches.value_source(spec.key) {
+                    Some(ValueSource::EnvVariable) => Source::Env,
+                    _ => Source::Flag,
+                };
+                given.push((spec.key, value.clone(), source));
+            }
+        }
+        Ok(ServeArgs { config: matches.get_one::<String>("config").cloned(), print_config: matches.get_flag("print-config"), given })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ServeArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let mut cmd = cmd
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .env("KORVET_CONFIG")
+                    .value_name("FILE")
+                    .help("YAML file with settings below the key `korvet` (flags and environment variables override it)."),
+            )
+            .arg(
+                Arg::new("print-config")
+                    .long("print-config")
+                    .action(ArgAction::SetTrue)
+                    .help("Print the effective configuration (secrets masked) and exit."),
+            );
+        for spec in SPECS {
+            let help = match spec.default {
+                Some(default) => format!("{} [default: {default}]", spec.help),
+                None => spec.help.to_string(),
+            };
+            cmd = cmd.arg(
+                Arg::new(spec.key)
+                    .long(spec.flag)
+                    .env(spec.env)
+                    .value_name("VALUE")
+                    .help(help)
+                    .hide_env_values(matches!(spec.kind, settings::Kind::Secret)),
+            );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// The effective settings of one broker, typed.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub redis_uri: Option<String>,
+    pub redis_password: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub broker_id: i32,
+    pub advertised_host: Option<String>,
+    pub advertised_port: Option<u16>,
+    pub keyspace: String,
+    pub rack: Option<String>,
+    pub management_port: u16,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub max_request_size: usize,
+    pub rebalance_delay: Duration,
+    pub group_min_session_timeout: Duration,
+    pub group_max_session_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub registry_ttl: Duration,
+    pub log_level: String,
+    pub log_format: String,
+}
+
+impl ServeConfig {
+    fn from_settings(s: &Settings) -> ServeConfig {
+        let text = |key: &str| s.text(key).map(str::to_string);
+        ServeConfig {
+            redis_uri: text("redis.uri"),
+            redis_password: text("redis.password"),
+            host: s.required("server.host").to_string(),
+            port: s.int("server.port").unwrap_or(9092),
+            broker_id: s.int("server.broker-id").unwrap_or(0),
+            advertised_host: text("server.advertised-host"),
+            advertised_port: s.int("server.advertised-port"),
+            keyspace: s.required("server.keyspace").to_string(),
+            rack: text("server.rack"),
+            management_port: s.int("management.port").unwrap_or(8080),
+            auto_create_topics: s.bool("server.auto-create-topics"),
+            default_partitions: s.int("server.default-partitions").unwrap_or(1),
+            max_request_size: s.int("server.max-request-size").unwrap_or(100 << 20),
+            rebalance_delay: s.duration("server.rebalance-delay"),
+            group_min_session_timeout: s.duration("server.group-min-session-timeout"),
+            group_max_session_timeout: s.duration("server.group-max-session-timeout"),
+            shutdown_timeout: s.duration("server.shutdown-timeout"),
+            heartbeat_interval: s.duration("registry.heartbeat-interval"),
+            registry_ttl: s.duration("registry.ttl"),
+            log_level: s.required("log.level").to_string(),
+            log_format: s.required("log.format").to_string(),
+        }
+    }
+}
+
+impl ServeConfig {
     fn broker_config(&self) -> BrokerConfig {
         let advertised_host = self.advertised_host.clone().unwrap_or_else(|| match self.host.as_str() {
             "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
@@ -99,39 +161,56 @@ impl ServeArgs {
         }
     }
 
+    /// Checks what single values cannot: how settings relate to each other.
     fn validate(&self) -> Result<(), String> {
-        if !(1..=korvet_core::topics::MAX_PARTITIONS).contains(&self.default_partitions) {
-            return Err(format!(
-                "default partitions must be between 1 and {}, not {}",
-                korvet_core::topics::MAX_PARTITIONS,
-                self.default_partitions
-            ));
-        }
-        if self.broker_id < 0 {
-            return Err(format!("broker id must be 0 or more, not {}", self.broker_id));
-        }
         if self.heartbeat_interval.is_zero() || self.registry_ttl <= self.heartbeat_interval {
             return Err(format!(
-                "the registry TTL ({:?}) must be longer than the heartbeat interval ({:?}), or live brokers expire",
+                "korvet.registry.ttl ({:?}) must be longer than korvet.registry.heartbeat-interval ({:?}), or live brokers expire",
                 self.registry_ttl, self.heartbeat_interval
             ));
         }
-        if self.keyspace.is_empty() || self.keyspace.contains(['{', '}']) {
-            return Err(format!("keyspace {:?} must be non-empty and free of braces", self.keyspace));
+        if self.group_min_session_timeout > self.group_max_session_timeout {
+            return Err(format!(
+                "korvet.server.group-min-session-timeout ({:?}) must not exceed korvet.server.group-max-session-timeout ({:?})",
+                self.group_min_session_timeout, self.group_max_session_timeout
+            ));
         }
+        logging::parse_filter(&self.log_level).map_err(|e| format!("invalid korvet.log.level {:?}: {e}", self.log_level))?;
         Ok(())
     }
 }
 
+/// Resolves the settings from flags, environment, file and defaults.
+pub fn load(args: &ServeArgs) -> Result<Settings, String> {
+    let mut given = args.given.clone();
+    if let Some(path) = &args.config {
+        given.extend(settings::read_file(path)?);
+    }
+    Settings::resolve(given)
+}
+
 pub fn run(args: ServeArgs) -> i32 {
-    if let Err(err) = logging::init(&args.log_level) {
+    let settings = match load(&args) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("korvet: {err}");
+            return 2;
+        }
+    };
+    if args.print_config {
+        print!("{}", settings.print());
+        return 0;
+    }
+    let config = ServeConfig::from_settings(&settings);
+    if let Err(err) = config.validate() {
         eprintln!("korvet: {err}");
         return 2;
     }
-    if let Err(err) = args.validate() {
-        log::error!("{err}");
+    if let Err(err) = logging::init(&config.log_level, config.log_format == "json") {
+        eprintln!("korvet: {err}");
         return 2;
     }
+    let args = config;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -143,7 +222,7 @@ pub fn run(args: ServeArgs) -> i32 {
 }
 
 /// The storage driver and, for Redis, a handle to check that it is reachable.
-async fn connect_storage(args: &ServeArgs) -> (Arc<dyn StorageDriver>, Option<RedisStorage>) {
+async fn connect_storage(args: &ServeConfig) -> (Arc<dyn StorageDriver>, Option<RedisStorage>) {
     let Some(uri) = &args.redis_uri else {
         log::warn!("**********************************************************************");
         log::warn!("NO REDIS CONFIGURED: korvet is running on an embedded in-memory store.");
@@ -172,14 +251,14 @@ async fn connect_storage(args: &ServeArgs) -> (Arc<dyn StorageDriver>, Option<Re
 }
 
 /// The URI without any password, for logs.
-fn redact(uri: &str) -> String {
+pub fn redact(uri: &str) -> String {
     match (uri.find("://"), uri.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &uri[..scheme], &uri[at + 1..]),
         _ => uri.to_string(),
     }
 }
 
-async fn serve(args: ServeArgs) -> i32 {
+async fn serve(args: ServeConfig) -> i32 {
     let config = args.broker_config();
     let address = format!("{}:{}", args.host, args.port);
     let listen: SocketAddr = match tokio::net::lookup_host(&address).await.ok().and_then(|mut a| a.next()) {
@@ -255,7 +334,7 @@ async fn serve(args: ServeArgs) -> i32 {
             health.serving.store(false, Ordering::Relaxed);
         }
     };
-    korvet_runtime_tokio::serve(listener, broker, storage, cluster_rx, stopping, Duration::from_secs(10), stats_tx).await;
+    korvet_runtime_tokio::serve(listener, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
     if let Some(registry) = registry {
         match tokio::time::timeout(Duration::from_secs(5), registry.deregister()).await {
             Ok(Ok(())) => log::info!("left the broker registry"),
@@ -269,7 +348,7 @@ async fn serve(args: ServeArgs) -> i32 {
 
 /// Registers this broker in the registry and tells it which brokers are live. Refuses (exit code
 /// 1) when a live broker already holds the id.
-async fn join_cluster(args: &ServeArgs, redis: &RedisStorage, broker: &mut Broker, seed: u64) -> Result<Registry, i32> {
+async fn join_cluster(args: &ServeConfig, redis: &RedisStorage, broker: &mut Broker, seed: u64) -> Result<Registry, i32> {
     let config = broker.config();
     let this = BrokerInfo { id: config.broker_id, host: config.advertised_host.clone(), port: config.advertised_port, rack: config.rack.clone() };
     let instance = format!("{:016x}", seed);
