@@ -4,14 +4,12 @@
 //! `respond` maps a request path to a response without any I/O, so that any runtime can serve
 //! it; `serve` is the tokio listener.
 
-use korvet_core::stats::Stats;
-use std::fmt::Write;
+use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// What the health endpoints report.
 #[derive(Default)]
@@ -32,7 +30,7 @@ fn json(status: u16, body: String) -> Response {
     Response { status, content_type: "application/json", body }
 }
 
-pub fn respond(path: &str, health: &Health, stats: &Stats) -> Response {
+pub fn respond(path: &str, health: &Health, metrics: &Metrics) -> Response {
     let ready = health.serving.load(Ordering::Relaxed) && health.storage_ok.load(Ordering::Relaxed);
     let status = |up: bool| if up { (200, "UP") } else { (503, "DOWN") };
     match path.split('?').next().unwrap_or("") {
@@ -46,61 +44,20 @@ pub fn respond(path: &str, health: &Health, stats: &Stats) -> Response {
             let storage = if health.storage_ok.load(Ordering::Relaxed) { "UP" } else { "DOWN" };
             json(code, format!(r#"{{"status":"{word}","components":{{"storage":{{"status":"{storage}"}}}}}}"#))
         }
-        "/actuator/prometheus" => Response { status: 200, content_type: "text/plain; version=0.0.4", body: prometheus_text(stats) },
+        "/actuator/prometheus" => Response { status: 200, content_type: "text/plain; version=0.0.4", body: metrics.text() },
         _ => json(404, r#"{"error":"not found"}"#.into()),
     }
 }
 
-/// Prometheus text exposition of the broker's counters.
-pub fn prometheus_text(stats: &Stats) -> String {
-    let mut out = String::new();
-    let api = |name: &str| stats.apis.get(name).map_or(0, |a| a.requests);
-    let _ = writeln!(out, "# HELP korvet_produce_requests_total Produce requests received.");
-    let _ = writeln!(out, "# TYPE korvet_produce_requests_total counter");
-    let _ = writeln!(out, "korvet_produce_requests_total {}", api("Produce"));
-    let _ = writeln!(out, "# HELP korvet_fetch_requests_total Fetch requests received.");
-    let _ = writeln!(out, "# TYPE korvet_fetch_requests_total counter");
-    let _ = writeln!(out, "korvet_fetch_requests_total {}", api("Fetch"));
-    let _ = writeln!(out, "# HELP korvet_active_connections Open client connections.");
-    let _ = writeln!(out, "# TYPE korvet_active_connections gauge");
-    let _ = writeln!(out, "korvet_active_connections {}", stats.active_connections);
-    let _ = writeln!(out, "# HELP korvet_requests_total Requests received, per API.");
-    let _ = writeln!(out, "# TYPE korvet_requests_total counter");
-    for (name, a) in &stats.apis {
-        let _ = writeln!(out, "korvet_requests_total{{api=\"{name}\"}} {}", a.requests);
-    }
-    let _ = writeln!(out, "# HELP korvet_request_errors_total Requests refused before handling, per API.");
-    let _ = writeln!(out, "# TYPE korvet_request_errors_total counter");
-    for (name, a) in &stats.apis {
-        let _ = writeln!(out, "korvet_request_errors_total{{api=\"{name}\"}} {}", a.errors);
-    }
-    let _ = writeln!(out, "# HELP korvet_storage_errors_total Storage commands that failed.");
-    let _ = writeln!(out, "# TYPE korvet_storage_errors_total counter");
-    let _ = writeln!(out, "korvet_storage_errors_total {}", stats.storage_errors);
-    for (metric, help, pick) in [
-        ("korvet_records_in_total", "Records appended, per topic.", (|t: &korvet_core::stats::TopicStats| t.records_in) as fn(&_) -> u64),
-        ("korvet_bytes_in_total", "Record payload bytes appended, per topic.", |t| t.bytes_in),
-        ("korvet_records_out_total", "Records returned by Fetch, per topic.", |t| t.records_out),
-        ("korvet_bytes_out_total", "Record payload bytes returned by Fetch, per topic.", |t| t.bytes_out),
-    ] {
-        let _ = writeln!(out, "# HELP {metric} {help}");
-        let _ = writeln!(out, "# TYPE {metric} counter");
-        for (topic, t) in &stats.topics {
-            let _ = writeln!(out, "{metric}{{topic=\"{topic}\"}} {}", pick(t));
-        }
-    }
-    out
-}
-
 /// Serves the endpoints until the process exits.
-pub async fn serve(listener: TcpListener, health: Arc<Health>, stats: watch::Receiver<Stats>) {
+pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metrics>) {
     loop {
         let Ok((mut socket, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let health = health.clone();
-        let stats = stats.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
             let mut len = 0;
@@ -123,7 +80,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, stats: watch::Rec
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut request = httparse::Request::new(&mut headers);
             let response = match request.parse(&buf[..len]) {
-                Ok(_) if request.method == Some("GET") => respond(request.path.unwrap_or("/"), &health, &stats.borrow()),
+                Ok(_) if request.method == Some("GET") => respond(request.path.unwrap_or("/"), &health, &metrics),
                 Ok(_) => json(405, r#"{"error":"method not allowed"}"#.into()),
                 Err(_) => json(400, r#"{"error":"bad request"}"#.into()),
             };

@@ -2,6 +2,7 @@
 
 mod actuator;
 mod logging;
+mod metrics;
 mod serve;
 mod settings;
 

@@ -1,5 +1,6 @@
 //! `korvet serve`: configuration, storage selection and the broker's lifetime.
 
+use crate::metrics::{self, Metrics, MeteredStorage};
 use crate::{actuator, logging};
 use crate::settings::{self, Given, Settings, Source, SPECS};
 use clap::parser::ValueSource;
@@ -15,6 +16,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How often consumer lag is read from storage for the metrics.
+const CONSUMER_LAG_REFRESH: Duration = Duration::from_secs(5);
 
 /// The command line of `korvet serve`: `--config`, `--print-config`, and one flag per setting
 /// of [`settings::SPECS`] (each also read from its environment variable).
@@ -277,8 +281,11 @@ async fn serve(args: ServeConfig) -> i32 {
     };
     let health = Arc::new(actuator::Health::default());
     let (stats_tx, stats_rx) = tokio::sync::watch::channel(korvet_core::stats::Stats::default());
-    tokio::spawn(actuator::serve(management, health.clone(), stats_rx));
+    let metrics = Metrics::new(stats_rx.clone());
+    tokio::spawn(actuator::serve(management, health.clone(), metrics.clone()));
     let (storage, redis) = connect_storage(&args).await;
+    let storage: Arc<dyn StorageDriver> = Arc::new(MeteredStorage { inner: storage, metrics: metrics.clone() });
+    tokio::spawn(metrics::refresh_consumer_lag(metrics, storage.clone(), stats_rx, args.broker_id, CONSUMER_LAG_REFRESH));
     health.storage_ok.store(true, Ordering::Relaxed);
     if let Some(redis) = &redis {
         tokio::spawn(watch_storage(redis.clone(), health.clone()));
@@ -332,6 +339,13 @@ async fn serve(args: ServeConfig) -> i32 {
                 _ = id_lost.notified() => {},
             }
             health.serving.store(false, Ordering::Relaxed);
+            // Draining may take up to the shutdown timeout; an operator who signals again
+            // wants out now.
+            tokio::spawn(async {
+                shutdown_signal().await;
+                log::warn!("second signal: exiting at once without finishing in-flight requests");
+                std::process::exit(130);
+            });
         }
     };
     korvet_runtime_tokio::serve(listener, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
@@ -377,7 +391,7 @@ async fn join_cluster(args: &ServeConfig, redis: &RedisStorage, broker: &mut Bro
     }
     match registry.live_brokers().await {
         Ok(live) => {
-            let now = korvet_core::Time { mono_ms: 0, wall_ms: 0 };
+            let now = korvet_core::Time { mono_us: 0, wall_ms: 0 };
             broker.set_live_brokers(live, now);
         }
         Err(err) => log::warn!("cannot read the broker registry yet: {err}"),

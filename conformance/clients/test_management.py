@@ -1,4 +1,5 @@
 """The management HTTP server: health endpoints and Prometheus metrics."""
+import time
 import urllib.error
 import urllib.request
 
@@ -49,4 +50,41 @@ def test_readiness_follows_redis(redis):
     finally:
         if redis.proc.poll() is not None:
             redis.start()
+        broker.stop()
+
+
+def test_every_metric_family_moves_with_traffic(redis):
+    from confluent_kafka import Consumer, Producer
+    broker = Korvet(redis_uri=redis.uri, keyspace="metrics-families")
+    try:
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+        for i in range(10):
+            producer.produce("lagging", value=b"%d" % i)
+        assert producer.flush(30) == 0
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "slow", "auto.offset.reset": "earliest",
+                             "enable.auto.commit": False})
+        consumer.subscribe(["lagging"])
+        msg = None
+        deadline = time.monotonic() + 30
+        while msg is None and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+        assert msg is not None and not msg.error()
+        consumer.commit(message=msg, asynchronous=False)  # committed offset 1 of 10: lag 9
+
+        def lag_reported():
+            text = get(broker, "/actuator/prometheus")[1]
+            return 'korvet_consumer_lag{group="slow",partition="0",topic="lagging"} 9' in text
+        wait_for(lag_reported, 30, "consumer lag in the metrics")
+        text = get(broker, "/actuator/prometheus")[1]
+        for line in [
+            'korvet_request_duration_seconds_count{api="Produce"}',
+            'korvet_request_duration_seconds_bucket{api="Fetch",le="+Inf"}',
+            'korvet_storage_command_duration_seconds_count{command="Append"}',
+            'korvet_records_out_total{topic="lagging"}',
+            'korvet_consumer_groups{state="Stable"} 1',
+            'korvet_live_brokers 1',
+        ]:
+            assert line in text, f"{line} missing from\n{text}"
+        consumer.close()
+    finally:
         broker.stop()

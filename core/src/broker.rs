@@ -69,7 +69,7 @@ struct Task {
     outstanding: usize,
     /// Whether a response slot is held on the connection (false for acks=0 produce).
     responds: bool,
-    started_ms: u64,
+    started_us: u64,
     parked: Option<Parked>,
 }
 
@@ -206,7 +206,10 @@ impl Broker {
         &self.config
     }
 
-    pub fn stats(&self) -> &Stats {
+    /// The counters, with the cluster view and the groups held here filled in.
+    pub fn stats(&mut self) -> &Stats {
+        self.stats.live_brokers = self.cluster.brokers().to_vec();
+        self.stats.groups = self.groups.all().map(|(name, group)| (name.clone(), group.state.name())).collect();
         &self.stats
     }
 
@@ -319,13 +322,13 @@ impl Broker {
 
     /// Wakes parked requests whose deadline has passed. Spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Time) {
-        if self.group_deadline.is_some_and(|d| d <= now.mono_ms) {
-            self.groups.tick(now.mono_ms);
+        if self.group_deadline.is_some_and(|d| d <= now.mono_ms()) {
+            self.groups.tick(now.mono_ms());
             self.group_deadline = self.groups.next_deadline();
             self.wake_changed_groups(now);
         }
         while let Some(&(deadline, task_id)) = self.timers.first() {
-            if deadline > now.mono_ms {
+            if deadline > now.mono_ms() {
                 break;
             }
             self.unpark(task_id);
@@ -381,7 +384,7 @@ impl Broker {
                 replies: Vec::new(),
                 outstanding: 0,
                 responds,
-                started_ms: now.mono_ms,
+                started_us: now.mono_us,
                 parked: None,
             },
         );
@@ -434,7 +437,7 @@ impl Broker {
             Step::Respond(response) => {
                 if let Some(task) = self.tasks.remove(&task_id) {
                     if task.responds {
-                        let elapsed = now.mono_ms.saturating_sub(task.started_ms);
+                        let elapsed = now.mono_us.saturating_sub(task.started_us);
                         self.complete(task.conn, task_id, &task.meta, Some(response), elapsed);
                     }
                 }
@@ -442,7 +445,7 @@ impl Broker {
             Step::Done => {
                 if let Some(task) = self.tasks.remove(&task_id) {
                     if task.responds {
-                        let elapsed = now.mono_ms.saturating_sub(task.started_ms);
+                        let elapsed = now.mono_us.saturating_sub(task.started_us);
                         self.complete(task.conn, task_id, &task.meta, None, elapsed);
                     }
                 }
@@ -511,8 +514,8 @@ impl Broker {
 
     /// Encodes a finished request's response into its slot, then releases every response at the
     /// head of the connection's queue that is ready, preserving request order.
-    fn complete(&mut self, conn: ConnId, task_id: TaskId, meta: &RequestMeta, response: Option<ResponseKind>, elapsed_ms: u64) {
-        self.stats.api(api_name(meta.api_key)).latency_ms_total += elapsed_ms;
+    fn complete(&mut self, conn: ConnId, task_id: TaskId, meta: &RequestMeta, response: Option<ResponseKind>, elapsed_us: u64) {
+        self.stats.api(api_name(meta.api_key)).latency.record(elapsed_us);
         let encoded = match response.map(|r| encode_response(meta, &r)) {
             Some(Ok(bytes)) => Some(bytes),
             Some(Err(err)) => {
@@ -542,14 +545,14 @@ impl Broker {
             log::warn!("closing connection {conn} from {}: {reason}", connection.peer);
             self.outputs.push_back(Output::Close { conn, reason });
         }
-        self.handle_disconnect(conn, Time { mono_ms: 0, wall_ms: 0 });
+        self.handle_disconnect(conn, Time { mono_us: 0, wall_ms: 0 });
     }
 
     /// Logs a storage failure, at most one line per second: during an outage every request
     /// fails, and the log must stay readable.
     fn warn_storage_failure(&mut self, message: &str, now: Time) {
         let quiet = &mut self.storage_warnings;
-        if quiet.last_ms.is_some_and(|last| now.mono_ms < last + 1_000) {
+        if quiet.last_ms.is_some_and(|last| now.mono_ms() < last + 1_000) {
             quiet.suppressed += 1;
             return;
         }
@@ -558,7 +561,7 @@ impl Broker {
         } else {
             log::warn!("storage command failed: {message}");
         }
-        quiet.last_ms = Some(now.mono_ms);
+        quiet.last_ms = Some(now.mono_ms());
         quiet.suppressed = 0;
     }
 

@@ -773,7 +773,7 @@ mod tests {
     #[test]
     fn new_members_must_ask_for_an_id_first_from_v4() {
         let mut groups = Groups::new(0);
-        let mut request = |member: &str| JoinRequest {
+        let request = |member: &str| JoinRequest {
             group: "g".into(),
             member_id: member.into(),
             instance_id: None,

@@ -22,10 +22,17 @@ pub mod versions;
 pub use broker::{Broker, ConnId, OpId, Output};
 pub use config::BrokerConfig;
 
-/// The current time, as the runtime sees it: a monotonic clock for timeouts and the wall clock
-/// for record timestamps. Both in milliseconds.
+/// The current time, as the runtime sees it: a monotonic clock (microseconds) for timeouts and
+/// latencies, and the wall clock (milliseconds) for record timestamps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Time {
-    pub mono_ms: u64,
+    pub mono_us: u64,
     pub wall_ms: i64,
+}
+
+impl Time {
+    /// The monotonic clock in milliseconds, the unit of every deadline in the core.
+    pub fn mono_ms(&self) -> u64 {
+        self.mono_us / 1_000
+    }
 }

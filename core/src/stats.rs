@@ -2,12 +2,38 @@
 
 use std::collections::BTreeMap;
 
+/// Upper bounds of the latency histogram buckets, in microseconds (the last bucket is +Inf).
+/// From 100 µs (a produce on a local Redis) to 30 s (the longest long poll clients use).
+pub const LATENCY_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    10_000_000, 30_000_000,
+];
+
+/// A latency histogram with fixed buckets: cheap to record, and exported as a Prometheus
+/// histogram.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); one more than the bounds, for +Inf.
+    pub buckets: [u64; LATENCY_BOUNDS_US.len() + 1],
+    pub count: u64,
+    pub sum_us: u64,
+}
+
+impl Histogram {
+    pub fn record(&mut self, us: u64) {
+        let bucket = LATENCY_BOUNDS_US.iter().position(|&bound| us <= bound).unwrap_or(LATENCY_BOUNDS_US.len());
+        self.buckets[bucket] += 1;
+        self.count += 1;
+        self.sum_us += us;
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ApiStats {
     pub requests: u64,
     pub errors: u64,
-    /// Sum of request latencies (arrival to response released), milliseconds.
-    pub latency_ms_total: u64,
+    /// Request latencies, from arrival to the response being released to the connection.
+    pub latency: Histogram,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -26,6 +52,10 @@ pub struct Stats {
     pub apis: BTreeMap<&'static str, ApiStats>,
     pub topics: BTreeMap<String, TopicStats>,
     pub storage_errors: u64,
+    /// The live brokers as this broker last learned them (itself included), sorted by id.
+    pub live_brokers: Vec<crate::cluster::BrokerInfo>,
+    /// Consumer groups this broker coordinates and holds in memory, with their state.
+    pub groups: BTreeMap<String, &'static str>,
 }
 
 impl Stats {
@@ -38,5 +68,22 @@ impl Stats {
             self.topics.insert(name.to_string(), TopicStats::default());
         }
         self.topics.get_mut(name).expect("inserted above")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_land_in_the_first_bucket_that_holds_them() {
+        let mut histogram = Histogram::default();
+        for us in [0, 100, 101, 40_000_000] {
+            histogram.record(us);
+        }
+        assert_eq!(histogram.buckets[0], 2);
+        assert_eq!(histogram.buckets[1], 1);
+        assert_eq!(histogram.buckets[LATENCY_BOUNDS_US.len()], 1);
+        assert_eq!((histogram.count, histogram.sum_us), (4, 40_000_201));
     }
 }

@@ -24,7 +24,7 @@ const CONN: u64 = 1;
 impl Harness {
     fn new() -> Self {
         let mut broker = Broker::new(BrokerConfig { max_request_size: 1 << 20, ..BrokerConfig::default() }, 7);
-        let now = Time { mono_ms: 1_000, wall_ms: 1_700_000_000_000 };
+        let now = Time { mono_us: 1_000_000, wall_ms: 1_700_000_000_000 };
         broker.handle_connect(CONN, "test", now);
         Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, timeout: None, next_correlation: 0 }
     }
@@ -107,9 +107,9 @@ impl Harness {
     }
 
     fn advance(&mut self, ms: u64) {
-        self.now.mono_ms += ms;
+        self.now.mono_us += ms * 1_000;
         self.now.wall_ms += ms as i64;
-        if self.timeout.is_some_and(|t| t <= self.now.mono_ms) {
+        if self.timeout.is_some_and(|t| t <= self.now.mono_ms()) {
             self.timeout = None;
             self.broker.handle_timeout(self.now);
             self.drain();
@@ -323,7 +323,7 @@ fn long_poll_fetch_waits_for_data_and_wakes_on_produce() {
     h.call(RequestKind::Produce(produce_request("lp", &["a"])), ApiKey::Produce, 9);
     h.send(RequestKind::Fetch(fetch_request("lp", 1, 5_000)), ApiKey::Fetch, 12);
     assert!(h.response().is_none(), "nothing to return yet: the fetch parks");
-    assert_eq!(h.timeout, Some(h.now.mono_ms + 5_000));
+    assert_eq!(h.timeout, Some(h.now.mono_ms() + 5_000));
     // Pipelined behind the parked fetch: its answer must wait, to keep request order.
     h.send(RequestKind::ApiVersions(ApiVersionsRequest::default()), ApiKey::ApiVersions, 3);
     assert!(h.response().is_none(), "a later response must not overtake the parked fetch");

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let config = BrokerConfig { max_request_size: 1 << 20, ..BrokerConfig::default() };
     let mut broker = Broker::new(config, 1);
     let mut store = MemoryStore::new();
-    let now = Time { mono_ms: 0, wall_ms: 0 };
+    let now = Time { mono_us: 0, wall_ms: 0 };
     broker.handle_connect(1, "fuzz", now);
     // Split the input in two writes so that frames straddling reads are exercised too.
     let (a, b) = data.split_at(data.len() / 2);
@@ -23,6 +23,6 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    broker.handle_timeout(Time { mono_ms: u64::MAX / 2, wall_ms: 0 });
+    broker.handle_timeout(Time { mono_us: u64::MAX / 2, wall_ms: 0 });
     while broker.poll_output().is_some() {}
 });

@@ -39,7 +39,7 @@ struct Clock {
 impl Clock {
     fn now(&self) -> Time {
         let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        Time { mono_ms: self.start.elapsed().as_millis() as u64, wall_ms }
+        Time { mono_us: self.start.elapsed().as_micros() as u64, wall_ms }
     }
 
     fn instant(&self, mono_ms: u64) -> tokio::time::Instant {

@@ -109,7 +109,7 @@ impl Handler for CreateTopics {
                     if let Ok(meta) = &self.plans[*index] {
                         if !self.request.validate_only {
                             log::info!("created topic {} with {} partitions", meta.name, meta.partitions);
-                            cx.topics.insert(meta.clone(), cx.now.mono_ms);
+                            cx.topics.insert(meta.clone(), cx.now.mono_ms());
                         }
                     }
                 }

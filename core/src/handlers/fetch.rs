@@ -208,9 +208,9 @@ impl Handler for Fetch {
             }
             Phase::Reading => {
                 self.absorb_reads(replies);
-                let deadline = *self.deadline.get_or_insert(cx.now.mono_ms + self.request.max_wait_ms.max(0) as u64);
+                let deadline = *self.deadline.get_or_insert(cx.now.mono_ms() + self.request.max_wait_ms.max(0) as u64);
                 let enough = self.available_bytes() >= self.request.min_bytes.max(1) as usize;
-                if enough || self.has_error() || cx.now.mono_ms >= deadline || self.sent.is_empty() {
+                if enough || self.has_error() || cx.now.mono_ms() >= deadline || self.sent.is_empty() {
                     return Step::Respond(self.response(cx));
                 }
                 if self.appends_seen(cx) != self.appends_at_read {

@@ -76,7 +76,7 @@ impl JoinGroup {
 impl Handler for JoinGroup {
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
-        let now = cx.now.mono_ms;
+        let now = cx.now.mono_ms();
         if !cx.coordinates(&group) {
             return self.respond(JoinResult::error(errors::NOT_COORDINATOR, self.request.member_id.as_str()));
         }
@@ -158,7 +158,7 @@ impl Handler for SyncGroup {
     fn resume(&mut self, cx: &mut Context<'_>, _replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
         let member_id = text(&self.request.member_id);
-        let now = cx.now.mono_ms;
+        let now = cx.now.mono_ms();
         if !cx.coordinates(&group) {
             return self.respond(cx, errors::NOT_COORDINATOR, Bytes::new());
         }
@@ -195,7 +195,7 @@ impl Handler for Heartbeat {
         if !cx.coordinates(request.group_id.0.as_str()) {
             return Step::Respond(ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(errors::NOT_COORDINATOR)));
         }
-        let error = cx.groups.heartbeat(request.group_id.0.as_str(), request.generation_id, request.member_id.as_str(), cx.now.mono_ms);
+        let error = cx.groups.heartbeat(request.group_id.0.as_str(), request.generation_id, request.member_id.as_str(), cx.now.mono_ms());
         Step::Respond(ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(error)))
     }
 }
@@ -223,7 +223,7 @@ impl Handler for LeaveGroup {
         } else {
             vec![(text(&self.request.member_id), None)]
         };
-        let codes = cx.groups.leave(&group, &leaving, cx.now.mono_ms);
+        let codes = cx.groups.leave(&group, &leaving, cx.now.mono_ms());
         let response = if self.version >= 3 {
             let members = leaving
                 .iter()

@@ -81,7 +81,7 @@ impl Handler for OffsetCommit {
             if generation >= 0 && !cx.coordinates(group) {
                 return self.fail_all(errors::NOT_COORDINATOR);
             }
-            let code = cx.groups.check_commit(group, generation, self.request.member_id.as_str(), cx.now.mono_ms);
+            let code = cx.groups.check_commit(group, generation, self.request.member_id.as_str(), cx.now.mono_ms());
             if code != errors::NONE {
                 return self.fail_all(code);
             }

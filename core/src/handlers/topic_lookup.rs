@@ -43,7 +43,7 @@ impl TopicLookup {
     /// Advances the lookup with the replies to its last commands. Returns the next commands to
     /// run, or `None` once every topic is resolved.
     pub fn step(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Option<Vec<StorageCommand>> {
-        let now = cx.now.mono_ms;
+        let now = cx.now.mono_ms();
         match self.phase {
             Phase::Start => {
                 let Some(wanted) = &self.wanted else {
@@ -105,7 +105,7 @@ impl TopicLookup {
     }
 
     fn absorb(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) {
-        let now = cx.now.mono_ms;
+        let now = cx.now.mono_ms();
         for reply in replies {
             match reply {
                 StorageReply::Topics(list) => {

@@ -83,6 +83,28 @@ pub enum StorageCommand {
     LoadGroup { group: String },
 }
 
+impl StorageCommand {
+    /// The command's name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StorageCommand::LoadTopics { .. } => "LoadTopics",
+            StorageCommand::CreateTopic { .. } => "CreateTopic",
+            StorageCommand::DeleteTopic { .. } => "DeleteTopic",
+            StorageCommand::Append { .. } => "Append",
+            StorageCommand::Read { .. } => "Read",
+            StorageCommand::PartitionOffsets { .. } => "PartitionOffsets",
+            StorageCommand::OffsetForTimestamp { .. } => "OffsetForTimestamp",
+            StorageCommand::AllocateProducerId => "AllocateProducerId",
+            StorageCommand::CommitOffsets { .. } => "CommitOffsets",
+            StorageCommand::FetchOffsets { .. } => "FetchOffsets",
+            StorageCommand::DeleteOffsets { .. } => "DeleteOffsets",
+            StorageCommand::ListGroups => "ListGroups",
+            StorageCommand::SaveGroup { .. } => "SaveGroup",
+            StorageCommand::LoadGroup { .. } => "LoadGroup",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppendOutcome {
     Appended { base_offset: i64 },

@@ -1,0 +1,286 @@
+//! Prometheus metrics through the `prometheus` crate. The core only counts, in plain structs
+//! ([`Stats`]); a collector turns its latest snapshot into metric families at scrape time.
+//! Storage command latency and errors are measured here, around the storage driver, and
+//! consumer lag is refreshed from storage in the background.
+
+use korvet_core::cluster::ClusterView;
+use korvet_core::stats::{Histogram, Stats, LATENCY_BOUNDS_US};
+use korvet_core::storage::{StorageCommand, StorageDriver, StorageReply};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, MetricFamily, MetricType};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Every metric korvet exports.
+pub struct Metrics {
+    registry: Registry,
+    storage_latency: HistogramVec,
+    storage_errors: IntCounterVec,
+    consumer_lag: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new(stats: watch::Receiver<Stats>) -> Arc<Metrics> {
+        let registry = Registry::new();
+        let storage_latency = HistogramVec::new(
+            HistogramOpts::new("korvet_storage_command_duration_seconds", "Time for storage commands (Redis round trips), per command.")
+                .buckets(LATENCY_BOUNDS_US.iter().map(|us| *us as f64 / 1e6).collect()),
+            &["command"],
+        )
+        .expect("valid metric");
+        let storage_errors = IntCounterVec::new(
+            Opts::new("korvet_storage_command_errors_total", "Storage commands that failed, per command."),
+            &["command"],
+        )
+        .expect("valid metric");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "korvet_consumer_lag",
+                "Records between a group's committed offset and the partition's high watermark, for groups this broker coordinates.",
+            ),
+            &["group", "topic", "partition"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(StatsCollector::new(stats)) as Box<dyn Collector>,
+            Box::new(storage_latency.clone()),
+            Box::new(storage_errors.clone()),
+            Box::new(consumer_lag.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Arc::new(Metrics { registry, storage_latency, storage_errors, consumer_lag })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn text(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn observe(&self, command: &'static str, elapsed: Duration, failed: bool) {
+        self.storage_latency.with_label_values(&[command]).observe(elapsed.as_secs_f64());
+        if failed {
+            self.storage_errors.with_label_values(&[command]).inc();
+        }
+    }
+}
+
+/// A storage driver that measures every command of the one it wraps.
+pub struct MeteredStorage {
+    pub inner: Arc<dyn StorageDriver>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl StorageDriver for MeteredStorage {
+    fn execute(&self, command: StorageCommand) -> Pin<Box<dyn Future<Output = StorageReply> + Send + 'static>> {
+        let name = command.name();
+        let started = Instant::now();
+        let reply = self.inner.execute(command);
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let reply = reply.await;
+            metrics.observe(name, started.elapsed(), matches!(reply, StorageReply::Failed(_)));
+            reply
+        })
+    }
+}
+
+/// Refreshes `korvet_consumer_lag` every `every` for the groups this broker coordinates, so that
+/// each group's lag is exported by exactly one broker of the cluster. Stopped groups count too:
+/// their lag is what grows.
+pub async fn refresh_consumer_lag(
+    metrics: Arc<Metrics>,
+    storage: Arc<dyn StorageDriver>,
+    stats: watch::Receiver<Stats>,
+    this: i32,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let brokers = stats.borrow().live_brokers.clone();
+        let Some(first) = brokers.first().cloned() else { continue };
+        let mut cluster = ClusterView::single(first.clone());
+        cluster.update(&first, brokers);
+        match consumer_lag(&*storage, |group| cluster.coordinator_for(group).id == this).await {
+            Some(lags) => {
+                metrics.consumer_lag.reset();
+                for ((group, topic, partition), lag) in lags {
+                    metrics.consumer_lag.with_label_values(&[&group, &topic, &partition.to_string()]).set(lag);
+                }
+            }
+            None => log::debug!("cannot refresh consumer lag: storage unavailable"),
+        }
+    }
+}
+
+type LagKey = (String, String, i32);
+
+async fn consumer_lag(storage: &dyn StorageDriver, mine: impl Fn(&str) -> bool) -> Option<HashMap<LagKey, i64>> {
+    let StorageReply::GroupNames(groups) = storage.execute(StorageCommand::ListGroups).await else { return None };
+    let mut lags = HashMap::new();
+    let mut high_watermarks: HashMap<(String, i32), i64> = HashMap::new();
+    for group in groups.into_iter().filter(|g| mine(g)) {
+        let reply = storage.execute(StorageCommand::FetchOffsets { group: group.clone(), partitions: None }).await;
+        let StorageReply::CommittedOffsets(commits) = reply else { return None };
+        for commit in commits {
+            let key = (commit.topic.clone(), commit.partition);
+            let high_watermark = match high_watermarks.get(&key) {
+                Some(hw) => *hw,
+                None => {
+                    let command = StorageCommand::PartitionOffsets { topic: commit.topic.clone(), partition: commit.partition };
+                    let StorageReply::Offsets(offsets) = storage.execute(command).await else { continue };
+                    high_watermarks.insert(key, offsets.high_watermark);
+                    offsets.high_watermark
+                }
+            };
+            lags.insert((group.clone(), commit.topic, commit.partition), (high_watermark - commit.offset).max(0));
+        }
+    }
+    Some(lags)
+}
+
+/// Exports a [`Stats`] snapshot.
+struct StatsCollector {
+    stats: watch::Receiver<Stats>,
+    descs: Vec<Desc>,
+}
+
+/// (name, help, type, label names) of every family the collector exports.
+const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
+    ("korvet_produce_requests_total", "Produce requests received.", MetricType::COUNTER, &[]),
+    ("korvet_fetch_requests_total", "Fetch requests received.", MetricType::COUNTER, &[]),
+    ("korvet_active_connections", "Open client connections.", MetricType::GAUGE, &[]),
+    ("korvet_connections_total", "Client connections accepted since start.", MetricType::COUNTER, &[]),
+    ("korvet_requests_total", "Requests received, per API.", MetricType::COUNTER, &["api"]),
+    ("korvet_request_errors_total", "Requests refused before handling (unsupported version, bad request), per API.", MetricType::COUNTER, &["api"]),
+    ("korvet_request_duration_seconds", "Time from a request's arrival to its response, per API (Fetch includes its long poll).", MetricType::HISTOGRAM, &["api"]),
+    ("korvet_storage_errors_total", "Storage commands that failed.", MetricType::COUNTER, &[]),
+    ("korvet_records_in_total", "Records appended, per topic.", MetricType::COUNTER, &["topic"]),
+    ("korvet_bytes_in_total", "Record payload bytes appended, per topic.", MetricType::COUNTER, &["topic"]),
+    ("korvet_records_out_total", "Records returned by Fetch, per topic.", MetricType::COUNTER, &["topic"]),
+    ("korvet_bytes_out_total", "Record payload bytes returned by Fetch, per topic.", MetricType::COUNTER, &["topic"]),
+    ("korvet_live_brokers", "Brokers in the registry that this broker sees as live (itself included).", MetricType::GAUGE, &[]),
+    ("korvet_consumer_groups", "Consumer groups this broker coordinates and holds in memory, per state.", MetricType::GAUGE, &["state"]),
+];
+
+impl StatsCollector {
+    fn new(stats: watch::Receiver<Stats>) -> Self {
+        let descs = FAMILIES
+            .iter()
+            .map(|(name, help, _, labels)| {
+                Desc::new(name.to_string(), help.to_string(), labels.iter().map(|l| l.to_string()).collect(), HashMap::new())
+                    .expect("valid metric")
+            })
+            .collect();
+        StatsCollector { stats, descs }
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<proto::LabelPair> {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = proto::LabelPair::default();
+            pair.set_name(name.to_string());
+            pair.set_value(value.to_string());
+            pair
+        })
+        .collect()
+}
+
+fn sample(kind: MetricType, pairs: &[(&str, &str)], value: f64) -> proto::Metric {
+    let mut metric = proto::Metric::default();
+    metric.set_label(labels(pairs));
+    if kind == MetricType::COUNTER {
+        let mut counter = proto::Counter::default();
+        counter.set_value(value);
+        metric.set_counter(counter);
+    } else {
+        let mut gauge = proto::Gauge::default();
+        gauge.set_value(value);
+        metric.set_gauge(gauge);
+    }
+    metric
+}
+
+fn histogram(pairs: &[(&str, &str)], observed: &Histogram) -> proto::Metric {
+    let mut buckets = Vec::new();
+    let mut cumulative = 0;
+    for (bound, count) in LATENCY_BOUNDS_US.iter().zip(&observed.buckets) {
+        cumulative += count;
+        let mut bucket = proto::Bucket::default();
+        bucket.set_upper_bound(*bound as f64 / 1e6);
+        bucket.set_cumulative_count(cumulative);
+        buckets.push(bucket);
+    }
+    let mut value = proto::Histogram::default();
+    value.set_sample_count(observed.count);
+    value.set_sample_sum(observed.sum_us as f64 / 1e6);
+    value.set_bucket(buckets);
+    let mut metric = proto::Metric::default();
+    metric.set_label(labels(pairs));
+    metric.set_histogram(value);
+    metric
+}
+
+impl Collector for StatsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let stats = self.stats.borrow();
+        let requests = |api: &str| stats.apis.get(api).map_or(0, |a| a.requests) as f64;
+        let mut states: HashMap<&str, u64> = HashMap::new();
+        for state in stats.groups.values() {
+            *states.entry(state).or_default() += 1;
+        }
+        FAMILIES
+            .iter()
+            .map(|&(name, help, kind, _)| {
+                let metrics: Vec<proto::Metric> = match name {
+                    "korvet_produce_requests_total" => vec![sample(kind, &[], requests("Produce"))],
+                    "korvet_fetch_requests_total" => vec![sample(kind, &[], requests("Fetch"))],
+                    "korvet_active_connections" => vec![sample(kind, &[], stats.active_connections as f64)],
+                    "korvet_connections_total" => vec![sample(kind, &[], stats.connections_total as f64)],
+                    "korvet_requests_total" => stats.apis.iter().map(|(api, a)| sample(kind, &[("api", api)], a.requests as f64)).collect(),
+                    "korvet_request_errors_total" => stats.apis.iter().map(|(api, a)| sample(kind, &[("api", api)], a.errors as f64)).collect(),
+                    "korvet_request_duration_seconds" => stats.apis.iter().map(|(api, a)| histogram(&[("api", api)], &a.latency)).collect(),
+                    "korvet_storage_errors_total" => vec![sample(kind, &[], stats.storage_errors as f64)],
+                    "korvet_live_brokers" => vec![sample(kind, &[], stats.live_brokers.len() as f64)],
+                    "korvet_consumer_groups" => {
+                        let mut by_state: Vec<_> = states.iter().collect();
+                        by_state.sort();
+                        by_state.into_iter().map(|(state, n)| sample(kind, &[("state", state)], *n as f64)).collect()
+                    }
+                    topic_metric => stats
+                        .topics
+                        .iter()
+                        .map(|(topic, t)| {
+                            let value = match topic_metric {
+                                "korvet_records_in_total" => t.records_in,
+                                "korvet_bytes_in_total" => t.bytes_in,
+                                "korvet_records_out_total" => t.records_out,
+                                _ => t.bytes_out,
+                            };
+                            sample(kind, &[("topic", topic)], value as f64)
+                        })
+                        .collect(),
+                };
+                let mut family = MetricFamily::default();
+                family.set_name(name.to_string());
+                family.set_help(help.to_string());
+                family.set_field_type(kind);
+                family.set_metric(metrics);
+                family
+            })
+            .collect()
+    }
+}
