@@ -30,7 +30,6 @@ DESELECTED = {
         "and the test's 30 s read finds nothing. The producer half passes every time.",
     "acls": "korvet has no ACLs (DescribeAcls/CreateAcls/DeleteAcls)",
     "delete_records": "DeleteRecords is not implemented yet",
-    "create_partitions": "CreatePartitions is not implemented yet",
     "elect_leaders": "there are no replicas to elect among: Redis holds the only copy",
     "log_dirs": "korvet has no log directories (DescribeLogDirs/AlterReplicaLogDirs)",
     "partition_reassignments": "there are no replicas to reassign",

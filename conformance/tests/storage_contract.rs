@@ -67,6 +67,16 @@ async fn topics_lifecycle(store: &dyn StorageDriver) {
     let (records, offsets) = read(store, "beta", 0, 1 << 20).await;
     assert!(records.is_empty());
     assert_eq!(offsets.high_watermark, 0);
+    // Updates replace an existing topic's metadata, and never bring a deleted one back.
+    let mut grown = topic("beta", 4);
+    grown.configs.insert("cleanup.policy".into(), "compact".into());
+    assert_eq!(run(store, StorageCommand::UpdateTopic { topic: grown.clone() }).await, StorageReply::TopicUpdated(true));
+    let reloaded = run(store, StorageCommand::LoadTopics { names: Some(vec!["beta".into()]) }).await;
+    assert_eq!(reloaded, StorageReply::Topics(vec![grown]));
+    let gone = topic("gamma", 2);
+    assert_eq!(run(store, StorageCommand::UpdateTopic { topic: gone }).await, StorageReply::TopicUpdated(false));
+    let missing = run(store, StorageCommand::LoadTopics { names: Some(vec!["gamma".into()]) }).await;
+    assert_eq!(missing, StorageReply::Topics(vec![]));
 }
 
 async fn dense_offsets_and_reads(store: &dyn StorageDriver) {

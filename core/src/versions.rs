@@ -46,6 +46,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::ListGroups, 0, 4, 0),
     api(ApiKey::DeleteGroups, 0, 2, 0),
     api(ApiKey::OffsetDelete, 0, 0, 0),
+    api(ApiKey::CreatePartitions, 0, 3, 0),
+    api(ApiKey::AlterConfigs, 0, 2, 0),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1, 0),
 ];
 
 pub fn lookup(api_key: i16) -> Option<&'static ApiSupport> {

@@ -259,6 +259,25 @@ fn every_api_answers_at_every_decodable_version() {
                     DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("group"))]),
                 ),
                 ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default().with_group_id(GroupId(StrBytes::from_static_str("group")))),
+                ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default().with_name(topic("t")).with_count(3),
+                ])),
+                ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+                    alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("t"))
+                        .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_value(Some(StrBytes::from_static_str("1000")))]),
+                ])),
+                ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+                    IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("t"))
+                        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_value(Some(StrBytes::from_static_str("1000")))])]),
+                ),
                 other => panic!("no test request for {other:?}"),
             };
             let id = h.send(request, api.key, version);
@@ -533,4 +552,45 @@ fn a_coordinator_move_answers_waiting_members_not_coordinator() {
     let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str(moving))]);
     let ResponseKind::DescribeGroups(r) = h.call(RequestKind::DescribeGroups(describe), ApiKey::DescribeGroups, 5) else { panic!() };
     assert_eq!(r.groups[0].error_code, korvet_core::errors::NOT_COORDINATOR);
+}
+
+#[test]
+fn topics_can_grow_partitions_and_change_configs() {
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("grow", &["a"])), ApiKey::Produce, 9);
+    let grow = |count| {
+        RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
+            create_partitions_request::CreatePartitionsTopic::default().with_name(topic("grow")).with_count(count),
+        ]))
+    };
+    let ResponseKind::CreatePartitions(r) = h.call(grow(4), ApiKey::CreatePartitions, 3) else { panic!() };
+    assert_eq!(r.results[0].error_code, 0);
+    let ResponseKind::CreatePartitions(r) = h.call(grow(2), ApiKey::CreatePartitions, 3) else { panic!() };
+    assert_eq!(r.results[0].error_code, korvet_core::errors::INVALID_PARTITIONS, "partitions never shrink");
+    let metadata = MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(topic("grow")))]));
+    let ResponseKind::Metadata(m) = h.call(RequestKind::Metadata(metadata), ApiKey::Metadata, 12) else { panic!() };
+    assert_eq!(m.topics[0].partitions.len(), 4);
+
+    let alter = |name: &'static str, op: i8, value: Option<&'static str>| {
+        RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("grow"))
+                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str(name))
+                    .with_config_operation(op)
+                    .with_value(value.map(StrBytes::from_static_str))]),
+        ]))
+    };
+    let ResponseKind::IncrementalAlterConfigs(r) = h.call(alter("retention.ms", 0, Some("60000")), ApiKey::IncrementalAlterConfigs, 1) else { panic!() };
+    assert_eq!(r.responses[0].error_code, 0);
+    let ResponseKind::IncrementalAlterConfigs(r) = h.call(alter("retention.ms", 0, Some("soon")), ApiKey::IncrementalAlterConfigs, 1) else { panic!() };
+    assert_eq!(r.responses[0].error_code, korvet_core::errors::INVALID_CONFIG);
+    assert!(r.responses[0].error_message.as_ref().unwrap().contains("retention.ms"));
+    let describe = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("grow"))
+        .with_configuration_keys(Some(vec![StrBytes::from_static_str("retention.ms")]))]);
+    let ResponseKind::DescribeConfigs(r) = h.call(RequestKind::DescribeConfigs(describe), ApiKey::DescribeConfigs, 4) else { panic!() };
+    assert_eq!(r.results[0].configs[0].value.as_ref().unwrap().as_str(), "60000");
 }

@@ -37,6 +37,8 @@ pub use keys::Keys;
 
 const APPEND_SCRIPT: &str = include_str!("scripts/append.lua");
 const READ_SCRIPT: &str = include_str!("scripts/read.lua");
+/// Replaces a topic's metadata if the topic exists. KEYS[1] topics hash; ARGV name, JSON.
+const UPDATE_TOPIC_SCRIPT: &str = "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end return 0";
 
 /// Options for the Redis connection.
 #[derive(Clone, Debug)]
@@ -182,6 +184,18 @@ impl RedisStorage {
                     .query_async(&mut conn)
                     .await?;
                 Ok(StorageReply::TopicCreated(created))
+            }
+            StorageCommand::UpdateTopic { topic } => {
+                // Only if the topic still exists: an update must not resurrect a deleted topic.
+                let updated: i64 = redis::cmd("EVAL")
+                    .arg(UPDATE_TOPIC_SCRIPT)
+                    .arg(1)
+                    .arg(keys.topics())
+                    .arg(&topic.name)
+                    .arg(codec::encode_topic(&topic))
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(StorageReply::TopicUpdated(updated == 1))
             }
             StorageCommand::DeleteTopic { name } => {
                 let json: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.topics()).arg(&name).query_async(&mut conn).await?;

@@ -1,5 +1,6 @@
 //! Request decoding and one handler per Kafka API.
 
+mod alter_topics;
 mod api_versions;
 mod create_topics;
 mod delete_topics;
@@ -118,6 +119,9 @@ pub(crate) fn handler_for(request: RequestKind, meta: &RequestMeta) -> (Box<dyn 
         RequestKind::OffsetDelete(req) => (Box::new(group_admin::OffsetDelete::new(req)), true),
         RequestKind::OffsetCommit(req) => (Box::new(offset_commit::OffsetCommit::new(req)), true),
         RequestKind::OffsetFetch(req) => (Box::new(offset_fetch::OffsetFetch::new(req, version)), true),
+        RequestKind::IncrementalAlterConfigs(req) => (Box::new(alter_topics::IncrementalAlterConfigs::new(req)), true),
+        RequestKind::AlterConfigs(req) => (Box::new(alter_topics::AlterConfigs::new(req)), true),
+        RequestKind::CreatePartitions(req) => (Box::new(alter_topics::CreatePartitions::new(req)), true),
         _ => (Box::new(Unsupported(meta.api_key)), true),
     }
 }

@@ -138,6 +138,13 @@ impl MemoryStore {
                 self.topics.insert(topic.name.clone(), topic);
                 StorageReply::TopicCreated(true)
             }
+            StorageCommand::UpdateTopic { topic } => match self.topics.get_mut(&topic.name) {
+                Some(stored) if stored.id == topic.id => {
+                    *stored = topic;
+                    StorageReply::TopicUpdated(true)
+                }
+                _ => StorageReply::TopicUpdated(false),
+            },
             StorageCommand::DeleteTopic { name } => {
                 let existed = self.topics.remove(&name).is_some();
                 self.partitions.retain(|(topic, _), _| *topic != name);

@@ -56,6 +56,8 @@ pub enum StorageCommand {
     CreateTopic { topic: TopicMeta },
     /// Removes the topic and all of its records.
     DeleteTopic { name: String },
+    /// Replaces an existing topic's metadata (configs, partition count); nothing if it is gone.
+    UpdateTopic { topic: TopicMeta },
     /// Atomically assigns the next dense offsets to `records` and stores them. With `producer`
     /// set, the idempotence rules apply (see [`AppendOutcome`]).
     Append { topic: String, partition: i32, producer: Option<ProducerInfo>, records: Vec<Record> },
@@ -90,6 +92,7 @@ impl StorageCommand {
             StorageCommand::LoadTopics { .. } => "LoadTopics",
             StorageCommand::CreateTopic { .. } => "CreateTopic",
             StorageCommand::DeleteTopic { .. } => "DeleteTopic",
+            StorageCommand::UpdateTopic { .. } => "UpdateTopic",
             StorageCommand::Append { .. } => "Append",
             StorageCommand::Read { .. } => "Read",
             StorageCommand::PartitionOffsets { .. } => "PartitionOffsets",
@@ -132,6 +135,8 @@ pub enum StorageReply {
     TopicCreated(bool),
     /// `true` when deleted, `false` when no such topic existed.
     TopicDeleted(bool),
+    /// `true` when updated, `false` when the topic no longer exists.
+    TopicUpdated(bool),
     Appended(AppendOutcome),
     Records { records: Vec<StoredRecord>, offsets: PartitionOffsets },
     Offsets(PartitionOffsets),
