@@ -1,6 +1,7 @@
 //! `korvet`: the broker binary.
 
 mod actuator;
+mod admin;
 mod logging;
 mod metrics;
 mod serve;
@@ -19,12 +20,28 @@ struct Cli {
 enum Command {
     /// Run a broker.
     Serve(Box<serve::ServeArgs>),
+    /// Manage topics on a running cluster.
+    Topics {
+        #[command(flatten)]
+        connect: admin::Connect,
+        #[command(subcommand)]
+        command: admin::topics::TopicsCommand,
+    },
+    /// Manage consumer groups on a running cluster.
+    Groups {
+        #[command(flatten)]
+        connect: admin::Connect,
+        #[command(subcommand)]
+        command: admin::groups::GroupsCommand,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve(args) => serve::run(*args),
+        Command::Topics { connect, command } => admin::run(&connect, |a| admin::topics::run(a, command)),
+        Command::Groups { connect, command } => admin::run(&connect, |a| admin::groups::run(a, command)),
     };
     std::process::exit(code);
 }
