@@ -30,11 +30,14 @@ const SUBTRACT: i8 = 3;
 /// One requested change of one topic: how to compute its new metadata from the current one.
 type Change = Box<dyn Fn(&TopicMeta) -> Result<TopicMeta, (i16, String)> + Send>;
 
+/// A topic, and the change asked for it or why it was refused before looking the topic up.
+type Planned = (String, Result<Change, (i16, String)>);
+
 /// The shared flow: look the topics up, apply each change, store the results (unless only
 /// validating), answer per topic with an error code and message.
 struct TopicChanges {
     /// (topic, change, or the error decided before looking it up)
-    changes: Vec<(String, Result<Change, (i16, String)>)>,
+    changes: Vec<Planned>,
     validate_only: bool,
     lookup: Option<TopicLookup>,
     /// Per change once decided; `None` while its update is being stored.
@@ -43,7 +46,7 @@ struct TopicChanges {
 }
 
 impl TopicChanges {
-    fn new(changes: Vec<(String, Result<Change, (i16, String)>)>, validate_only: bool) -> Self {
+    fn new(changes: Vec<Planned>, validate_only: bool) -> Self {
         let results = vec![None; changes.len()];
         TopicChanges { changes, validate_only, lookup: None, results, storing: Vec::new() }
     }
