@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""korvet's benchmark: starts its own redis-server and a release build of korvet, measures the
+physical limit of the storage layout (pipelined XADD of the same payload into the same Redis, with
+redis-benchmark), then a produce matrix (100 B and 1 KiB records; 1 and 8 partitions; acks=1 and
+acks=all; no compression and lz4) and consumption from offset 0 with korvet-bench (librdkafka), a
+steady 50k records/s run at acks=all for produce latency, start-up time, resident memory and CPU
+per million records of korvet and of Redis. Writes results.md (a Markdown table with the targets)
+and results.png into the output directory.
+
+    python3 bench/run.py                 # the full run, a few minutes
+    python3 bench/run.py --quick         # small counts: checks the machinery, not the numbers
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+RELEASE = os.environ.get("KORVET_BENCH_BINARIES", os.path.join(ROOT, "target", "release"))
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout, what, step=0.001):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(step)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+class Sampler:
+    """CPU used and peak RSS of processes while a block runs."""
+
+    def __init__(self, pids):
+        self.pids = pids
+
+    def __enter__(self):
+        self.cpu_before = {p: cpu_seconds(p) for p in self.pids}
+        self.peak = {p: rss_mib(p) for p in self.pids}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while not self.stop.wait(0.1):
+            for p in self.pids:
+                self.peak[p] = max(self.peak[p], rss_mib(p))
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.cpu = {p: cpu_seconds(p) - self.cpu_before[p] for p in self.pids}
+
+
+class Processes:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="korvet-bench-")
+        self.redis_port = free_port()
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(self.redis_port), 20, "redis-server")
+        self.kafka_port, self.management_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KORVET_")}
+        env.update({"KORVET_REDIS_URI": f"redis://127.0.0.1:{self.redis_port}", "KORVET_SERVER_HOST": "127.0.0.1",
+                    "KORVET_SERVER_PORT": str(self.kafka_port), "KORVET_MANAGEMENT_PORT": str(self.management_port),
+                    "KORVET_LOG_LEVEL": "warn"})
+        started = time.monotonic()
+        self.korvet = subprocess.Popen([os.path.join(RELEASE, "korvet"), "serve"], env=env,
+                                       stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "korvet.log"), "wb"))
+        wait_for(lambda: port_open(self.kafka_port), 30, "korvet's Kafka port")
+        self.start_to_listening_ms = (time.monotonic() - started) * 1000
+        wait_for(self.ready, 30, "korvet readiness")
+        self.start_to_ready_ms = (time.monotonic() - started) * 1000
+
+    def ready(self):
+        try:
+            url = f"http://127.0.0.1:{self.management_port}/actuator/health/readiness"
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.kafka_port}"
+
+    def close(self):
+        for proc in (self.korvet, self.redis):
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def bench(*args):
+    done = subprocess.run([os.path.join(RELEASE, "korvet-bench"), *map(str, args)], capture_output=True, text=True, timeout=900)
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"korvet-bench {' '.join(map(str, args))} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def create_topic(procs, topic, partitions):
+    subprocess.run([os.path.join(RELEASE, "korvet"), "topics", "create", topic, "--partitions", str(partitions),
+                    "--bootstrap-server", procs.bootstrap], check=True, capture_output=True, timeout=60)
+
+
+def xadd_baseline(procs, size, records):
+    """Pipelined XADD of a record's payload with korvet's field layout, straight into Redis."""
+    payload = "x" * size
+    done = subprocess.run(
+        ["redis-benchmark", "-p", str(procs.redis_port), "-n", str(records), "-c", "50", "-P", "64", "--csv",
+         "XADD", f"bench:baseline:{size}", "*", "timestamp", "1732460000000", "value", payload],
+        capture_output=True, text=True, timeout=600, check=True)
+    rows = [line for line in done.stdout.splitlines() if line.startswith('"XADD')]
+    rate = float(rows[-1].split(",")[1].strip('"'))
+    subprocess.run(["redis-cli", "-p", str(procs.redis_port), "DEL", f"bench:baseline:{size}"], capture_output=True)
+    return rate
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small counts, to check the machinery")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench"), help="where results.md and results.png go")
+    parser.add_argument("--no-build", action="store_true")
+    args = parser.parse_args()
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "korvet", "--bin", "korvet-bench"], cwd=ROOT, check=True)
+    scale = 0.02 if args.quick else 1.0
+    count = {100: int(400_000 * scale), 1024: int(150_000 * scale)}
+    procs = Processes()
+    results = {"produce": [], "machine": f"{os.cpu_count()} cores", "quick": args.quick}
+    try:
+        time.sleep(0 if args.quick else 2)  # let start-up settle before reading idle memory
+        results["idle_rss_mib"] = rss_mib(procs.korvet.pid)
+        results["start_to_listening_ms"] = procs.start_to_listening_ms
+        results["start_to_ready_ms"] = procs.start_to_ready_ms
+        results["baseline"] = {size: xadd_baseline(procs, size, max(count[size], 10_000)) for size in (100, 1024)}
+        run = 0
+        for size in (100, 1024):
+            for partitions in (1, 8):
+                for acks in ("1", "all"):
+                    for compression in ("none", "lz4"):
+                        run += 1
+                        topic = f"bench-{run}-{size}-{partitions}-{acks}-{compression}"
+                        create_topic(procs, topic, partitions)
+                        with Sampler([procs.korvet.pid, procs.redis.pid]) as sampled:
+                            outcome = bench("produce", "--bootstrap", procs.bootstrap, "--topic", topic, "--records", count[size],
+                                            "--size", size, "--acks", acks, "--compression", compression)
+                        outcome.update(size=size, partitions=partitions, acks=acks, compression=compression, topic=topic,
+                                       korvet_cpu_s=sampled.cpu[procs.korvet.pid], redis_cpu_s=sampled.cpu[procs.redis.pid],
+                                       korvet_peak_rss_mib=sampled.peak[procs.korvet.pid])
+                        results["produce"].append(outcome)
+        first = results["produce"][0]  # 100 B, 1 partition, acks=1, no compression
+        eight = next(r for r in results["produce"] if (r["size"], r["partitions"], r["acks"], r["compression"]) == (100, 8, "1", "none"))
+        results["consume"] = []
+        for source in (first, eight):
+            with Sampler([procs.korvet.pid, procs.redis.pid]) as sampled:
+                outcome = bench("consume", "--bootstrap", procs.bootstrap, "--topic", source["topic"], "--records", source["records"])
+            outcome.update(partitions=source["partitions"], size=100, korvet_cpu_s=sampled.cpu[procs.korvet.pid],
+                           redis_cpu_s=sampled.cpu[procs.redis.pid])
+            results["consume"].append(outcome)
+        create_topic(procs, "bench-steady", 1)
+        steady_rate = 50_000
+        with Sampler([procs.korvet.pid]) as sampled:
+            results["steady"] = bench("produce", "--bootstrap", procs.bootstrap, "--topic", "bench-steady", "--records",
+                                      int(steady_rate * 10 * scale), "--size", 100, "--acks", "all", "--rate", steady_rate)
+        results["steady"]["rate"] = steady_rate
+        results["steady"]["korvet_peak_rss_mib"] = sampled.peak[procs.korvet.pid]
+    finally:
+        procs.close()
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    markdown = report(results)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(markdown)
+    chart(results, os.path.join(args.out, "results.png"))
+    print(markdown)
+
+
+def verdict(value, target, higher_is_better=True):
+    met = value >= target if higher_is_better else value <= target
+    if met:
+        return "met"
+    miss = (target - value) / target if higher_is_better else (value - target) / target
+    return f"**missed by {miss:.0%}**"
+
+
+def report(r):
+    base = r["baseline"]
+    lines = [f"Measured on {r['machine']}{' (quick run: counts too small for real numbers)' if r['quick'] else ''}; "
+             "korvet (release) and redis-server on the same machine, side by side in one run.", "",
+             "| size | partitions | acks | compression | records/s | MB/s | p50 ms | p99 ms | p99.9 ms | vs XADD baseline | korvet CPU s / M records | Redis CPU s / M records |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in r["produce"]:
+        per_million = 1e6 / max(p["records"], 1)
+        lines.append(f"| {p['size']} B | {p['partitions']} | {p['acks']} | {p['compression']} | {p['records_per_s']:,.0f} | "
+                     f"{p['mb_per_s']:.1f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | {p['p999_ms']:.2f} | "
+                     f"{p['records_per_s'] / base[p['size']]:.0%} | {p['korvet_cpu_s'] * per_million:.1f} | {p['redis_cpu_s'] * per_million:.1f} |")
+    lines += ["", f"Baseline: redis-benchmark, 50 clients, pipeline 64, `XADD key * timestamp <ms> value <payload>`: "
+              f"{base[100]:,.0f} XADD/s at 100 B, {base[1024]:,.0f} XADD/s at 1 KiB.", "",
+              "| consume from offset 0 | records/s | MB/s | korvet CPU s / M records | Redis CPU s / M records |", "|---|---|---|---|---|"]
+    for c in r["consume"]:
+        per_million = 1e6 / max(c["records"], 1)
+        lines.append(f"| 100 B, {c['partitions']} partition(s), {c['records']:,} records | {c['records_per_s']:,.0f} | {c['mb_per_s']:.1f} | "
+                     f"{c['korvet_cpu_s'] * per_million:.1f} | {c['redis_cpu_s'] * per_million:.1f} |")
+    first = r["produce"][0]
+    ratio = first["records_per_s"] / base[100]
+    consume = r["consume"][0]["records_per_s"]
+    steady = r["steady"]
+    lines += ["", "| target | measured | verdict |", "|---|---|---|",
+              f"| produce 100 B, 1 partition, acks=1, none ≥ 40% of pipelined XADD | {ratio:.0%} ({first['records_per_s']:,.0f} vs {base[100]:,.0f}/s) | {verdict(ratio, 0.40)} |",
+              f"| consume from offset 0 ≥ 1,000,000 records/s | {consume:,.0f} records/s | {verdict(consume, 1e6)} |",
+              f"| p99 produce latency at acks=all, steady {steady['rate']:,} records/s < 5 ms | {steady['p99_ms']:.2f} ms (p50 {steady['p50_ms']:.2f}, p99.9 {steady['p999_ms']:.2f}; {steady['records_per_s']:,.0f} records/s achieved) | {verdict(steady['p99_ms'], 5, False)} |",
+              f"| idle resident memory < 20 MiB | {r['idle_rss_mib']:.1f} MiB | {verdict(r['idle_rss_mib'], 20, False)} |",
+              f"| serving within 100 ms of start | listening after {r['start_to_listening_ms']:.0f} ms, ready after {r['start_to_ready_ms']:.0f} ms | {verdict(r['start_to_listening_ms'], 100, False)} |",
+              "", f"Resident memory under load: peak {max(p['korvet_peak_rss_mib'] for p in r['produce']):.1f} MiB during the produce matrix, "
+              f"{steady['korvet_peak_rss_mib']:.1f} MiB during the steady run.", ""]
+    return "\n".join(lines)
+
+
+def chart(r, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = [f"{p['size']}B p{p['partitions']}\nacks={p['acks']} {p['compression']}" for p in r["produce"]]
+    rates = [p["records_per_s"] for p in r["produce"]]
+    colors = ["#4C72B0" if p["size"] == 100 else "#DD8452" for p in r["produce"]]
+    fig, ax = plt.subplots(figsize=(14, 5.5))
+    ax.bar(range(len(rates)), rates, color=colors)
+    for size, style in ((100, "--"), (1024, ":")):
+        ax.axhline(r["baseline"][size], linestyle=style, color="black", linewidth=1,
+                   label=f"pipelined XADD, {size} B ({r['baseline'][size]:,.0f}/s)")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("records/s acknowledged")
+    ax.set_title("korvet produce throughput (librdkafka) vs the raw XADD rate of the same Redis")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
