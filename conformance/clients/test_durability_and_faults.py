@@ -104,3 +104,30 @@ def test_hostile_bytes_close_only_their_connection(korvet):
     # Everyone else is unaffected.
     assert produce_n(korvet.bootstrap, "after-hostile", 2) == [0, 1]
     assert "closing connection" in korvet.logs()
+
+
+def test_a_client_that_never_reads_its_responses_is_disconnected(fresh_korvet):
+    import kafka_wire
+    producer = Producer({"bootstrap.servers": fresh_korvet.bootstrap, "message.max.bytes": 2_000_000})
+    for _ in range(4):
+        producer.produce("unread", value=b"x" * 900_000, partition=0)
+    assert producer.flush(30) == 0
+    # Fetch v4 of the whole partition (about 3.6 MB per answer), 40 times, without reading.
+    body = struct.pack(">iiiib", -1, 0, 1, 1 << 24, 0) + struct.pack(">i", 1) + kafka_wire._string("unread") + \
+        struct.pack(">i", 1) + struct.pack(">iqi", 0, 0, 1 << 24)
+    with socket.create_connection(("127.0.0.1", fresh_korvet.port), timeout=30) as flood:
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for correlation in range(40):
+            flood.sendall(kafka_wire._request(1, 4, body, correlation))
+        wait_for(lambda: "left unread" in fresh_korvet.logs(), 60, "the broker to give up on the client")
+    # Everyone else is still served.
+    consumer = KafkaConsumer(bootstrap_servers=fresh_korvet.bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=20000, fetch_max_bytes=8_000_000, max_partition_fetch_bytes=2_000_000)
+    consumer.assign([TopicPartition("unread", 0)])
+    got = []
+    for message in consumer:
+        got.append(message)
+        if len(got) == 4:
+            break
+    assert len(got) == 4
+    consumer.close()

@@ -19,10 +19,11 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind
 use kafka_protocol::protocol::Encodable;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-/// Requests one connection may have in flight. Well-behaved clients stay far below (librdkafka
-/// sends at most 5 produce requests at once by default); beyond this a client is pipelining
-/// without reading its responses, and is disconnected before it exhausts the broker's memory.
-pub const MAX_REQUESTS_IN_FLIGHT: usize = 1000;
+/// Requests of one connection worked on at once. Further requests wait, unread, in the
+/// connection (the runtime stops reading it): a client that pipelines without limit (librdkafka
+/// allows a million requests in flight when not idempotent) then holds at most this many
+/// requests' worth of the broker's memory, as with Kafka, which works on one at a time.
+pub const MAX_CONCURRENT_REQUESTS: usize = 32;
 
 pub type ConnId = u64;
 pub type OpId = u64;
@@ -42,6 +43,10 @@ pub enum Output {
     /// Call [`Broker::handle_timeout`] at this monotonic time (milliseconds) unless another
     /// input comes first. Replaces any earlier timeout.
     Timeout(u64),
+    /// Stop reading from the connection: it has [`MAX_CONCURRENT_REQUESTS`] in progress.
+    PauseReading { conn: ConnId },
+    /// Read from the connection again.
+    ResumeReading { conn: ConnId },
 }
 
 /// Identifies a request within the connection it came from.
@@ -58,6 +63,10 @@ struct Connection {
     frames: FrameDecoder,
     /// Responses in request order; `None` until the request's task has finished.
     pending: VecDeque<(TaskId, Option<Bytes>)>,
+    /// Requests being worked on (including acks=0 produces, which hold no response slot).
+    active: usize,
+    /// Whether the runtime was told to stop reading.
+    paused: bool,
 }
 
 struct Task {
@@ -265,6 +274,8 @@ impl Broker {
                 peer: peer.to_string(),
                 frames: FrameDecoder::new(self.config.max_request_size),
                 pending: VecDeque::new(),
+                active: 0,
+                paused: false,
             },
         );
     }
@@ -288,18 +299,46 @@ impl Broker {
     pub fn handle_bytes(&mut self, conn: ConnId, bytes: &[u8], now: Time) {
         let Some(connection) = self.conns.get_mut(&conn) else { return };
         connection.frames.extend(bytes);
+        self.take_frames(conn, now);
+        self.announce_timeout();
+    }
+
+    /// Starts the connection's buffered requests while fewer than [`MAX_CONCURRENT_REQUESTS`]
+    /// are in progress, and tells the runtime to pause or resume reading accordingly.
+    fn take_frames(&mut self, conn: ConnId, now: Time) {
         loop {
-            let Some(connection) = self.conns.get_mut(&conn) else { break };
+            let Some(connection) = self.conns.get_mut(&conn) else { return };
+            if connection.active >= MAX_CONCURRENT_REQUESTS {
+                if !connection.paused {
+                    connection.paused = true;
+                    self.outputs.push_back(Output::PauseReading { conn });
+                }
+                return;
+            }
             match connection.frames.next_frame() {
                 Ok(Some(frame)) => self.handle_frame(conn, frame, now),
                 Ok(None) => break,
                 Err(err) => {
                     self.close(conn, err.to_string());
-                    break;
+                    return;
                 }
             }
         }
-        self.announce_timeout();
+        if let Some(connection) = self.conns.get_mut(&conn) {
+            if connection.paused {
+                connection.paused = false;
+                self.outputs.push_back(Output::ResumeReading { conn });
+            }
+        }
+    }
+
+    /// Forgets a finished request and, if its connection was paused, starts the next ones.
+    fn finish_task(&mut self, conn: ConnId, now: Time) {
+        let Some(connection) = self.conns.get_mut(&conn) else { return };
+        connection.active = connection.active.saturating_sub(1);
+        if connection.paused {
+            self.take_frames(conn, now);
+        }
     }
 
     pub fn handle_storage_reply(&mut self, op: OpId, reply: StorageReply, now: Time) {
@@ -347,10 +386,6 @@ impl Broker {
     }
 
     fn handle_frame(&mut self, conn: ConnId, frame: Bytes, now: Time) {
-        if self.conns.get(&conn).is_some_and(|c| c.pending.len() >= MAX_REQUESTS_IN_FLIGHT) {
-            self.close(conn, format!("more than {MAX_REQUESTS_IN_FLIGHT} requests in flight without reading responses"));
-            return;
-        }
         match handlers::decode_request(frame) {
             Ok((meta, request)) => self.start(conn, meta, request, now),
             Err(handlers::DecodeError::Respond { meta, response }) => {
@@ -370,8 +405,9 @@ impl Broker {
         self.stats.api(api_name(meta.api_key)).requests += 1;
         let (handler, responds) = handlers::handler_for(request, &meta);
         let task_id = self.next_id();
-        if responds {
-            if let Some(connection) = self.conns.get_mut(&conn) {
+        if let Some(connection) = self.conns.get_mut(&conn) {
+            connection.active += 1;
+            if responds {
                 connection.pending.push_back((task_id, None));
             }
         }
@@ -440,6 +476,7 @@ impl Broker {
                         let elapsed = now.mono_us.saturating_sub(task.started_us);
                         self.complete(task.conn, task_id, &task.meta, Some(response), elapsed);
                     }
+                    self.finish_task(task.conn, now);
                 }
             }
             Step::Done => {
@@ -448,6 +485,7 @@ impl Broker {
                         let elapsed = now.mono_us.saturating_sub(task.started_us);
                         self.complete(task.conn, task_id, &task.meta, None, elapsed);
                     }
+                    self.finish_task(task.conn, now);
                 }
             }
         }

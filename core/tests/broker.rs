@@ -15,6 +15,8 @@ struct Harness {
     sent: VecDeque<(i16, i16, i32)>,
     received: BytesMut,
     closed: bool,
+    /// Whether the broker asked the runtime to stop reading the connection.
+    paused: bool,
     timeout: Option<u64>,
     next_correlation: i32,
 }
@@ -26,7 +28,7 @@ impl Harness {
         let mut broker = Broker::new(BrokerConfig { max_request_size: 1 << 20, ..BrokerConfig::default() }, 7);
         let now = Time { mono_us: 1_000_000, wall_ms: 1_700_000_000_000 };
         broker.handle_connect(CONN, "test", now);
-        Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, timeout: None, next_correlation: 0 }
+        Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, paused: false, timeout: None, next_correlation: 0 }
     }
 
     /// Runs storage commands against the store until the broker is quiet.
@@ -40,6 +42,8 @@ impl Harness {
                     self.broker.handle_storage_reply(op, reply, self.now);
                 }
                 Output::Close { .. } => self.closed = true,
+                Output::PauseReading { .. } => self.paused = true,
+                Output::ResumeReading { .. } => self.paused = false,
                 Output::Timeout(at) => self.timeout = Some(at),
             }
         }
@@ -423,16 +427,29 @@ fn acks_zero_gets_no_response() {
 }
 
 #[test]
-fn a_client_that_never_reads_is_disconnected() {
+fn a_pipelining_client_is_paused_at_the_concurrency_limit() {
     let mut h = Harness::new();
-    // Parked fetches keep their response slots; past the limit the connection is closed.
+    let limit = korvet_core::broker::MAX_CONCURRENT_REQUESTS;
     h.call(RequestKind::Produce(produce_request("flood", &["a"])), ApiKey::Produce, 9);
-    for _ in 0..korvet_core::broker::MAX_REQUESTS_IN_FLIGHT {
-        h.send(RequestKind::Fetch(fetch_request("flood", 1, 60_000)), ApiKey::Fetch, 12);
+    // Parked long polls stay in progress; more requests than the limit arrive in one read.
+    let mut bytes = BytesMut::new();
+    for _ in 0..limit + 10 {
+        bytes.extend_from_slice(&h.frame(RequestKind::Fetch(fetch_request("flood", 1, 5_000)), ApiKey::Fetch, 12));
     }
+    h.send_raw(&bytes);
+    assert!(h.paused, "the runtime is told to stop reading");
+    assert_eq!(h.broker.in_flight(), limit, "the rest wait, unparsed, in the connection's buffer");
     assert!(!h.closed);
-    h.send(RequestKind::Fetch(fetch_request("flood", 1, 60_000)), ApiKey::Fetch, 12);
-    assert!(h.closed, "one request too many");
+    // The parked fetches time out and answer; the waiting requests start; reading resumes.
+    h.advance(5_000);
+    assert_eq!(h.broker.in_flight(), 10);
+    assert!(!h.paused);
+    h.advance(5_000);
+    let mut answered = 0;
+    while h.response().is_some() {
+        answered += 1;
+    }
+    assert_eq!(answered, limit + 10, "every request is answered, in order");
 }
 
 #[test]

@@ -13,6 +13,7 @@ use korvet_core::{Broker, ConnId, OpId, Output, Time};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,8 +24,12 @@ use tokio::task::AbortHandle;
 /// Snapshot of the broker's counters, refreshed by the broker task for metrics endpoints.
 pub type StatsWatch = watch::Receiver<korvet_core::stats::Stats>;
 
+/// Responses queued for a connection but not yet written: a client that sends requests and
+/// never reads the answers is disconnected at this point instead of filling the broker's memory.
+const MAX_UNWRITTEN_BYTES: usize = 64 * 1024 * 1024;
+
 enum Event {
-    Connected { conn: ConnId, peer: String, writer: mpsc::UnboundedSender<Bytes>, reader: AbortHandle },
+    Connected { conn: ConnId, peer: String, writer: Writer, reader: AbortHandle, pause: watch::Sender<bool> },
     Received { conn: ConnId, bytes: Bytes },
     Disconnected { conn: ConnId },
 }
@@ -84,18 +89,28 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>) {
         next_conn += 1;
         let (read_half, write_half) = stream.into_split();
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(write_half, writer_rx));
-        let reader = tokio::spawn(read_loop(conn, read_half, events.clone()));
-        let event = Event::Connected { conn, peer: peer.to_string(), writer: writer_tx, reader: reader.abort_handle() };
+        let unwritten = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(write_loop(write_half, writer_rx, unwritten.clone()));
+        let (pause, paused) = watch::channel(false);
+        let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), paused));
+        let writer = Writer { sender: writer_tx, unwritten };
+        let event = Event::Connected { conn, peer: peer.to_string(), writer, reader: reader.abort_handle(), pause };
         if events.send(event).await.is_err() {
             return;
         }
     }
 }
 
-async fn read_loop(conn: ConnId, mut socket: tokio::net::tcp::OwnedReadHalf, events: mpsc::Sender<Event>) {
+async fn read_loop(conn: ConnId, mut socket: tokio::net::tcp::OwnedReadHalf, events: mpsc::Sender<Event>, mut paused: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        // While the broker works on as many of this connection's requests as it takes at once,
+        // further requests stay in the socket: TCP flow control slows the client down.
+        while *paused.borrow_and_update() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
         match socket.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
@@ -109,18 +124,36 @@ async fn read_loop(conn: ConnId, mut socket: tokio::net::tcp::OwnedReadHalf, eve
     let _ = events.send(Event::Disconnected { conn }).await;
 }
 
-async fn write_loop(mut socket: tokio::net::tcp::OwnedWriteHalf, mut outgoing: mpsc::UnboundedReceiver<Bytes>) {
+async fn write_loop(mut socket: tokio::net::tcp::OwnedWriteHalf, mut outgoing: mpsc::UnboundedReceiver<Bytes>, unwritten: Arc<AtomicUsize>) {
     while let Some(bytes) = outgoing.recv().await {
-        if socket.write_all(&bytes).await.is_err() {
+        let written = socket.write_all(&bytes).await;
+        unwritten.fetch_sub(bytes.len(), Ordering::Relaxed);
+        if written.is_err() {
             break;
         }
     }
     let _ = socket.shutdown().await;
 }
 
+/// The sending side of a connection, and how much of what was sent is not written yet.
+struct Writer {
+    sender: mpsc::UnboundedSender<Bytes>,
+    unwritten: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    /// Queues bytes for the socket; `false` when the client has left too much unread.
+    fn send(&self, bytes: Bytes) -> bool {
+        let queued = self.unwritten.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+        let _ = self.sender.send(bytes);
+        queued <= MAX_UNWRITTEN_BYTES
+    }
+}
+
 struct Peer {
-    writer: mpsc::UnboundedSender<Bytes>,
+    writer: Writer,
     reader: AbortHandle,
+    pause: watch::Sender<bool>,
 }
 
 async fn run_broker(
@@ -148,8 +181,8 @@ async fn run_broker(
                 broker.handle_storage_reply(op, reply, clock.now());
             }
             event = events.recv(), if stopping.is_none() => match event {
-                Some(Event::Connected { conn, peer, writer, reader }) => {
-                    peers.insert(conn, Peer { writer, reader });
+                Some(Event::Connected { conn, peer, writer, reader, pause }) => {
+                    peers.insert(conn, Peer { writer, reader, pause });
                     broker.handle_connect(conn, &peer, clock.now());
                 }
                 Some(Event::Received { conn, bytes }) => broker.handle_bytes(conn, &bytes, clock.now()),
@@ -179,8 +212,23 @@ async fn run_broker(
         while let Some(output) = broker.poll_output() {
             match output {
                 Output::Transmit { conn, bytes } => {
+                    let overflowing = peers.get(&conn).is_some_and(|peer| !peer.writer.send(bytes));
+                    if overflowing {
+                        log::warn!("closing connection {conn}: more than {MAX_UNWRITTEN_BYTES} bytes of responses left unread");
+                        if let Some(peer) = peers.remove(&conn) {
+                            peer.reader.abort();
+                        }
+                        broker.handle_disconnect(conn, clock.now());
+                    }
+                }
+                Output::PauseReading { conn } => {
                     if let Some(peer) = peers.get(&conn) {
-                        let _ = peer.writer.send(bytes);
+                        let _ = peer.pause.send(true);
+                    }
+                }
+                Output::ResumeReading { conn } => {
+                    if let Some(peer) = peers.get(&conn) {
+                        let _ = peer.pause.send(false);
                     }
                 }
                 Output::Storage { op, command } => {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use korvet_core::records::{Header, Record};
-use korvet_core::storage::{CommittedOffset, PartitionOffsets, StorageReply, StoredRecord, TopicMeta};
+use korvet_core::storage::{CommittedOffset, PartitionOffsets, StoredRecord, TopicMeta};
 use redis::{Cmd, RedisError, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -108,13 +108,6 @@ fn as_bytes(value: &Value) -> Option<&[u8]> {
     }
 }
 
-fn as_i64(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(i) => Some(*i),
-        other => std::str::from_utf8(as_bytes(other)?).ok()?.parse().ok(),
-    }
-}
-
 pub fn offsets(meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>)) -> PartitionOffsets {
     let (next, start, max_ts, max_ts_offset) = meta;
     PartitionOffsets {
@@ -124,25 +117,13 @@ pub fn offsets(meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>)) -> Pa
     }
 }
 
-/// Parses the read script's reply: `{next, start, max-timestamp, max-timestamp-offset, entries}`.
-pub fn decode_read(value: Value) -> Result<StorageReply, RedisError> {
-    let Value::Array(parts) = value else { return Err(protocol_error("read reply is not an array")) };
-    if parts.len() != 5 {
-        return Err(protocol_error(format!("read reply has {} parts", parts.len())));
-    }
-    let offsets = offsets((as_i64(&parts[0]), as_i64(&parts[1]), as_i64(&parts[2]), as_i64(&parts[3])));
-    let Value::Array(entries) = &parts[4] else { return Err(protocol_error("entries are not an array")) };
-    let mut records = Vec::with_capacity(entries.len());
-    for entry in entries {
-        records.push(decode_entry(entry)?);
-    }
-    Ok(StorageReply::Records { records, offsets })
-}
-
-fn decode_entry(entry: &Value) -> Result<StoredRecord, RedisError> {
+/// Parses one XRANGE entry `[id, [field, value, ...]]`, taking its byte buffers over without
+/// copying them.
+pub fn decode_entry(entry: Value) -> Result<StoredRecord, RedisError> {
     let Value::Array(pair) = entry else { return Err(protocol_error("stream entry is not an array")) };
-    let [id, fields] = pair.as_slice() else { return Err(protocol_error("stream entry is not [id, fields]")) };
-    let id = as_bytes(id).ok_or_else(|| protocol_error("entry id is not a string"))?;
+    let mut pair = pair.into_iter();
+    let (Some(id), Some(fields)) = (pair.next(), pair.next()) else { return Err(protocol_error("stream entry is not [id, fields]")) };
+    let id = as_bytes(&id).ok_or_else(|| protocol_error("entry id is not a string"))?;
     let offset = std::str::from_utf8(id)
         .ok()
         .and_then(|id| id.split('-').next())
@@ -150,18 +131,17 @@ fn decode_entry(entry: &Value) -> Result<StoredRecord, RedisError> {
         .ok_or_else(|| protocol_error("entry id is not <offset>-1"))?;
     let Value::Array(fields) = fields else { return Err(protocol_error("entry fields are not an array")) };
     let mut record = Record { timestamp: -1, key: None, value: None, headers: Vec::new() };
-    for pair in fields.chunks(2) {
-        let [name, value] = pair else { break };
-        let (Some(name), Some(value)) = (as_bytes(name), as_bytes(value)) else { continue };
-        let value = Bytes::copy_from_slice(value);
-        match name {
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        let (Value::BulkString(name), Value::BulkString(value)) = (name, value) else { continue };
+        match name.as_slice() {
             TIMESTAMP => record.timestamp = std::str::from_utf8(&value).ok().and_then(|t| t.parse().ok()).unwrap_or(-1),
-            KEY => record.key = Some(value),
-            VALUE => record.value = Some(value),
-            _ if name.starts_with(HEADER) => {
-                record.headers.push(Header { key: Bytes::copy_from_slice(&name[HEADER.len()..]), value: Some(value) })
+            KEY => record.key = Some(Bytes::from(value)),
+            VALUE => record.value = Some(Bytes::from(value)),
+            name if name.starts_with(HEADER) => {
+                record.headers.push(Header { key: Bytes::copy_from_slice(&name[HEADER.len()..]), value: Some(Bytes::from(value)) })
             }
-            _ if name.starts_with(NULL_HEADER) => {
+            name if name.starts_with(NULL_HEADER) => {
                 record.headers.push(Header { key: Bytes::copy_from_slice(&name[NULL_HEADER.len()..]), value: None })
             }
             _ => {}

@@ -18,6 +18,7 @@
 //! `header:<name>` per header (`nullheader:<name>` with an empty value for a null header value).
 
 mod codec;
+mod read;
 pub mod keys;
 pub mod membership;
 pub mod notify;
@@ -27,7 +28,7 @@ use bytes::Bytes;
 use korvet_core::records::Record;
 use korvet_core::storage::*;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, RedisError, Value};
+use redis::{Cmd, RedisError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,7 +37,6 @@ use std::time::Duration;
 pub use keys::Keys;
 
 const APPEND_SCRIPT: &str = include_str!("scripts/append.lua");
-const READ_SCRIPT: &str = include_str!("scripts/read.lua");
 /// Replaces a topic's metadata if the topic exists. KEYS[1] topics hash; ARGV name, JSON.
 const UPDATE_TOPIC_SCRIPT: &str = "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end return 0";
 
@@ -84,7 +84,6 @@ struct Inner {
     origin: i32,
     keys: Keys,
     append: Script,
-    read: Script,
 }
 
 /// The Redis storage driver. Cheap to clone; all clones share one multiplexed connection that
@@ -117,7 +116,6 @@ impl RedisStorage {
                 origin: options.broker_id,
                 keys: Keys::new(&options.keyspace),
                 append: Script::new(APPEND_SCRIPT),
-                read: Script::new(READ_SCRIPT),
             }),
         })
     }
@@ -237,10 +235,7 @@ impl RedisStorage {
                 }))
             }
             StorageCommand::Read { topic, partition, offset, max_bytes } => {
-                let mut cmd = script_cmd(&inner.read, &[keys.stream(&topic, partition), keys.partition(&topic, partition)]);
-                cmd.arg(offset.max(0)).arg(max_bytes);
-                let value: Value = run_script(&mut conn, &inner.read, cmd).await?;
-                codec::decode_read(value)
+                read::read_partition(&mut conn, keys, &topic, partition, offset, max_bytes).await
             }
             StorageCommand::PartitionOffsets { topic, partition } => {
                 let meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
