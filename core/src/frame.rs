@@ -47,8 +47,12 @@ impl FrameDecoder {
             self.buffer.reserve(4 + size - self.buffer.len());
             return Ok(None);
         }
-        self.buffer.advance(4);
-        Ok(Some(self.buffer.split_to(size).freeze()))
+        // Copied out rather than split off: a split-off frame would pin the whole receive buffer
+        // (grown to hold many frames) for as long as its request runs, and with several
+        // requests in progress the broker's memory would grow many times the data in flight.
+        let frame = Bytes::copy_from_slice(&self.buffer[4..4 + size]);
+        self.buffer.advance(4 + size);
+        Ok(Some(frame))
     }
 
     /// Bytes received but not yet part of a complete frame.

@@ -433,7 +433,8 @@ fn a_pipelining_client_is_paused_at_the_concurrency_limit() {
     h.call(RequestKind::Produce(produce_request("flood", &["a"])), ApiKey::Produce, 9);
     // Parked long polls stay in progress; more requests than the limit arrive in one read.
     let mut bytes = BytesMut::new();
-    for _ in 0..limit + 10 {
+    let extra = limit / 2;
+    for _ in 0..limit + extra {
         bytes.extend_from_slice(&h.frame(RequestKind::Fetch(fetch_request("flood", 1, 5_000)), ApiKey::Fetch, 12));
     }
     h.send_raw(&bytes);
@@ -442,14 +443,14 @@ fn a_pipelining_client_is_paused_at_the_concurrency_limit() {
     assert!(!h.closed);
     // The parked fetches time out and answer; the waiting requests start; reading resumes.
     h.advance(5_000);
-    assert_eq!(h.broker.in_flight(), 10);
+    assert_eq!(h.broker.in_flight(), extra);
     assert!(!h.paused);
     h.advance(5_000);
     let mut answered = 0;
     while h.response().is_some() {
         answered += 1;
     }
-    assert_eq!(answered, limit + 10, "every request is answered, in order");
+    assert_eq!(answered, limit + extra, "every request is answered, in order");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //!
 //!   korvet-bench produce --bootstrap B --topic T --records N --size BYTES [--acks 1|all]
 //!                        [--compression none|lz4|...] [--rate RECORDS_PER_S] [--producers P]
+//!                        [--linger-ms MS (5)]
 //!   korvet-bench consume --bootstrap B --topic T --records N [--consumers C]
 //!
 //! `produce` reports records/s, MB/s and produce latency (send to acknowledgement) percentiles;
@@ -113,13 +114,14 @@ fn produce(options: &Options) {
     let compression = options.text("compression", Some("none"));
     let rate = options.number("rate", Some(0));
     let producers = options.number("producers", Some(1)).max(1);
+    let linger_ms = options.number("linger-ms", Some(5)).to_string();
     let delivered = Arc::new(Delivered { latencies: Latencies::default(), acked: AtomicU64::new(0), failed: AtomicU64::new(0) });
     let started = Instant::now();
     let progress = spawn_progress("produced", delivered.clone(), started);
     let threads: Vec<_> = (0..producers)
         .map(|index| {
-            let (bootstrap, topic, acks, compression, delivered) =
-                (bootstrap.clone(), topic.clone(), acks.clone(), compression.clone(), delivered.clone());
+            let (bootstrap, topic, acks, compression, delivered, linger_ms) =
+                (bootstrap.clone(), topic.clone(), acks.clone(), compression.clone(), delivered.clone(), linger_ms.clone());
             let share = records / producers + u64::from(index < records % producers);
             let rate = rate / producers;
             std::thread::spawn(move || {
@@ -127,7 +129,7 @@ fn produce(options: &Options) {
                     .set("bootstrap.servers", &bootstrap)
                     .set("acks", &acks)
                     .set("compression.type", &compression)
-                    .set("linger.ms", "5")
+                    .set("linger.ms", &linger_ms)
                     .set("batch.size", "1000000")
                     .set("queue.buffering.max.messages", "1000000")
                     .set("message.timeout.ms", "120000")
