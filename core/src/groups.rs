@@ -142,7 +142,7 @@ pub enum SyncOutcome {
 }
 
 pub struct Groups {
-    groups: HashMap<String, Group>,
+    groups: BTreeMap<String, Group>,
     initial_delay_ms: u64,
     /// Session timeouts members may ask for (Kafka's `group.min/max.session.timeout.ms`).
     session_timeouts: std::ops::RangeInclusive<i32>,
@@ -158,7 +158,7 @@ impl Groups {
     }
 
     pub fn with_session_timeouts(initial_delay_ms: u64, session_timeouts: std::ops::RangeInclusive<i32>) -> Self {
-        Groups { groups: HashMap::new(), initial_delay_ms, session_timeouts, changed: Vec::new(), to_save: Vec::new() }
+        Groups { groups: BTreeMap::new(), initial_delay_ms, session_timeouts, changed: Vec::new(), to_save: Vec::new() }
     }
 
     pub fn get(&self, group: &str) -> Option<&Group> {

@@ -2,7 +2,7 @@
 
 use crate::errors;
 use crate::storage::TopicMeta;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -36,12 +36,12 @@ pub fn name_error(name: &str) -> Option<(i16, String)> {
 /// Topic metadata as last read from storage, trusted for `ttl_ms`.
 pub struct TopicCache {
     ttl_ms: u64,
-    entries: HashMap<String, (TopicMeta, u64)>,
+    entries: BTreeMap<String, (TopicMeta, u64)>,
 }
 
 impl TopicCache {
     pub fn new(ttl_ms: u64) -> Self {
-        TopicCache { ttl_ms, entries: HashMap::new() }
+        TopicCache { ttl_ms, entries: BTreeMap::new() }
     }
 
     /// The topic, if cached and not older than the TTL.

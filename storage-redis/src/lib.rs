@@ -37,6 +37,11 @@ use std::time::Duration;
 pub use keys::Keys;
 
 const APPEND_SCRIPT: &str = include_str!("scripts/append.lua");
+/// Stores a group's record unless the stored one has a higher generation: generations never go
+/// back, whichever broker saves last. KEYS[1] group hash; ARGV generation, then field/value pairs.
+const SAVE_GROUP_SCRIPT: &str = "local stored = tonumber(redis.call('HGET', KEYS[1], 'generation') or '-1') \
+if stored > tonumber(ARGV[1]) then return 0 end \
+redis.call('HSET', KEYS[1], 'generation', ARGV[1], unpack(ARGV, 2)) return 1";
 /// Replaces a topic's metadata if the topic exists. KEYS[1] topics hash; ARGV name, JSON.
 const UPDATE_TOPIC_SCRIPT: &str = "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end return 0";
 
@@ -302,8 +307,8 @@ impl RedisStorage {
                 Ok(StorageReply::GroupNames(names))
             }
             StorageCommand::SaveGroup { group, record } => {
-                let mut cmd = redis::cmd("HSET");
-                cmd.arg(keys.group(&group)).arg("generation").arg(record.generation);
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(SAVE_GROUP_SCRIPT).arg(1).arg(keys.group(&group)).arg(record.generation);
                 for (field, value) in
                     [("protocol-type", &record.protocol_type), ("protocol", &record.protocol), ("leader", &record.leader)]
                 {

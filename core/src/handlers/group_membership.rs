@@ -6,6 +6,7 @@ use super::{Handler, Step};
 use crate::broker::{Context, WaitKey};
 use crate::errors;
 use crate::groups::{JoinOutcome, JoinRequest, JoinResult, SyncOutcome};
+use crate::storage::GroupRecord;
 use crate::storage::{StorageCommand, StorageReply};
 use bytes::Bytes;
 use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
@@ -34,11 +35,31 @@ pub(crate) struct JoinGroup {
     loaded: bool,
     /// Set once the member is waiting for the join phase to complete.
     waiting: Option<(String, u64)>,
+    /// The answer, held back until the generation it announces is stored.
+    saving: Option<JoinResult>,
 }
 
 impl JoinGroup {
     pub fn new(request: JoinGroupRequest, version: i16) -> Self {
-        JoinGroup { request, version, loaded: false, waiting: None }
+        JoinGroup { request, version, loaded: false, waiting: None, saving: None }
+    }
+
+    /// Answers with a new generation only once it is stored. Otherwise a coordinator that dies
+    /// before its fire-and-forget save would let the next one hand out the same generation
+    /// number again, and a member of the old generation 5 could commit as a member of the new
+    /// generation 5. (Found by the simulator, seed 57.)
+    fn finish(&mut self, group: &str, result: JoinResult) -> Step {
+        if result.error != errors::NONE || result.generation <= 0 {
+            return self.respond(result);
+        }
+        let record = GroupRecord {
+            generation: result.generation,
+            protocol_type: result.protocol_type.clone(),
+            protocol: result.protocol_name.clone(),
+            leader: Some(result.leader.clone()),
+        };
+        self.saving = Some(result);
+        Step::Storage(vec![StorageCommand::SaveGroup { group: group.to_string(), record }])
     }
 
     fn respond(&self, result: JoinResult) -> Step {
@@ -77,6 +98,15 @@ impl Handler for JoinGroup {
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
         let now = cx.now.mono_ms();
+        if let Some(result) = self.saving.take() {
+            return match replies.first() {
+                Some(StorageReply::Failed(_)) | None => {
+                    // The member retries, finding the coordinator again.
+                    self.respond(JoinResult::error(errors::COORDINATOR_NOT_AVAILABLE, &result.member_id))
+                }
+                Some(_) => self.respond(result),
+            };
+        }
         if !cx.coordinates(&group) {
             return self.respond(JoinResult::error(errors::NOT_COORDINATOR, self.request.member_id.as_str()));
         }
@@ -86,12 +116,18 @@ impl Handler for JoinGroup {
             self.loaded = true;
             return Step::Storage(vec![StorageCommand::LoadGroup { group }]);
         }
-        if let Some(StorageReply::Group(Some(record))) = replies.first() {
-            cx.groups.restore(&group, record);
+        match replies.first() {
+            Some(StorageReply::Group(Some(record))) => cx.groups.restore(&group, record),
+            Some(StorageReply::Failed(_)) => {
+                // Without the stored generation this coordinator could hand out numbers already
+                // used: the member retries instead.
+                return self.respond(JoinResult::error(errors::COORDINATOR_LOAD_IN_PROGRESS, self.request.member_id.as_str()));
+            }
+            _ => {}
         }
         if let Some((member_id, deadline)) = self.waiting.clone() {
             if let Some(result) = cx.groups.take_join_result(&group, &member_id) {
-                return self.respond(result);
+                return self.finish(&group, result);
             }
             if !cx.groups.is_member(&group, &member_id) || now >= deadline {
                 return self.respond(JoinResult::error(errors::UNKNOWN_MEMBER_ID, &member_id));
@@ -116,13 +152,13 @@ impl Handler for JoinGroup {
             require_known_member_id: self.version >= 4,
         };
         match cx.groups.join(request, new_member_id, now) {
-            JoinOutcome::Respond(result) => self.respond(result),
+            JoinOutcome::Respond(result) => self.finish(&group, result),
             JoinOutcome::Wait { member_id } => {
                 // The join phase ends by the rebalance timeout at the latest; the margin only
                 // guards against waiting forever.
                 let deadline = now + rebalance_timeout_ms.max(0) as u64 + 5_000;
                 if let Some(result) = cx.groups.take_join_result(&group, &member_id) {
-                    return self.respond(result);
+                    return self.finish(&group, result);
                 }
                 self.waiting = Some((member_id, deadline));
                 Step::Park { deadline, keys: vec![WaitKey::Group(group)] }

@@ -5,14 +5,14 @@ use crate::broker::Context;
 use crate::errors;
 use crate::storage::{StorageCommand, StorageError, StorageReply, TopicMeta};
 use crate::topics;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub(crate) struct TopicLookup {
     /// `None` means every topic.
     wanted: Option<Vec<String>>,
     auto_create: bool,
     phase: Phase,
-    found: HashMap<String, TopicMeta>,
+    found: BTreeMap<String, TopicMeta>,
     storage_error: Option<StorageError>,
 }
 
@@ -37,7 +37,7 @@ impl TopicLookup {
     }
 
     fn with(wanted: Option<Vec<String>>, auto_create: bool) -> Self {
-        TopicLookup { wanted, auto_create, phase: Phase::Start, found: HashMap::new(), storage_error: None }
+        TopicLookup { wanted, auto_create, phase: Phase::Start, found: BTreeMap::new(), storage_error: None }
     }
 
     /// Advances the lookup with the replies to its last commands. Returns the next commands to

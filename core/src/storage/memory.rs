@@ -2,7 +2,7 @@
 //! embedded default (`korvet serve` without Redis) and by the simulator.
 
 use super::*;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// How many recent batches per producer and partition are remembered for duplicate detection;
@@ -13,11 +13,11 @@ pub const PRODUCER_BATCH_HISTORY: usize = 5;
 #[derive(Default)]
 pub struct MemoryStore {
     topics: BTreeMap<String, TopicMeta>,
-    partitions: HashMap<(String, i32), PartitionLog>,
+    partitions: BTreeMap<(String, i32), PartitionLog>,
     next_producer_id: i64,
     /// group -> (topic, partition) -> commit
-    group_offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
-    group_records: HashMap<String, GroupRecord>,
+    group_offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    group_records: BTreeMap<String, GroupRecord>,
 }
 
 #[derive(Default)]
@@ -26,7 +26,7 @@ struct PartitionLog {
     records: Vec<Record>,
     /// (running maximum timestamp, first offset that reached it), ascending.
     time_index: Vec<(i64, i64)>,
-    producers: HashMap<i64, ProducerState>,
+    producers: BTreeMap<i64, ProducerState>,
 }
 
 /// What the store remembers of one idempotent producer on one partition.
@@ -204,7 +204,11 @@ impl MemoryStore {
                 StorageReply::GroupNames(names)
             }
             StorageCommand::SaveGroup { group, record } => {
-                self.group_records.insert(group, record);
+                // Generations only move forward: a late save of an older one changes nothing.
+                let newer = self.group_records.get(&group).is_none_or(|stored| stored.generation <= record.generation);
+                if newer {
+                    self.group_records.insert(group, record);
+                }
                 StorageReply::GroupSaved
             }
             StorageCommand::LoadGroup { group } => StorageReply::Group(self.group_records.get(&group).cloned()),

@@ -79,7 +79,8 @@ pub enum StorageCommand {
     DeleteOffsets { group: String, partitions: Option<Vec<(String, i32)>> },
     /// Every group that has committed offsets or stored metadata.
     ListGroups,
-    /// Stores a group's metadata after a rebalance (replacing the previous one).
+    /// Stores a group's metadata after a rebalance, replacing the previous one unless that has a
+    /// higher generation (generations never go back, whichever broker saves last).
     SaveGroup { group: String, record: GroupRecord },
     /// A group's stored metadata, if any.
     LoadGroup { group: String },

@@ -1,0 +1,559 @@
+//! A deterministic simulation of whole korvet clusters: several brokers (the real sans-IO core),
+//! many clients speaking the real wire protocol (encoded with kafka-protocol) and the in-memory
+//! store, in one seeded, single-threaded loop on a virtual clock.
+//!
+//! Faults come from the seed: delayed and dropped connections, clients that vanish mid-request,
+//! brokers that crash and restart (their storage commands still reach the store, their replies
+//! are lost), and storage that is slow or fails (before or after executing a command). After
+//! every step and at the end the invariants in `invariants.rs` are checked. A run is a pure
+//! function of its seed: the trace hash of a seed never changes.
+
+mod clients;
+mod invariants;
+mod wire;
+
+use crate::sim::clients::{Client, ClientKind};
+use crate::sim::invariants::Ledger;
+use korvet_core::cluster::BrokerInfo;
+use korvet_core::storage::memory::MemoryStore;
+use korvet_core::storage::{StorageCommand, StorageError, StorageReply};
+use korvet_core::{Broker, BrokerConfig, ConnId, OpId, Output, Time};
+use std::collections::{BTreeMap, VecDeque};
+
+pub const TOPIC: &str = "sim";
+pub const PARTITIONS: i32 = 3;
+pub const GROUP: &str = "sim-group";
+
+/// What a run looks like.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub brokers: usize,
+    pub producers: usize,
+    pub readers: usize,
+    pub members: usize,
+    /// Virtual milliseconds to run.
+    pub duration_ms: u64,
+    pub faults: bool,
+    /// A deliberately broken part, to show the invariants catch it.
+    pub bug: Option<Bug>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig { brokers: 3, producers: 3, readers: 2, members: 3, duration_ms: 20_000, faults: true, bug: None }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// The storage layer reports every append one offset too high.
+    OffByOneOffsets,
+    /// The network swaps two responses on a connection.
+    ReorderedResponses,
+}
+
+/// The result of a run that kept every invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub trace_hash: u64,
+    pub acknowledged: usize,
+    pub read: usize,
+    pub commits: usize,
+    pub generations: usize,
+    pub crashes: usize,
+}
+
+/// A broken invariant, with what led to it.
+#[derive(Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub message: String,
+    pub trace_tail: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "seed {} broke an invariant: {}", self.seed, self.message)?;
+        writeln!(f, "last events:")?;
+        for line in &self.trace_tail {
+            writeln!(f, "  {line}")?;
+        }
+        write!(f, "replay: cargo run -p korvet-conformance --bin korvet-sim -- --seed {} --trace", self.seed)
+    }
+}
+
+/// SplitMix64: small, fast and identical everywhere.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    /// True with probability `per_million` / 1,000,000.
+    pub fn chance(&mut self, per_million: u64) -> bool {
+        self.below(1_000_000) < per_million
+    }
+}
+
+/// Something scheduled to happen at a virtual time.
+enum Event {
+    /// Request bytes reach a broker.
+    ToBroker { broker: usize, conn: ConnId, bytes: bytes::Bytes },
+    /// Response bytes reach a client.
+    ToClient { client: usize, conn: ConnId, bytes: bytes::Bytes },
+    /// The store executes a broker's command (in the order the broker issued them).
+    Execute { broker: usize, incarnation: u64, op: OpId, command: StorageCommand, fail: Failing },
+    /// A storage reply reaches its broker.
+    Reply { broker: usize, incarnation: u64, op: OpId, reply: StorageReply },
+    Restart { broker: usize },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failing {
+    No,
+    /// Fails before reaching the store: nothing happened.
+    Before,
+    /// Executes, then the reply is lost: the broker cannot tell (a Redis timeout).
+    After,
+}
+
+struct SimBroker {
+    core: Option<Broker>,
+    incarnation: u64,
+    timeout: Option<u64>,
+    /// When the last storage command of this broker executes: commands run in issue order, as
+    /// over korvet's single Redis connection.
+    storage_busy_until: u64,
+}
+
+/// A connection between a client and a broker.
+struct Link {
+    client: usize,
+    broker: usize,
+    /// When the last bytes in each direction arrive, so that a connection stays in order.
+    to_broker_at: u64,
+    to_client_at: u64,
+    /// Responses held back by the reordering bug.
+    held: Option<bytes::Bytes>,
+}
+
+pub struct World {
+    seed: u64,
+    config: SimConfig,
+    rng: Rng,
+    now: u64,
+    sequence: u64,
+    events: BTreeMap<(u64, u64), Event>,
+    brokers: Vec<SimBroker>,
+    store: MemoryStore,
+    clients: Vec<Client>,
+    links: BTreeMap<ConnId, Link>,
+    next_conn: ConnId,
+    ledger: Ledger,
+    trace_hash: u64,
+    trace_tail: VecDeque<String>,
+    keep_trace: bool,
+    crashes: usize,
+}
+
+fn broker_info(id: usize) -> BrokerInfo {
+    BrokerInfo { id: id as i32, host: format!("broker-{id}"), port: 9092, rack: None }
+}
+
+impl World {
+    pub fn new(seed: u64, config: SimConfig) -> World {
+        let mut rng = Rng::new(seed);
+        let mut store = MemoryStore::new();
+        let topic = korvet_core::storage::TopicMeta {
+            name: TOPIC.into(),
+            id: [7; 16],
+            partitions: PARTITIONS,
+            configs: Default::default(),
+        };
+        store.execute(StorageCommand::CreateTopic { topic });
+        let mut clients = Vec::new();
+        for _ in 0..config.producers {
+            clients.push(Client::new(ClientKind::producer(), rng.below(config.brokers as u64) as usize));
+        }
+        for _ in 0..config.readers {
+            clients.push(Client::new(ClientKind::reader(), rng.below(config.brokers as u64) as usize));
+        }
+        for _ in 0..config.members {
+            clients.push(Client::new(ClientKind::member(), rng.below(config.brokers as u64) as usize));
+        }
+        let mut world = World {
+            seed,
+            rng,
+            now: 1_000,
+            sequence: 0,
+            events: BTreeMap::new(),
+            brokers: Vec::new(),
+            store,
+            clients,
+            links: BTreeMap::new(),
+            next_conn: 1,
+            ledger: Ledger::default(),
+            trace_hash: 0xcbf29ce484222325,
+            trace_tail: VecDeque::new(),
+            keep_trace: false,
+            crashes: 0,
+            config,
+        };
+        for id in 0..world.config.brokers {
+            let core = world.new_broker(id, 0);
+            world.brokers.push(SimBroker { core: Some(core), incarnation: 0, timeout: None, storage_busy_until: 0 });
+        }
+        world.announce_live_brokers();
+        world
+    }
+
+    /// Prints every event as it happens (for replaying a seed).
+    pub fn keep_full_trace(&mut self) {
+        self.keep_trace = true;
+    }
+
+    fn new_broker(&self, id: usize, incarnation: u64) -> Broker {
+        let config = BrokerConfig {
+            broker_id: id as i32,
+            advertised_host: format!("broker-{id}"),
+            advertised_port: 9092,
+            initial_rebalance_delay_ms: 200,
+            group_min_session_timeout_ms: 1_000,
+            topic_cache_ttl_ms: 1_000,
+            ..BrokerConfig::default()
+        };
+        Broker::new(config, self.seed ^ (id as u64) << 32 ^ incarnation)
+    }
+
+    fn time(&self) -> Time {
+        Time { mono_us: self.now * 1_000, wall_ms: 1_700_000_000_000 + self.now as i64 }
+    }
+
+    pub(crate) fn trace(&mut self, line: impl FnOnce() -> String) {
+        let line = format!("{:>7} ms  {}", self.now, line());
+        for byte in line.bytes() {
+            self.trace_hash ^= u64::from(byte);
+            self.trace_hash = self.trace_hash.wrapping_mul(0x100000001b3);
+        }
+        if self.keep_trace {
+            println!("{line}");
+        }
+        self.trace_tail.push_back(line);
+        if self.trace_tail.len() > 40 {
+            self.trace_tail.pop_front();
+        }
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.sequence += 1;
+        self.events.insert((at, self.sequence), event);
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.brokers.len()).filter(|b| self.brokers[*b].core.is_some()).collect()
+    }
+
+    /// Every live broker learns the live set at once (the registry, without its delay).
+    fn announce_live_brokers(&mut self) {
+        let live: Vec<BrokerInfo> = self.live().into_iter().map(broker_info).collect();
+        let now = self.time();
+        for broker in &mut self.brokers {
+            if let Some(core) = &mut broker.core {
+                core.set_live_brokers(live.clone(), now);
+            }
+        }
+    }
+
+    fn network_delay(&mut self) -> u64 {
+        if self.config.faults && self.rng.chance(5_000) {
+            100 + self.rng.below(400)
+        } else {
+            self.rng.below(3)
+        }
+    }
+
+    /// Opens a connection from a client to a broker.
+    pub(crate) fn connect(&mut self, client: usize, broker: usize) -> Option<ConnId> {
+        let core = self.brokers[broker].core.as_mut()?;
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let now = Time { mono_us: self.now * 1_000, wall_ms: 1_700_000_000_000 + self.now as i64 };
+        core.handle_connect(conn, &format!("client-{client}:1"), now);
+        self.links.insert(conn, Link { client, broker, to_broker_at: self.now, to_client_at: self.now, held: None });
+        self.trace(|| format!("client {client} connects to broker {broker} (conn {conn})"));
+        Some(conn)
+    }
+
+    /// Closes a connection from the client's side.
+    pub(crate) fn disconnect(&mut self, conn: ConnId) {
+        let Some(link) = self.links.remove(&conn) else { return };
+        let now = self.time();
+        if let Some(core) = &mut self.brokers[link.broker].core {
+            core.handle_disconnect(conn, now);
+        }
+        self.trace(|| format!("conn {conn} of client {} closed", link.client));
+    }
+
+    /// Sends request bytes on a connection.
+    pub(crate) fn send(&mut self, conn: ConnId, bytes: bytes::Bytes) {
+        let delay = self.network_delay();
+        let Some(link) = self.links.get_mut(&conn) else { return };
+        let at = (self.now + delay).max(link.to_broker_at);
+        link.to_broker_at = at;
+        let broker = link.broker;
+        self.schedule(at, Event::ToBroker { broker, conn, bytes });
+    }
+
+    fn crash(&mut self, broker: usize) {
+        if self.brokers[broker].core.take().is_none() {
+            return;
+        }
+        self.crashes += 1;
+        self.brokers[broker].incarnation += 1;
+        self.brokers[broker].timeout = None;
+        self.trace(|| format!("broker {broker} crashes"));
+        let conns: Vec<ConnId> = self.links.iter().filter(|(_, l)| l.broker == broker).map(|(c, _)| *c).collect();
+        for conn in conns {
+            if let Some(link) = self.links.remove(&conn) {
+                self.clients[link.client].connection_lost(conn);
+            }
+        }
+        self.announce_live_brokers();
+        let back = self.now + 200 + self.rng.below(1_500);
+        self.schedule(back, Event::Restart { broker });
+    }
+
+    fn restart(&mut self, broker: usize) {
+        let incarnation = self.brokers[broker].incarnation;
+        let core = self.new_broker(broker, incarnation);
+        self.brokers[broker].core = Some(core);
+        self.trace(|| format!("broker {broker} restarts"));
+        self.announce_live_brokers();
+    }
+
+    /// Runs the whole simulation.
+    pub fn run(mut self) -> Result<Outcome, Failure> {
+        let end = self.now + self.config.duration_ms;
+        while self.now < end {
+            self.step().map_err(|message| self.failure(message))?;
+            self.now += 1;
+        }
+        self.finish().map_err(|message| self.failure(message))?;
+        Ok(Outcome {
+            trace_hash: self.trace_hash,
+            acknowledged: self.ledger.acknowledged(),
+            read: self.ledger.read,
+            commits: self.ledger.commits(),
+            generations: self.ledger.generations(),
+            crashes: self.crashes,
+        })
+    }
+
+    fn failure(&self, message: String) -> Failure {
+        Failure { seed: self.seed, message, trace_tail: self.trace_tail.iter().cloned().collect() }
+    }
+
+    fn step(&mut self) -> Result<(), String> {
+        self.inject_faults();
+        while let Some(entry) = self.events.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let event = entry.remove();
+            self.handle(event)?;
+            self.drain_outputs()?;
+        }
+        for broker in 0..self.brokers.len() {
+            let due = self.brokers[broker].timeout.is_some_and(|t| t <= self.now);
+            if due {
+                self.brokers[broker].timeout = None;
+                let now = self.time();
+                if let Some(core) = &mut self.brokers[broker].core {
+                    core.handle_timeout(now);
+                }
+            }
+        }
+        self.drain_outputs()?;
+        for client in 0..self.clients.len() {
+            clients::act(self, client)?;
+            self.drain_outputs()?;
+        }
+        Ok(())
+    }
+
+    fn inject_faults(&mut self) {
+        if !self.config.faults {
+            return;
+        }
+        if self.rng.chance(300) {
+            let broker = self.rng.below(self.brokers.len() as u64) as usize;
+            // Keep at least one broker up, so that the run makes progress.
+            if self.live().len() > 1 {
+                self.crash(broker);
+            }
+        }
+        if self.rng.chance(1_000) && !self.links.is_empty() {
+            let index = self.rng.below(self.links.len() as u64) as usize;
+            if let Some(conn) = self.links.keys().nth(index).copied() {
+                let client = self.links[&conn].client;
+                self.trace(|| format!("network drops conn {conn}"));
+                self.disconnect(conn);
+                self.clients[client].connection_lost(conn);
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), String> {
+        let now = self.time();
+        match event {
+            Event::ToBroker { broker, conn, bytes } => {
+                if !self.links.contains_key(&conn) {
+                    return Ok(());
+                }
+                if let Some(core) = &mut self.brokers[broker].core {
+                    core.handle_bytes(conn, &bytes, now);
+                }
+            }
+            Event::ToClient { client, conn, bytes } => {
+                if self.links.contains_key(&conn) {
+                    clients::receive(self, client, conn, bytes)?;
+                }
+            }
+            Event::Execute { broker, incarnation, op, command, fail } => {
+                let name = command.name();
+                let reply = match fail {
+                    Failing::Before => StorageReply::Failed(StorageError::retriable("simulated storage failure")),
+                    _ => {
+                        let reply = self.store.execute(command);
+                        let reply = self.ledger.bug_on_reply(self.config.bug, reply);
+                        if fail == Failing::After {
+                            StorageReply::Failed(StorageError::retriable("simulated timeout after execution"))
+                        } else {
+                            reply
+                        }
+                    }
+                };
+                self.trace(|| format!("store runs {name} of broker {broker} op {op}: {}", short(&reply)));
+                self.schedule(self.now, Event::Reply { broker, incarnation, op, reply });
+            }
+            Event::Reply { broker, incarnation, op, reply } => {
+                let current = self.brokers[broker].incarnation == incarnation;
+                if let (true, Some(core)) = (current, &mut self.brokers[broker].core) {
+                    core.handle_storage_reply(op, reply, now);
+                }
+            }
+            Event::Restart { broker } => self.restart(broker),
+        }
+        Ok(())
+    }
+
+    /// Carries out what the brokers asked for.
+    fn drain_outputs(&mut self) -> Result<(), String> {
+        for broker in 0..self.brokers.len() {
+            loop {
+                let Some(output) = self.brokers[broker].core.as_mut().and_then(Broker::poll_output) else { break };
+                match output {
+                    Output::Transmit { conn, bytes } => self.transmit(conn, bytes),
+                    Output::Storage { op, command } => self.issue_storage(broker, op, command),
+                    Output::Close { conn, reason } => {
+                        if let Some(link) = self.links.remove(&conn) {
+                            self.trace(|| format!("broker {broker} closes conn {conn}: {reason}"));
+                            self.clients[link.client].connection_lost(conn);
+                        }
+                        let now = self.time();
+                        if let Some(core) = &mut self.brokers[broker].core {
+                            core.handle_disconnect(conn, now);
+                        }
+                    }
+                    Output::Timeout(at) => self.brokers[broker].timeout = Some(at),
+                    // Bytes keep arriving; the core leaves them unparsed while paused.
+                    Output::PauseReading { .. } | Output::ResumeReading { .. } => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn transmit(&mut self, conn: ConnId, bytes: bytes::Bytes) {
+        let delay = self.network_delay();
+        let reorder = self.config.bug == Some(Bug::ReorderedResponses);
+        let Some(link) = self.links.get_mut(&conn) else { return };
+        let client = link.client;
+        let at = (self.now + delay).max(link.to_client_at);
+        link.to_client_at = at;
+        if reorder {
+            // The bug: every other response waits for the next one and arrives after it.
+            match link.held.take() {
+                None => {
+                    link.held = Some(bytes);
+                    return;
+                }
+                Some(held) => {
+                    self.schedule(at, Event::ToClient { client, conn, bytes });
+                    self.schedule(at, Event::ToClient { client, conn, bytes: held });
+                    return;
+                }
+            }
+        }
+        self.schedule(at, Event::ToClient { client, conn, bytes });
+    }
+
+    fn issue_storage(&mut self, broker: usize, op: OpId, command: StorageCommand) {
+        let (slow, fail) = if self.config.faults {
+            let slow = if self.rng.chance(10_000) { 50 + self.rng.below(300) } else { self.rng.below(2) };
+            let fail = if self.rng.chance(3_000) {
+                if self.rng.chance(500_000) {
+                    Failing::Before
+                } else {
+                    Failing::After
+                }
+            } else {
+                Failing::No
+            };
+            (slow, fail)
+        } else {
+            (self.rng.below(2), Failing::No)
+        };
+        let at = (self.now + slow).max(self.brokers[broker].storage_busy_until);
+        self.brokers[broker].storage_busy_until = at;
+        let incarnation = self.brokers[broker].incarnation;
+        self.schedule(at, Event::Execute { broker, incarnation, op, command, fail });
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        invariants::check_final(self)
+    }
+}
+
+fn short(reply: &StorageReply) -> String {
+    match reply {
+        StorageReply::Appended(outcome) => format!("{outcome:?}"),
+        StorageReply::Records { records, offsets } => {
+            format!("{} records from {:?}, hw {}", records.len(), records.first().map(|r| r.offset), offsets.high_watermark)
+        }
+        StorageReply::Failed(err) => format!("failed: {}", err.message),
+        other => {
+            let text = format!("{other:?}");
+            text.chars().take(60).collect()
+        }
+    }
+}
+
+/// Runs one seed.
+pub fn run(seed: u64, config: &SimConfig) -> Result<Outcome, Failure> {
+    World::new(seed, config.clone()).run()
+}
