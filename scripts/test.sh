@@ -28,8 +28,12 @@ for target in request record_batch; do
 done
 suites=$((suites + 1))
 
-echo "== real-client suite (confluent-kafka, kafka-python, aiokafka, kcat, kafkajs, rdkafka)"
+echo "== real-client suite on tokio (confluent-kafka, kafka-python, aiokafka, kcat, kafkajs, rdkafka)"
 (cd conformance/clients && python3 -m pytest -q -p no:warnings)
+suites=$((suites + 1))
+
+echo "== the same real-client suite on smol"
+(cd conformance/clients && KORVET_RUNTIME=smol python3 -m pytest -q -p no:warnings)
 suites=$((suites + 1))
 
 echo "== kafka-python's own integration tests against korvet"

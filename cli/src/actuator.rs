@@ -1,15 +1,15 @@
 //! The management HTTP server: `/actuator/health`, `/actuator/health/liveness`,
 //! `/actuator/health/readiness` and `/actuator/prometheus`.
 //!
-//! `respond` maps a request path to a response without any I/O, so that any runtime can serve
-//! it; `serve` is the tokio listener.
+//! `respond` maps a request path to a response without any I/O; `serve` answers on a listener
+//! of either runtime.
 
 use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use crate::rt::{Listener, Rt};
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the health endpoints report.
 #[derive(Default)]
@@ -50,18 +50,18 @@ pub fn respond(path: &str, health: &Health, metrics: &Metrics) -> Response {
 }
 
 /// Serves the endpoints until the process exits.
-pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metrics>) {
+pub async fn serve(rt: Rt, listener: Listener, health: Arc<Health>, metrics: Arc<Metrics>) {
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(mut socket) = listener.accept().await else {
+            rt.sleep(Duration::from_millis(100)).await;
             continue;
         };
         let health = health.clone();
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        rt.spawn(async move {
             let mut buf = vec![0u8; 8192];
             let mut len = 0;
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let read = rt.timeout(Duration::from_secs(5), async {
                 while len < buf.len() {
                     let n = socket.read(&mut buf[len..]).await.ok()?;
                     if n == 0 {
@@ -74,7 +74,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metr
                 }
                 None
             });
-            if !matches!(read.await, Ok(Some(()))) {
+            if !matches!(read.await, Some(Some(()))) {
                 return;
             }
             let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -99,7 +99,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metr
             );
             let _ = socket.write_all(head.as_bytes()).await;
             let _ = socket.write_all(response.body.as_bytes()).await;
-            let _ = socket.shutdown().await;
+            let _ = socket.close().await;
         });
     }
 }

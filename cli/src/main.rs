@@ -4,6 +4,7 @@ mod actuator;
 mod admin;
 mod logging;
 mod metrics;
+mod rt;
 mod serve;
 mod settings;
 

@@ -96,6 +96,7 @@ impl StorageDriver for MeteredStorage {
 /// each group's lag is exported by exactly one broker of the cluster. Stopped groups count too:
 /// their lag is what grows.
 pub async fn refresh_consumer_lag(
+    rt: crate::rt::Rt,
     metrics: Arc<Metrics>,
     storage: Arc<dyn StorageDriver>,
     stats: watch::Receiver<Stats>,
@@ -103,7 +104,7 @@ pub async fn refresh_consumer_lag(
     every: Duration,
 ) {
     loop {
-        tokio::time::sleep(every).await;
+        rt.sleep(every).await;
         let brokers = stats.borrow().live_brokers.clone();
         let Some(first) = brokers.first().cloned() else { continue };
         let mut cluster = ClusterView::single(first.clone());

@@ -1,6 +1,7 @@
 //! `korvet serve`: configuration, storage selection and the broker's lifetime.
 
 use crate::metrics::{self, Metrics, MeteredStorage};
+use crate::rt::{Listener, Rt};
 use crate::{actuator, logging};
 use crate::settings::{self, Given, Settings, Source, SPECS};
 use clap::parser::ValueSource;
@@ -112,6 +113,7 @@ pub struct ServeConfig {
     pub registry_ttl: Duration,
     pub log_level: String,
     pub log_format: String,
+    pub runtime: String,
 }
 
 impl ServeConfig {
@@ -139,6 +141,7 @@ impl ServeConfig {
             registry_ttl: s.duration("registry.ttl"),
             log_level: s.required("log.level").to_string(),
             log_format: s.required("log.format").to_string(),
+            runtime: s.required("server.runtime").to_string(),
         }
     }
 }
@@ -215,6 +218,15 @@ pub fn run(args: ServeArgs) -> i32 {
         return 2;
     }
     let args = config;
+    if args.runtime == "smol" {
+        // smol's global executor runs spawned tasks on SMOL_THREADS threads (one by default).
+        if std::env::var_os("SMOL_THREADS").is_none() {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            std::env::set_var("SMOL_THREADS", threads.to_string());
+        }
+        log::info!("running on smol");
+        return smol::block_on(serve(args, Rt::Smol));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -222,11 +234,11 @@ pub fn run(args: ServeArgs) -> i32 {
             return 1;
         }
     };
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args, Rt::Tokio))
 }
 
 /// The storage driver and, for Redis, a handle to check that it is reachable.
-async fn connect_storage(args: &ServeConfig) -> (Arc<dyn StorageDriver>, Option<RedisStorage>) {
+async fn connect_storage(rt: Rt, args: &ServeConfig) -> (Arc<dyn StorageDriver>, Option<RedisStorage>) {
     let Some(uri) = &args.redis_uri else {
         log::warn!("**********************************************************************");
         log::warn!("NO REDIS CONFIGURED: korvet is running on an embedded in-memory store.");
@@ -248,7 +260,7 @@ async fn connect_storage(args: &ServeConfig) -> (Arc<dyn StorageDriver>, Option<
             Err(err) => {
                 attempt += 1;
                 log::warn!("cannot reach Redis at {} (attempt {attempt}): {err}; retrying", redact(uri));
-                tokio::time::sleep(Duration::from_secs(1).min(Duration::from_millis(200) * attempt)).await;
+                rt.sleep(Duration::from_secs(1).min(Duration::from_millis(200) * attempt)).await;
             }
         }
     }
@@ -262,17 +274,18 @@ pub fn redact(uri: &str) -> String {
     }
 }
 
-async fn serve(args: ServeConfig) -> i32 {
+async fn serve(args: ServeConfig, rt: Rt) -> i32 {
     let config = args.broker_config();
     let address = format!("{}:{}", args.host, args.port);
-    let listen: SocketAddr = match tokio::net::lookup_host(&address).await.ok().and_then(|mut a| a.next()) {
+    let listen: SocketAddr = match rt.resolve(&address) {
         Some(addr) => addr,
         None => {
             log::error!("cannot resolve listen address {address}");
             return 2;
         }
     };
-    let management = match tokio::net::TcpListener::bind((args.host.as_str(), args.management_port)).await {
+    let management_address = SocketAddr::new(listen.ip(), args.management_port);
+    let management = match rt.bind(management_address).await {
         Ok(listener) => listener,
         Err(err) => {
             log::error!("cannot listen on {}:{} for the management server: {err}", args.host, args.management_port);
@@ -282,15 +295,15 @@ async fn serve(args: ServeConfig) -> i32 {
     let health = Arc::new(actuator::Health::default());
     let (stats_tx, stats_rx) = tokio::sync::watch::channel(korvet_core::stats::Stats::default());
     let metrics = Metrics::new(stats_rx.clone());
-    tokio::spawn(actuator::serve(management, health.clone(), metrics.clone()));
-    let (storage, redis) = connect_storage(&args).await;
+    rt.spawn(actuator::serve(rt, management, health.clone(), metrics.clone()));
+    let (storage, redis) = connect_storage(rt, &args).await;
     let storage: Arc<dyn StorageDriver> = Arc::new(MeteredStorage { inner: storage, metrics: metrics.clone() });
-    tokio::spawn(metrics::refresh_consumer_lag(metrics, storage.clone(), stats_rx, args.broker_id, CONSUMER_LAG_REFRESH));
+    rt.spawn(metrics::refresh_consumer_lag(rt, metrics, storage.clone(), stats_rx, args.broker_id, CONSUMER_LAG_REFRESH));
     health.storage_ok.store(true, Ordering::Relaxed);
     if let Some(redis) = &redis {
-        tokio::spawn(watch_storage(redis.clone(), health.clone()));
+        rt.spawn(watch_storage(rt, redis.clone(), health.clone()));
     }
-    let listener = match tokio::net::TcpListener::bind(listen).await {
+    let listener = match rt.bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
             log::error!("cannot listen on {listen}: {err}");
@@ -303,12 +316,12 @@ async fn serve(args: ServeConfig) -> i32 {
     let (cluster_tx, cluster_rx) = tokio::sync::mpsc::unbounded_channel();
     let id_lost = Arc::new(tokio::sync::Notify::new());
     let registry = match &redis {
-        Some(redis) => match join_cluster(&args, redis, &mut broker, seed).await {
+        Some(redis) => match join_cluster(rt, &args, redis, &mut broker, seed).await {
             Ok(registry) => {
                 let membership = Membership { registry: registry.clone(), client: redis.client().clone(), heartbeat: args.heartbeat_interval };
                 let id_lost = id_lost.clone();
-                tokio::spawn(async move {
-                    let end = membership.run(tokio::time::sleep, |event| cluster_tx.send(event).is_ok()).await;
+                rt.spawn(async move {
+                    let end = membership.run(move |d| rt.sleep(d), |event| cluster_tx.send(event).is_ok()).await;
                     if let MembershipEnd::IdTakenOver(holder) = end {
                         log::error!(
                             "this broker's id was registered by another broker at {} while this one could not renew its entry; stopping",
@@ -335,25 +348,32 @@ async fn serve(args: ServeConfig) -> i32 {
         let health = health.clone();
         async move {
             tokio::select! {
-                _ = shutdown_signal() => {},
+                _ = rt.shutdown_signal() => {},
                 _ = id_lost.notified() => {},
             }
             health.serving.store(false, Ordering::Relaxed);
             // Draining may take up to the shutdown timeout; an operator who signals again
             // wants out now.
-            tokio::spawn(async {
-                shutdown_signal().await;
+            rt.spawn(async move {
+                rt.shutdown_signal().await;
                 log::warn!("second signal: exiting at once without finishing in-flight requests");
                 std::process::exit(130);
             });
         }
     };
-    korvet_runtime_tokio::serve(listener, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
+    match listener {
+        Listener::Tokio(listener) => {
+            korvet_runtime_tokio::serve(listener, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
+        }
+        Listener::Smol(listener) => {
+            korvet_runtime_smol::serve(listener, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
+        }
+    }
     if let Some(registry) = registry {
-        match tokio::time::timeout(Duration::from_secs(5), registry.deregister()).await {
-            Ok(Ok(())) => log::info!("left the broker registry"),
-            Ok(Err(err)) => log::warn!("cannot leave the broker registry: {err}; the entry expires by itself"),
-            Err(_) => log::warn!("leaving the broker registry timed out; the entry expires by itself"),
+        match rt.timeout(Duration::from_secs(5), registry.deregister()).await {
+            Some(Ok(())) => log::info!("left the broker registry"),
+            Some(Err(err)) => log::warn!("cannot leave the broker registry: {err}; the entry expires by itself"),
+            None => log::warn!("leaving the broker registry timed out; the entry expires by itself"),
         }
     }
     log::info!("korvet stopped");
@@ -362,7 +382,7 @@ async fn serve(args: ServeConfig) -> i32 {
 
 /// Registers this broker in the registry and tells it which brokers are live. Refuses (exit code
 /// 1) when a live broker already holds the id.
-async fn join_cluster(args: &ServeConfig, redis: &RedisStorage, broker: &mut Broker, seed: u64) -> Result<Registry, i32> {
+async fn join_cluster(rt: Rt, args: &ServeConfig, redis: &RedisStorage, broker: &mut Broker, seed: u64) -> Result<Registry, i32> {
     let config = broker.config();
     let this = BrokerInfo { id: config.broker_id, host: config.advertised_host.clone(), port: config.advertised_port, rack: config.rack.clone() };
     let instance = format!("{:016x}", seed);
@@ -371,7 +391,7 @@ async fn join_cluster(args: &ServeConfig, redis: &RedisStorage, broker: &mut Bro
     let observe = args.heartbeat_interval + args.heartbeat_interval / 2 + Duration::from_secs(1);
     let mut attempt = 0u32;
     loop {
-        match registry.register(observe, tokio::time::sleep).await {
+        match registry.register(observe, |d| rt.sleep(d)).await {
             Ok(()) => break,
             Err(ClaimError::Taken(holder)) => {
                 log::error!(
@@ -385,7 +405,7 @@ async fn join_cluster(args: &ServeConfig, redis: &RedisStorage, broker: &mut Bro
             Err(ClaimError::Redis(err)) => {
                 attempt += 1;
                 log::warn!("cannot register in the broker registry (attempt {attempt}): {err}; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                rt.sleep(Duration::from_secs(1)).await;
             }
         }
     }
@@ -401,10 +421,10 @@ async fn join_cluster(args: &ServeConfig, redis: &RedisStorage, broker: &mut Bro
 }
 
 /// Pings Redis every second so that readiness reflects whether storage is reachable.
-async fn watch_storage(redis: RedisStorage, health: Arc<actuator::Health>) {
+async fn watch_storage(rt: Rt, redis: RedisStorage, health: Arc<actuator::Health>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let ok = matches!(tokio::time::timeout(Duration::from_secs(2), redis.ping()).await, Ok(Ok(())));
+        rt.sleep(Duration::from_secs(1)).await;
+        let ok = matches!(rt.timeout(Duration::from_secs(2), redis.ping()).await, Some(Ok(())));
         if health.storage_ok.swap(ok, Ordering::Relaxed) != ok {
             if ok {
                 log::info!("Redis is reachable again");
@@ -413,24 +433,4 @@ async fn watch_storage(redis: RedisStorage, health: Arc<actuator::Health>) {
             }
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -93,6 +93,7 @@ pub const SPECS: &[Spec] = &[
     spec("server.rebalance-delay", "KORVET_SERVER_REBALANCE_DELAY", "rebalance-delay", Some("3s"), Kind::Duration, "How long the first rebalance of an empty group waits for more members (group.initial.rebalance.delay.ms)."),
     spec("server.group-min-session-timeout", "KORVET_SERVER_GROUP_MIN_SESSION_TIMEOUT", "group-min-session-timeout", Some("6s"), Kind::Duration, "Shortest session timeout a consumer may ask for (group.min.session.timeout.ms)."),
     spec("server.group-max-session-timeout", "KORVET_SERVER_GROUP_MAX_SESSION_TIMEOUT", "group-max-session-timeout", Some("30m"), Kind::Duration, "Longest session timeout a consumer may ask for (group.max.session.timeout.ms)."),
+    spec("server.runtime", "KORVET_RUNTIME", "runtime", Some("tokio"), Kind::Choice(&["tokio", "smol"]), "The async runtime: tokio, or smol (the successor of async-std)."),
     spec("server.shutdown-timeout", "KORVET_SERVER_SHUTDOWN_TIMEOUT", "shutdown-timeout", Some("10s"), Kind::Duration, "How long a stopping broker lets in-flight requests finish."),
     spec("redis.uri", "KORVET_REDIS_URI", "redis-uri", None, Kind::RedisUri, "Redis to keep all data in; without it korvet runs on an embedded in-memory store that loses everything on exit."),
     spec("redis.password", "KORVET_REDIS_PASSWORD", "redis-password", None, Kind::Secret, "Redis password; overrides one given in the URI."),

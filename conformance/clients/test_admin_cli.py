@@ -39,9 +39,9 @@ def test_topics_create_list_describe_alter_delete(korvet):
     assert "Partitions: 3  Configs: retention.ms=60000" in out
     assert ["1", "0", "0", "5", "5"] in rows(out)[2:], out
 
-    code, out, _ = korvet_cli(broker, "topics", "alter", "cli-orders", "--partitions", "4", "--config", "cleanup.policy=compact",
-                              "--delete-config", "retention.ms")
-    assert code == 0, out
+    code, out, err = korvet_cli(broker, "topics", "alter", "cli-orders", "--partitions", "4", "--config", "cleanup.policy=compact",
+                                "--delete-config", "retention.ms")
+    assert code == 0, out + err
     code, out, _ = korvet_cli(broker, "topics", "describe", "cli-orders")
     assert "Partitions: 4  Configs: cleanup.policy=compact" in out
     code, _, err = korvet_cli(broker, "topics", "alter", "cli-orders", "--partitions", "2")

@@ -1,0 +1,233 @@
+//! korvet-runtime-common: the broker task, shared by the tokio and smol runtimes.
+//!
+//! One task owns the [`Broker`] and is the only place that touches it. Per connection, a reader
+//! task (the runtime's) forwards received bytes as [`Event`]s and a writer task writes what the
+//! broker transmits. Storage commands run as futures polled by the broker task itself, in the
+//! order the core emitted them, so that commands to one partition reach Redis in order.
+//!
+//! Everything here is runtime-agnostic: channels and `select!` from tokio's executor-independent
+//! `sync` and `macros` parts, and timers supplied by the runtime as a `sleep_until` function.
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use korvet_core::cluster::ClusterEvent;
+use korvet_core::storage::{StorageDriver, StorageReply};
+use korvet_core::{Broker, ConnId, OpId, Output, Time};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+
+/// Responses queued for a connection but not yet written: a client that sends requests and
+/// never reads the answers is disconnected at this point instead of filling the broker's memory.
+pub const MAX_UNWRITTEN_BYTES: usize = 64 * 1024 * 1024;
+
+/// Size of the buffer reader tasks read into.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// What a runtime's connection tasks tell the broker task.
+pub enum Event {
+    Connected { conn: ConnId, peer: String, writer: Writer, reader: Cancel, pause: watch::Sender<bool> },
+    Received { conn: ConnId, bytes: Bytes },
+    Disconnected { conn: ConnId },
+}
+
+/// Stops a connection's reader task.
+pub type Cancel = Box<dyn FnOnce() + Send>;
+
+/// The sending side of a connection, and how much of what was sent is not written yet.
+pub struct Writer {
+    sender: mpsc::UnboundedSender<Bytes>,
+    unwritten: Arc<AtomicUsize>,
+}
+
+/// The writer task's side: bytes to write, and the count to lower as they are written.
+pub struct Outgoing {
+    pub receiver: mpsc::UnboundedReceiver<Bytes>,
+    unwritten: Arc<AtomicUsize>,
+}
+
+impl Outgoing {
+    /// Marks bytes as written (or dropped).
+    pub fn written(&self, bytes: usize) {
+        self.unwritten.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// A connection's writer and the receiving end for its writer task.
+pub fn writer() -> (Writer, Outgoing) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let unwritten = Arc::new(AtomicUsize::new(0));
+    (Writer { sender, unwritten: unwritten.clone() }, Outgoing { receiver, unwritten })
+}
+
+impl Writer {
+    /// Queues bytes for the socket; `false` when the client has left too much unread.
+    fn send(&self, bytes: Bytes) -> bool {
+        let queued = self.unwritten.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+        let _ = self.sender.send(bytes);
+        queued <= MAX_UNWRITTEN_BYTES
+    }
+}
+
+/// Waits while the broker has paused reading this connection; `false` once the broker is gone.
+/// Reader tasks call it before every read: further requests stay in the socket, and TCP flow
+/// control slows the client down.
+pub async fn wait_until_readable(paused: &mut watch::Receiver<bool>) -> bool {
+    while *paused.borrow_and_update() {
+        if paused.changed().await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+type StorageFuture = Pin<Box<dyn Future<Output = (OpId, StorageReply)> + Send>>;
+
+/// Turns the runtime's clock into the core's [`Time`].
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Time {
+        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        Time { mono_us: self.start.elapsed().as_micros() as u64, wall_ms }
+    }
+
+    fn instant(&self, mono_ms: u64) -> Instant {
+        self.start + Duration::from_millis(mono_ms)
+    }
+}
+
+struct Peer {
+    writer: Writer,
+    reader: Option<Cancel>,
+    pause: watch::Sender<bool>,
+}
+
+impl Peer {
+    fn cancel_reader(&mut self) {
+        if let Some(cancel) = self.reader.take() {
+            cancel();
+        }
+    }
+}
+
+/// What the broker task needs besides the broker.
+pub struct BrokerTask<S> {
+    pub storage: Arc<dyn StorageDriver>,
+    pub events: mpsc::Receiver<Event>,
+    pub cluster: mpsc::UnboundedReceiver<ClusterEvent>,
+    pub drain: Duration,
+    pub stats: watch::Sender<korvet_core::stats::Stats>,
+    /// The runtime's timer.
+    pub sleep_until: S,
+}
+
+/// Runs the broker until `shutdown` resolves, then stops taking events, lets in-flight requests
+/// finish for at most `drain`, and returns the broker. Publishes its counters on `stats` about
+/// once a second.
+pub async fn run_broker<S, F>(mut broker: Broker, task: BrokerTask<S>, shutdown: impl Future<Output = ()> + Send) -> Broker
+where
+    S: Fn(Instant) -> F,
+    F: Future<Output = ()> + Send,
+{
+    let BrokerTask { storage, mut events, mut cluster, drain, stats, sleep_until } = task;
+    let clock = Clock { start: Instant::now() };
+    let mut peers: HashMap<ConnId, Peer> = HashMap::new();
+    let mut pending: FuturesUnordered<StorageFuture> = FuturesUnordered::new();
+    let mut timer: Option<Instant> = None;
+    let mut next_stats = Instant::now();
+    let mut stopping: Option<Instant> = None;
+    let mut shutdown = Box::pin(shutdown);
+
+    loop {
+        let far = Instant::now() + Duration::from_secs(3600);
+        // One timer for whatever comes first: the core's timeout, the stats tick, the drain limit.
+        let wake_at = [timer, Some(next_stats), stopping].into_iter().flatten().min().unwrap_or(far);
+        let sleep = sleep_until(wake_at);
+        tokio::select! {
+            biased;
+            Some((op, reply)) = pending.next(), if !pending.is_empty() => {
+                broker.handle_storage_reply(op, reply, clock.now());
+            }
+            event = events.recv(), if stopping.is_none() => match event {
+                Some(Event::Connected { conn, peer, writer, reader, pause }) => {
+                    broker.handle_connect(conn, &peer, clock.now());
+                    // Readers start paused (see `wait_until_readable`): now this one may read.
+                    let _ = pause.send(false);
+                    peers.insert(conn, Peer { writer, reader: Some(reader), pause });
+                }
+                Some(Event::Received { conn, bytes }) => broker.handle_bytes(conn, &bytes, clock.now()),
+                Some(Event::Disconnected { conn }) => {
+                    peers.remove(&conn);
+                    broker.handle_disconnect(conn, clock.now());
+                }
+                None => break,
+            },
+            Some(event) = cluster.recv() => broker.handle_cluster_event(event, clock.now()),
+            _ = &mut shutdown, if stopping.is_none() => {
+                log::info!("shutting down: finishing {} in-flight requests", broker.in_flight());
+                stopping = Some(Instant::now() + drain);
+            }
+            _ = sleep => {
+                let now = Instant::now();
+                if timer.is_some_and(|t| t <= now) {
+                    timer = None;
+                    broker.handle_timeout(clock.now());
+                }
+                if next_stats <= now {
+                    stats.send_replace(broker.stats().clone());
+                    next_stats = now + Duration::from_secs(1);
+                }
+                if stopping.is_some_and(|s| s <= now) {
+                    log::warn!("shutdown: giving up on {} in-flight requests", broker.in_flight());
+                    break;
+                }
+            }
+        }
+        while let Some(output) = broker.poll_output() {
+            match output {
+                Output::Transmit { conn, bytes } => {
+                    let overflowing = peers.get(&conn).is_some_and(|peer| !peer.writer.send(bytes));
+                    if overflowing {
+                        log::warn!("closing connection {conn}: more than {MAX_UNWRITTEN_BYTES} bytes of responses left unread");
+                        if let Some(mut peer) = peers.remove(&conn) {
+                            peer.cancel_reader();
+                        }
+                        broker.handle_disconnect(conn, clock.now());
+                    }
+                }
+                Output::Storage { op, command } => {
+                    let future = storage.execute(command);
+                    pending.push(Box::pin(async move { (op, future.await) }));
+                }
+                Output::Close { conn, .. } => {
+                    if let Some(mut peer) = peers.remove(&conn) {
+                        peer.cancel_reader();
+                    }
+                }
+                Output::Timeout(at) => timer = Some(clock.instant(at)),
+                Output::PauseReading { conn } => {
+                    if let Some(peer) = peers.get(&conn) {
+                        let _ = peer.pause.send(true);
+                    }
+                }
+                Output::ResumeReading { conn } => {
+                    if let Some(peer) = peers.get(&conn) {
+                        let _ = peer.pause.send(false);
+                    }
+                }
+            }
+        }
+        if stopping.is_some() && broker.in_flight() == 0 && pending.is_empty() {
+            break;
+        }
+    }
+    stats.send_replace(broker.stats().clone());
+    broker
+}
