@@ -95,7 +95,8 @@ impl Membership {
                 None => {}
                 Some(Some(Notice::RegistryChanged)) => refresh = true,
                 Some(Some(Notice::Appended { topic, partition })) => {
-                    if !emit(ClusterEvent::RemoteAppend { topic, partition }) {
+                    let delivered = emit(ClusterEvent::RemoteAppend { topic, partition });
+                    if !delivered {
                         return MembershipEnd::BrokerGone;
                     }
                 }

@@ -9,6 +9,9 @@ use korvet_core::storage::{StorageReply, StoredRecord};
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
 
+/// `next`, `start`, `max-timestamp`, `max-timestamp-offset` of a partition.
+type PartitionMeta = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
 /// The first chunk is small: most reads are by consumers at the end of the log.
 const FIRST_CHUNK: i64 = 64;
 /// Entries per XRANGE after the first: one such XRANGE keeps Redis busy for about a millisecond,
@@ -35,7 +38,7 @@ pub async fn read_partition(
     let stream = keys.stream(topic, partition);
     let first = offset.max(0);
     // The offsets and the first chunk in one atomic round trip: both keys share a hash tag.
-    let (meta, entries): ((Option<i64>, Option<i64>, Option<i64>, Option<i64>), Value) = redis::pipe()
+    let (meta, entries): (PartitionMeta, Value) = redis::pipe()
         .atomic()
         .cmd("HMGET")
         .arg(keys.partition(topic, partition))

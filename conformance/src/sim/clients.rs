@@ -190,7 +190,7 @@ type NextRequest = (Option<RequestKind>, ApiKey, i16, Pending);
 fn next_request(world: &mut World, index: usize) -> NextRequest {
     let now = world.now;
     let acked_ends: Vec<i64> = (0..PARTITIONS).map(|p| world.ledger.acked_end(p)).collect();
-    let draw = world.rng.next();
+    let draw = world.rng.next_u64();
     let client = &mut world.clients[index];
     match &mut client.kind {
         ClientKind::Producer { sequence } => {

@@ -85,13 +85,11 @@ impl Ledger {
 
     /// A fetch from `from` returned `records`: consecutive offsets from `from`, values as known.
     pub fn read(&mut self, partition: i32, from: i64, records: &[(i64, String)]) -> Result<(), String> {
-        let mut expected = from;
-        for (offset, value) in records {
+        for (expected, (offset, value)) in (from..).zip(records) {
             if *offset != expected {
                 return Err(format!("a fetch of partition {partition} from {from} returned offset {offset} where {expected} was due"));
             }
             self.learn(partition, *offset, value, "read")?;
-            expected += 1;
             self.read += 1;
         }
         Ok(())
