@@ -76,44 +76,49 @@ impl Rt {
         std::net::ToSocketAddrs::to_socket_addrs(address).ok().and_then(|mut a| a.next())
     }
 
-    /// Resolves on SIGTERM or SIGINT.
-    pub fn shutdown_signal(self) -> BoxFuture<()> {
+    /// SIGTERM and SIGINT from now on, one item each. Listening starts at once, so that no
+    /// signal is lost between two waits.
+    pub fn signals(self) -> Pin<Box<dyn futures_util::Stream<Item = ()> + Send>> {
         match self {
-            Rt::Tokio => Box::pin(tokio_signal()),
-            Rt::Smol => Box::pin(smol_signal()),
+            Rt::Tokio => tokio_signals(),
+            Rt::Smol => smol_signals(),
         }
     }
 }
 
-async fn tokio_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
+#[cfg(unix)]
+fn tokio_signals() -> Pin<Box<dyn futures_util::Stream<Item = ()> + Send>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => Box::pin(futures_util::stream::unfold((term, int), |(mut term, mut int)| async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            Some(((), (term, int)))
+        })),
+        _ => {
+            log::error!("cannot listen for signals");
+            Box::pin(futures_util::stream::pending())
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
-async fn smol_signal() {
+#[cfg(not(unix))]
+fn tokio_signals() -> Pin<Box<dyn futures_util::Stream<Item = ()> + Send>> {
+    Box::pin(futures_util::stream::unfold((), |()| async {
+        let _ = tokio::signal::ctrl_c().await;
+        Some(((), ()))
+    }))
+}
+
+fn smol_signals() -> Pin<Box<dyn futures_util::Stream<Item = ()> + Send>> {
     use futures_util::StreamExt;
     match async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]) {
-        Ok(mut signals) => {
-            signals.next().await;
-        }
+        Ok(signals) => Box::pin(signals.map(|_| ())),
         Err(err) => {
             log::error!("cannot listen for signals: {err}");
-            std::future::pending::<()>().await;
+            Box::pin(futures_util::stream::pending())
         }
     }
 }

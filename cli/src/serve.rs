@@ -2,6 +2,7 @@
 
 use crate::metrics::{self, Metrics, MeteredStorage};
 use crate::rt::{Listener, Rt};
+use futures_util::StreamExt;
 use crate::{actuator, logging};
 use crate::settings::{self, Given, Settings, Source, SPECS};
 use clap::parser::ValueSource;
@@ -344,18 +345,21 @@ async fn serve(args: ServeConfig, rt: Rt) -> i32 {
         broker.config().advertised_port
     );
     health.serving.store(true, Ordering::Relaxed);
+    // Listening from here on, once: a second signal sent while the first is being handled must
+    // not fall between two listeners.
+    let mut signals = rt.signals();
     let stopping = {
         let health = health.clone();
         async move {
             tokio::select! {
-                _ = rt.shutdown_signal() => {},
+                _ = signals.next() => {},
                 _ = id_lost.notified() => {},
             }
             health.serving.store(false, Ordering::Relaxed);
             // Draining may take up to the shutdown timeout; an operator who signals again
             // wants out now.
             rt.spawn(async move {
-                rt.shutdown_signal().await;
+                signals.next().await;
                 log::warn!("second signal: exiting at once without finishing in-flight requests");
                 std::process::exit(130);
             });
