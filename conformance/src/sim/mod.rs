@@ -82,19 +82,15 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// SplitMix64: small, fast and identical everywhere.
-pub struct Rng(u64);
+/// The simulation's randomness: the core's SplitMix64, identical on every machine and build.
+pub struct Rng(korvet_core::broker::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(korvet_core::broker::SplitMix64::new(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
