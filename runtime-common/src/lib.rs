@@ -144,12 +144,16 @@ where
     let mut next_stats = Instant::now();
     let mut stopping: Option<Instant> = None;
     let mut shutdown = Box::pin(shutdown);
+    // One timer for whatever comes first: the core's timeout, the stats tick, the drain limit.
+    // It is armed again only when that moment changes, not on every event.
+    let mut sleep: Option<(Instant, Pin<Box<F>>)> = None;
 
     loop {
-        let far = Instant::now() + Duration::from_secs(3600);
-        // One timer for whatever comes first: the core's timeout, the stats tick, the drain limit.
-        let wake_at = [timer, Some(next_stats), stopping].into_iter().flatten().min().unwrap_or(far);
-        let sleep = sleep_until(wake_at);
+        let wake_at = [timer, Some(next_stats), stopping].into_iter().flatten().min().unwrap_or(next_stats);
+        if sleep.as_ref().is_none_or(|(at, _)| *at != wake_at) {
+            sleep = Some((wake_at, Box::pin(sleep_until(wake_at))));
+        }
+        let Some((_, sleeping)) = sleep.as_mut() else { continue };
         tokio::select! {
             biased;
             Some((op, reply)) = pending.next(), if !pending.is_empty() => {
@@ -174,7 +178,9 @@ where
                 log::info!("shutting down: finishing {} in-flight requests", broker.in_flight());
                 stopping = Some(Instant::now() + drain);
             }
-            _ = sleep => {
+            _ = sleeping => {
+                // A finished timer must not be polled again.
+                sleep = None;
                 let now = Instant::now();
                 if timer.is_some_and(|t| t <= now) {
                     timer = None;
