@@ -28,6 +28,9 @@ DESELECTED = {
         "consumer subscribes while the bootstrap Metadata request (for no topics) is in flight; that response "
         "empties the assignment and clears the pending refresh, so the consumer waits metadata_max_age_ms (5 min) "
         "and the test's 30 s read finds nothing. The producer half passes every time.",
+    "test_kafka_consumer_max_bytes_simple": "the same kafka-python race as test_idempotent_producer_max_in_flight: its "
+        "group-less consumer subscribes while the bootstrap Metadata request is in flight and can wait 5 minutes for "
+        "the next refresh (failed once in CI, passed in every other run)",
     "acls": "korvet has no ACLs (DescribeAcls/CreateAcls/DeleteAcls)",
     "delete_records": "DeleteRecords is not implemented yet",
     "elect_leaders": "there are no replicas to elect among: Redis holds the only copy",
