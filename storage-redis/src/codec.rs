@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use korvet_core::records::{Header, Record};
 use korvet_core::storage::{CommittedOffset, PartitionOffsets, StoredRecord, TopicMeta};
-use redis::{Cmd, RedisError, Value};
+use crate::resp::{self, Reply};
+use redis::{Cmd, RedisError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -96,18 +97,6 @@ pub fn push_record_args(cmd: &mut Cmd, record: &Record) {
     }
 }
 
-fn protocol_error(what: impl Into<String>) -> RedisError {
-    RedisError::from((redis::ErrorKind::UnexpectedReturnType, "unexpected reply from korvet script", what.into()))
-}
-
-fn as_bytes(value: &Value) -> Option<&[u8]> {
-    match value {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(s) => Some(s.as_bytes()),
-        _ => None,
-    }
-}
-
 pub fn offsets(meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>)) -> PartitionOffsets {
     let (next, start, max_ts, max_ts_offset) = meta;
     PartitionOffsets {
@@ -117,35 +106,37 @@ pub fn offsets(meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>)) -> Pa
     }
 }
 
-/// Parses one XRANGE entry `[id, [field, value, ...]]`, taking its byte buffers over without
-/// copying them.
-pub fn decode_entry(entry: Value) -> Result<StoredRecord, RedisError> {
-    let Value::Array(pair) = entry else { return Err(protocol_error("stream entry is not an array")) };
-    let mut pair = pair.into_iter();
-    let (Some(id), Some(fields)) = (pair.next(), pair.next()) else { return Err(protocol_error("stream entry is not [id, fields]")) };
-    let id = as_bytes(&id).ok_or_else(|| protocol_error("entry id is not a string"))?;
-    let offset = std::str::from_utf8(id)
-        .ok()
-        .and_then(|id| id.split('-').next())
-        .and_then(|ms| ms.parse::<i64>().ok())
-        .ok_or_else(|| protocol_error("entry id is not <offset>-1"))?;
-    let Value::Array(fields) = fields else { return Err(protocol_error("entry fields are not an array")) };
+/// Parses one XRANGE entry `[id, [field, value, ...]]`; keys, values and header values are
+/// slices of the reply, not copies.
+pub fn decode_entry(reply: &mut Reply) -> Result<StoredRecord, RedisError> {
+    if reply.array()? != Some(2) {
+        return Err(resp::protocol_error("stream entry is not [id, fields]"));
+    }
+    let id = reply.string()?.unwrap_or_default();
+    let offset = id
+        .split(|b| *b == b'-')
+        .next()
+        .and_then(resp::decimal)
+        .ok_or_else(|| resp::protocol_error(format!("entry id {:?} is not <offset>-1", String::from_utf8_lossy(&id))))?;
+    let fields = reply.array()?.unwrap_or(0);
     let mut record = Record { timestamp: -1, key: None, value: None, headers: Vec::new() };
-    let mut fields = fields.into_iter();
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        let (Value::BulkString(name), Value::BulkString(value)) = (name, value) else { continue };
-        match name.as_slice() {
-            TIMESTAMP => record.timestamp = std::str::from_utf8(&value).ok().and_then(|t| t.parse().ok()).unwrap_or(-1),
-            KEY => record.key = Some(Bytes::from(value)),
-            VALUE => record.value = Some(Bytes::from(value)),
-            name if name.starts_with(HEADER) => {
-                record.headers.push(Header { key: Bytes::copy_from_slice(&name[HEADER.len()..]), value: Some(Bytes::from(value)) })
+    for _ in 0..fields / 2 {
+        let (Some(name), Some(value)) = (reply.string()?, reply.string()?) else { continue };
+        match name.as_ref() {
+            TIMESTAMP => record.timestamp = resp::decimal(&value).unwrap_or(-1),
+            KEY => record.key = Some(value),
+            VALUE => record.value = Some(value),
+            header if header.starts_with(HEADER) => {
+                record.headers.push(Header { key: name.slice(HEADER.len()..), value: Some(value) })
             }
-            name if name.starts_with(NULL_HEADER) => {
-                record.headers.push(Header { key: Bytes::copy_from_slice(&name[NULL_HEADER.len()..]), value: None })
+            header if header.starts_with(NULL_HEADER) => {
+                record.headers.push(Header { key: name.slice(NULL_HEADER.len()..), value: None })
             }
             _ => {}
         }
+    }
+    if fields % 2 == 1 {
+        reply.skip()?;
     }
     Ok(StoredRecord { offset, record })
 }

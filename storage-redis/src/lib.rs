@@ -19,6 +19,8 @@
 
 mod codec;
 mod read;
+mod read_connection;
+mod resp;
 pub mod keys;
 pub mod membership;
 pub mod notify;
@@ -85,6 +87,8 @@ impl Script {
 
 struct Inner {
     conn: ConnectionManager,
+    /// Partition reads have a connection of their own; see [`read_connection`].
+    reads: read_connection::ReadConnection,
     client: redis::Client,
     origin: i32,
     keys: Keys,
@@ -107,6 +111,11 @@ impl RedisStorage {
             let settings = info.redis_settings().clone().set_password(password.clone());
             info = info.set_redis_settings(settings);
         }
+        let reads = read_connection::ReadConnection::start(read_connection::Target {
+            info: info.clone(),
+            connect_timeout: options.connect_timeout,
+            response_timeout: options.response_timeout,
+        })?;
         let client = redis::Client::open(info)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.response_timeout))
@@ -117,6 +126,7 @@ impl RedisStorage {
         Ok(RedisStorage {
             inner: Arc::new(Inner {
                 conn,
+                reads,
                 client,
                 origin: options.broker_id,
                 keys: Keys::new(&options.keyspace),
@@ -240,7 +250,7 @@ impl RedisStorage {
                 }))
             }
             StorageCommand::Read { topic, partition, offset, max_bytes } => {
-                read::read_partition(&mut conn, keys, &topic, partition, offset, max_bytes).await
+                read::read_partition(&inner.reads, keys, &topic, partition, offset, max_bytes).await
             }
             StorageCommand::PartitionOffsets { topic, partition } => {
                 let meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")

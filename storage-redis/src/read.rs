@@ -1,16 +1,15 @@
 //! Reading a partition: the partition's offsets and its entries from an offset, in XRANGE
 //! chunks sized from the byte budget, without a script. Redis's single thread is the scarcest
 //! resource of the whole system; plain XRANGE costs it far less than a Lua loop over the same
-//! entries.
+//! entries. The replies are parsed on the read connection's thread into records whose keys and
+//! values are slices of the reply.
 
 use crate::codec;
 use crate::keys::Keys;
-use korvet_core::storage::{StorageReply, StoredRecord};
-use redis::aio::ConnectionManager;
-use redis::{RedisError, Value};
-
-/// `next`, `start`, `max-timestamp`, `max-timestamp-offset` of a partition.
-type PartitionMeta = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+use crate::read_connection::ReadConnection;
+use crate::resp::{self, Reply};
+use korvet_core::storage::{PartitionOffsets, StorageReply, StoredRecord};
+use redis::RedisError;
 
 /// The first chunk is small: most reads are by consumers at the end of the log.
 const FIRST_CHUNK: i64 = 64;
@@ -28,7 +27,7 @@ const MAX_ENTRIES: i64 = 64 * 1024;
 /// chunk are addressed by exact ID ranges, sized from the first chunk's average record, and all
 /// asked for in one pipelined round trip.
 pub async fn read_partition(
-    conn: &mut ConnectionManager,
+    conn: &ReadConnection,
     keys: &Keys,
     topic: &str,
     partition: i32,
@@ -38,45 +37,76 @@ pub async fn read_partition(
     let stream = keys.stream(topic, partition);
     let first = offset.max(0);
     // The offsets and the first chunk in one atomic round trip: both keys share a hash tag.
-    let (meta, entries): (PartitionMeta, Value) = redis::pipe()
-        .atomic()
-        .cmd("HMGET")
-        .arg(keys.partition(topic, partition))
-        .arg(&["next", "start", "max-timestamp", "max-timestamp-offset"])
-        .cmd("XRANGE")
-        .arg(&stream)
-        .arg(format!("{first}-1"))
-        .arg("+")
-        .arg("COUNT")
-        .arg(FIRST_CHUNK)
-        .query_async(conn)
-        .await?;
-    let offsets = codec::offsets(meta);
-    let mut reader = Budgeted { records: Vec::new(), used: 0, max_bytes, high_watermark: offsets.high_watermark };
-    let mut done = reader.take(entries)?;
-    let next = reader.records.last().map(|r| r.offset + 1);
-    if let (false, Some(next)) = (done, next) {
-        let average = (reader.used / reader.records.len()).max(1);
-        let wanted = ((max_bytes - reader.used) / average + 1) as i64;
-        let last = (next + wanted.min(MAX_ENTRIES)).min(offsets.high_watermark) - 1;
-        if last >= next {
-            let mut pipe = redis::pipe();
-            let mut start = next;
-            while start <= last {
-                let end = (start + CHUNK - 1).min(last);
-                pipe.cmd("XRANGE").arg(&stream).arg(format!("{start}-1")).arg(format!("{end}-1"));
-                start = end + 1;
+    let mut commands = Vec::with_capacity(256);
+    resp::write_command(&mut commands, &[b"MULTI"]);
+    let partition_key = keys.partition(topic, partition);
+    resp::write_command(&mut commands, &[
+        b"HMGET",
+        partition_key.as_bytes(),
+        b"next",
+        b"start",
+        b"max-timestamp",
+        b"max-timestamp-offset",
+    ]);
+    let from = format!("{first}-1");
+    let count = FIRST_CHUNK.to_string();
+    resp::write_command(&mut commands, &[b"XRANGE", stream.as_bytes(), from.as_bytes(), b"+", b"COUNT", count.as_bytes()]);
+    resp::write_command(&mut commands, &[b"EXEC"]);
+    let reader = conn
+        .query(commands, 4, move |frames| {
+            let mut frames = frames.into_iter();
+            for _ in 0..3 {
+                // +OK for MULTI, +QUEUED twice; an error here would name a refused command.
+                Reply::new(frames.next().unwrap_or_default()).string()?;
             }
-            let chunks: Vec<Value> = pipe.query_async(conn).await?;
-            for chunk in chunks {
-                done = reader.take(chunk)?;
-                if done {
-                    break;
-                }
+            let mut exec = Reply::new(frames.next().unwrap_or_default());
+            if exec.array()? != Some(2) {
+                return Err(resp::protocol_error("EXEC did not answer two replies"));
+            }
+            let offsets = partition_offsets(&mut exec)?;
+            let mut reader = Budgeted::new(max_bytes, offsets);
+            reader.take(&mut exec)?;
+            Ok(reader)
+        })
+        .await?;
+    let next = reader.records.last().map(|r| r.offset + 1);
+    let (false, Some(next)) = (reader.done, next) else { return Ok(reader.finish()) };
+    let average = (reader.used / reader.records.len()).max(1);
+    let wanted = ((max_bytes - reader.used) / average + 1) as i64;
+    let last = (next + wanted.min(MAX_ENTRIES)).min(reader.offsets.high_watermark) - 1;
+    if last < next {
+        return Ok(reader.finish());
+    }
+    let mut commands = Vec::new();
+    let mut chunks = 0;
+    let mut start = next;
+    while start <= last {
+        let end = (start + CHUNK - 1).min(last);
+        let (from, to) = (format!("{start}-1"), format!("{end}-1"));
+        resp::write_command(&mut commands, &[b"XRANGE", stream.as_bytes(), from.as_bytes(), to.as_bytes()]);
+        chunks += 1;
+        start = end + 1;
+    }
+    conn.query(commands, chunks, move |frames| {
+        let mut reader = reader;
+        for frame in frames {
+            reader.take(&mut Reply::new(frame))?;
+            if reader.done {
+                break;
             }
         }
+        Ok(reader.finish())
+    })
+    .await
+}
+
+/// The HMGET of `next`, `start`, `max-timestamp`, `max-timestamp-offset`.
+fn partition_offsets(reply: &mut Reply) -> Result<PartitionOffsets, RedisError> {
+    if reply.array()? != Some(4) {
+        return Err(resp::protocol_error("HMGET did not answer four fields"));
     }
-    Ok(StorageReply::Records { records: reader.records, offsets })
+    let meta = (reply.decimal()?, reply.decimal()?, reply.decimal()?, reply.decimal()?);
+    Ok(codec::offsets(meta))
 }
 
 /// Collects records while they fit in the byte budget.
@@ -84,29 +114,44 @@ struct Budgeted {
     records: Vec<StoredRecord>,
     used: usize,
     max_bytes: usize,
-    high_watermark: i64,
+    offsets: PartitionOffsets,
+    /// The budget or the log is exhausted.
+    done: bool,
 }
 
 impl Budgeted {
-    /// Takes the entries of one XRANGE reply; `true` once the budget or the log is exhausted.
-    fn take(&mut self, reply: Value) -> Result<bool, RedisError> {
-        let Value::Array(entries) = reply else { return Ok(true) };
-        if entries.is_empty() {
-            return Ok(true);
+    fn new(max_bytes: usize, offsets: PartitionOffsets) -> Self {
+        Budgeted { records: Vec::new(), used: 0, max_bytes, offsets, done: false }
+    }
+
+    /// Takes the entries of one XRANGE reply.
+    fn take(&mut self, reply: &mut Reply) -> Result<(), RedisError> {
+        let entries = reply.array()?.unwrap_or(0);
+        if entries == 0 {
+            self.done = true;
+            return Ok(());
         }
-        for entry in entries {
-            let record = codec::decode_entry(entry)?;
-            if record.offset >= self.high_watermark {
-                return Ok(true);
+        self.records.reserve(entries);
+        for _ in 0..entries {
+            let record = codec::decode_entry(reply)?;
+            if record.offset >= self.offsets.high_watermark {
+                self.done = true;
+                return Ok(());
             }
             let size = record.record.payload_len();
             if !self.records.is_empty() && self.used + size > self.max_bytes {
-                return Ok(true);
+                self.done = true;
+                return Ok(());
             }
             self.used += size;
             self.records.push(record);
         }
-        let at_end = self.records.last().is_some_and(|r| r.offset + 1 >= self.high_watermark);
-        Ok(at_end || self.used >= self.max_bytes)
+        let at_end = self.records.last().is_some_and(|r| r.offset + 1 >= self.offsets.high_watermark);
+        self.done = at_end || self.used >= self.max_bytes;
+        Ok(())
+    }
+
+    fn finish(self) -> StorageReply {
+        StorageReply::Records { records: self.records, offsets: self.offsets }
     }
 }

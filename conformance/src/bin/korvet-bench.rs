@@ -202,10 +202,14 @@ fn consume(options: &Options) {
         fail(format!("topic {topic} has no partitions"));
     }
     let started = Instant::now();
+    // The rate counts from the first record, as kafka-consumer-perf-test's fetch rate does: the
+    // consumer's start-up (connections, metadata, offsets) is not reading.
+    let first_record = Arc::new(std::sync::OnceLock::new());
     let progress = spawn_progress("consumed", counted.clone(), started);
     let threads: Vec<_> = (0..consumers)
         .map(|index| {
             let (bootstrap, topic, counted, bytes) = (bootstrap.clone(), topic.clone(), counted.clone(), bytes.clone());
+            let first_record = first_record.clone();
             std::thread::spawn(move || {
                 let consumer: BaseConsumer = ClientConfig::new()
                     .set("bootstrap.servers", &bootstrap)
@@ -224,6 +228,7 @@ fn consume(options: &Options) {
                 while counted.acked.load(Ordering::Relaxed) < records && Instant::now() < deadline {
                     match consumer.poll(Duration::from_millis(100)) {
                         Some(Ok(message)) => {
+                            first_record.get_or_init(Instant::now);
                             let payload = message.payload().unwrap_or_default();
                             if payload.len() >= 8 {
                                 let sent = u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
@@ -242,7 +247,7 @@ fn consume(options: &Options) {
     for thread in threads {
         let _ = thread.join();
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = first_record.get().copied().unwrap_or(started).elapsed().as_secs_f64();
     progress.store(true, Ordering::Relaxed);
     let consumed = counted.acked.load(Ordering::Relaxed);
     let (p50, p99, p999, max) = counted.latencies.percentiles();

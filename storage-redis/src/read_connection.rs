@@ -1,0 +1,230 @@
+//! The connection that reads partitions: one Redis connection on a thread of its own, speaking
+//! just enough RESP (see [`crate::resp`]) to hand XRANGE replies to the core as slices of the
+//! bytes Redis sent.
+//!
+//! Queries queue on a channel; the thread takes everything queued, writes it in one go, and
+//! reads the replies in order, so fetches from many consumers share pipelined round trips. The
+//! parsing of a reply runs on this thread too, beside the broker's own. After any I/O error or
+//! timeout the connection is dropped (its replies can no longer be matched to queries), the
+//! queries in flight fail as retriable, and the next query connects anew.
+
+use crate::resp::{self, Scanner};
+use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
+use redis::{ConnectionAddr, ConnectionInfo, RedisError};
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Target {
+    pub info: ConnectionInfo,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+type Done = Box<dyn FnOnce(Result<Vec<Bytes>, RedisError>) + Send>;
+
+struct Query {
+    commands: Vec<u8>,
+    replies: usize,
+    done: Done,
+}
+
+/// A handle to the reading thread; the thread ends when the handle is dropped.
+pub struct ReadConnection {
+    queries: mpsc::Sender<Query>,
+}
+
+/// The most queries written in one round trip.
+const MAX_ROUND: usize = 256;
+/// How much is read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl ReadConnection {
+    pub fn start(target: Target) -> io::Result<Self> {
+        let (queries, incoming) = mpsc::channel();
+        std::thread::Builder::new().name("korvet-redis-read".into()).spawn(move || serve(target, incoming))?;
+        Ok(ReadConnection { queries })
+    }
+
+    /// Sends `commands` (RESP, see [`resp::write_command`]), whose answer is `replies` replies,
+    /// and parses those with `parse` on the reading thread.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        commands: Vec<u8>,
+        replies: usize,
+        parse: impl FnOnce(Vec<Bytes>) -> Result<T, RedisError> + Send + 'static,
+    ) -> Result<T, RedisError> {
+        let (answer, answered) = oneshot::channel();
+        let done: Done = Box::new(move |frames| {
+            let _ = answer.send(frames.and_then(parse));
+        });
+        self.queries
+            .send(Query { commands, replies, done })
+            .map_err(|_| RedisError::from(io::Error::new(io::ErrorKind::BrokenPipe, "the Redis read thread has stopped")))?;
+        answered
+            .await
+            .unwrap_or_else(|_| Err(RedisError::from(io::Error::new(io::ErrorKind::BrokenPipe, "the Redis read thread dropped a query"))))
+    }
+}
+
+fn serve(target: Target, incoming: mpsc::Receiver<Query>) {
+    let mut connection: Option<Connection> = None;
+    while let Ok(first) = incoming.recv() {
+        let mut round = vec![first];
+        while round.len() < MAX_ROUND {
+            match incoming.try_recv() {
+                Ok(query) => round.push(query),
+                Err(_) => break,
+            }
+        }
+        let conn = match connection.take() {
+            Some(conn) => conn,
+            None => match Connection::open(&target) {
+                Ok(conn) => conn,
+                Err(err) => {
+                    fail(round, &err);
+                    continue;
+                }
+            },
+        };
+        connection = conn.exchange(&mut round);
+    }
+}
+
+/// Fails every query of `round` with (a copy of) `err`.
+fn fail(round: Vec<Query>, err: &io::Error) {
+    for query in round {
+        (query.done)(Err(RedisError::from(io::Error::new(err.kind(), err.to_string()))));
+    }
+}
+
+trait Stream: Read + Write + Send {}
+impl Stream for TcpStream {}
+#[cfg(unix)]
+impl Stream for std::os::unix::net::UnixStream {}
+
+struct Connection {
+    stream: Box<dyn Stream>,
+    received: BytesMut,
+    scanner: Scanner,
+}
+
+impl Connection {
+    fn open(target: &Target) -> io::Result<Connection> {
+        let stream: Box<dyn Stream> = match target.info.addr() {
+            ConnectionAddr::Tcp(host, port) => {
+                let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}:{port} resolves to no address"));
+                let mut connected = None;
+                for addr in (host.as_str(), *port).to_socket_addrs()? {
+                    match TcpStream::connect_timeout(&addr, target.connect_timeout) {
+                        Ok(stream) => {
+                            connected = Some(stream);
+                            break;
+                        }
+                        Err(err) => last = err,
+                    }
+                }
+                let stream = connected.ok_or(last)?;
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(target.response_timeout))?;
+                stream.set_write_timeout(Some(target.response_timeout))?;
+                Box::new(stream)
+            }
+            #[cfg(unix)]
+            ConnectionAddr::Unix(path) => {
+                let stream = std::os::unix::net::UnixStream::connect(path)?;
+                stream.set_read_timeout(Some(target.response_timeout))?;
+                stream.set_write_timeout(Some(target.response_timeout))?;
+                Box::new(stream)
+            }
+            other => return Err(io::Error::new(io::ErrorKind::Unsupported, format!("unsupported Redis address {other}"))),
+        };
+        let mut conn = Connection { stream, received: BytesMut::new(), scanner: Scanner::default() };
+        conn.introduce(target)?;
+        Ok(conn)
+    }
+
+    /// Authenticates and selects the database the URI names, as the other connections do.
+    fn introduce(&mut self, target: &Target) -> io::Result<()> {
+        let settings = target.info.redis_settings();
+        let mut commands = Vec::new();
+        let mut replies = 0;
+        if let Some(password) = settings.password() {
+            match settings.username() {
+                Some(user) => resp::write_command(&mut commands, &[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => resp::write_command(&mut commands, &[b"AUTH", password.as_bytes()]),
+            }
+            replies += 1;
+        }
+        if settings.db() != 0 {
+            resp::write_command(&mut commands, &[b"SELECT", settings.db().to_string().as_bytes()]);
+            replies += 1;
+        }
+        resp::write_command(&mut commands, &[b"CLIENT", b"SETNAME", b"korvet-reads"]);
+        replies += 1;
+        self.stream.write_all(&commands)?;
+        for _ in 0..replies {
+            let reply = self.next_reply()?;
+            if let Err(err) = resp::Reply::new(reply).string() {
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("redis refused the read connection: {err}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the round's queries and answers them in order. Returns the connection if it is
+    /// still in step with Redis; on an error the unanswered queries fail and it is dropped.
+    fn exchange(mut self, round: &mut Vec<Query>) -> Option<Connection> {
+        let written = if round.len() == 1 {
+            self.stream.write_all(&round[0].commands)
+        } else {
+            let all: Vec<u8> = round.iter().flat_map(|q| q.commands.iter().copied()).collect();
+            self.stream.write_all(&all)
+        };
+        if let Err(err) = written.and_then(|()| self.stream.flush()) {
+            fail(std::mem::take(round), &err);
+            return None;
+        }
+        let mut queries = std::mem::take(round).into_iter();
+        while let Some(query) = queries.next() {
+            let mut frames = Vec::with_capacity(query.replies);
+            for _ in 0..query.replies {
+                match self.next_reply() {
+                    Ok(frame) => frames.push(frame),
+                    Err(err) => {
+                        fail(std::iter::once(query).chain(queries).collect(), &err);
+                        return None;
+                    }
+                }
+            }
+            (query.done)(Ok(frames));
+        }
+        Some(self)
+    }
+
+    /// The next complete reply, reading from the socket as needed.
+    fn next_reply(&mut self) -> io::Result<Bytes> {
+        loop {
+            match self.scanner.advance(&self.received) {
+                Ok(Some(len)) => return Ok(self.received.split_to(len).freeze()),
+                Ok(None) => {}
+                Err(err) => return Err(io::Error::new(io::ErrorKind::InvalidData, err.to_string())),
+            }
+            let filled = self.received.len();
+            self.received.reserve(READ_CHUNK);
+            self.received.resize(filled + READ_CHUNK, 0);
+            let read = self.stream.read(&mut self.received[filled..]);
+            self.received.truncate(filled + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Redis closed the read connection")),
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
