@@ -136,6 +136,38 @@ async fn timestamps(store: &dyn StorageDriver) {
     assert_eq!(empty, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 0, max_timestamp: None }));
 }
 
+/// Batches whose records all have the same fields take the append script's shortcuts; each
+/// shape must read back as written.
+async fn record_shapes(store: &dyn StorageDriver) {
+    let value = |i: usize| Some(Bytes::from(format!("value-{i}")));
+    let header = Header { key: Bytes::from_static(b"h"), value: Some(Bytes::from_static(b"v")) };
+    let shapes: [fn(usize, Option<Bytes>, &Header) -> Record; 4] = [
+        |_, _, _| Record { timestamp: 1, key: None, value: None, headers: vec![] },
+        |_, value, _| Record { timestamp: 1, key: None, value, headers: vec![] },
+        |i, value, _| Record { timestamp: 1, key: Some(Bytes::from(format!("k{i}"))), value, headers: vec![] },
+        |i, value, header| Record { timestamp: 1, key: Some(Bytes::from(format!("k{i}"))), value, headers: vec![header.clone()] },
+    ];
+    for (n, shape) in shapes.iter().enumerate() {
+        let t = format!("shape-{n}");
+        let batch: Vec<Record> = (0..5).map(|i| shape(i, value(i), &header)).collect();
+        assert_eq!(append(store, &t, None, batch.clone()).await, AppendOutcome::Appended { base_offset: 0 });
+        let (records, _) = read(store, &t, 0, 1 << 20).await;
+        assert_eq!(records.into_iter().map(|r| r.record).collect::<Vec<_>>(), batch, "shape {n}");
+    }
+}
+
+/// The time index and max timestamp follow the running maximum across batches, not per batch.
+async fn timestamps_across_batches(store: &dyn StorageDriver) {
+    let t = "times-2";
+    append(store, t, None, [5000, 6000].iter().enumerate().map(|(i, &ts)| record(i, ts)).collect()).await;
+    append(store, t, None, [1000, 5500, 7000, 6500].iter().enumerate().map(|(i, &ts)| record(i, ts)).collect()).await;
+    let lookup = |ts| StorageCommand::OffsetForTimestamp { topic: t.into(), partition: 0, timestamp: ts };
+    assert_eq!(run(store, lookup(5800)).await, StorageReply::TimestampOffset(Some((1, 6000))));
+    assert_eq!(run(store, lookup(6100)).await, StorageReply::TimestampOffset(Some((4, 7000))));
+    let offsets = run(store, StorageCommand::PartitionOffsets { topic: t.into(), partition: 0 }).await;
+    assert_eq!(offsets, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 6, max_timestamp: Some((4, 7000)) }));
+}
+
 async fn producer_ids_are_unique(store: &dyn StorageDriver) {
     let mut ids = Vec::new();
     for _ in 0..10 {
@@ -203,6 +235,8 @@ async fn all_cases(store: &dyn StorageDriver) {
     dense_offsets_and_reads(store).await;
     idempotent_producer(store).await;
     timestamps(store).await;
+    timestamps_across_batches(store).await;
+    record_shapes(store).await;
     producer_ids_are_unique(store).await;
 }
 

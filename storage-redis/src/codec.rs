@@ -1,6 +1,5 @@
 //! Conversions between korvet's storage types and what Redis holds.
 
-use bytes::Bytes;
 use korvet_core::records::{Header, Record};
 use korvet_core::storage::{CommittedOffset, PartitionOffsets, StoredRecord, TopicMeta};
 use crate::resp::{self, Reply};
@@ -66,34 +65,40 @@ const TIMESTAMP: &[u8] = b"timestamp";
 const HEADER: &[u8] = b"header:";
 const NULL_HEADER: &[u8] = b"nullheader:";
 
-/// The fields of a record's stream entry after `timestamp`, which the append script adds.
-pub fn record_fields(record: &Record) -> Vec<(Bytes, Bytes)> {
-    let mut fields = Vec::with_capacity(2 + record.headers.len());
-    if let Some(key) = &record.key {
-        fields.push((Bytes::from_static(KEY), key.clone()));
+/// Appends the append script's arguments from ARGV[7] on (see `scripts/append.lua`): the
+/// records' common field count, the records that raise the batch's running maximum timestamp,
+/// then each record's timestamp and fields.
+pub fn push_append_args(cmd: &mut Cmd, records: &[Record]) {
+    let field_count = |r: &Record| usize::from(r.key.is_some()) + usize::from(r.value.is_some()) + r.headers.len();
+    let uniform = records.first().map(field_count).filter(|&first| records.iter().all(|r| field_count(r) == first));
+    cmd.arg(uniform.map_or(-1, |fields| fields as i64));
+    let mut raisers = Vec::new();
+    let mut running_max = i64::MIN;
+    for (position, record) in records.iter().enumerate() {
+        if record.timestamp > running_max {
+            running_max = record.timestamp;
+            raisers.push((position, record.timestamp));
+        }
     }
-    if let Some(value) = &record.value {
-        fields.push((Bytes::from_static(VALUE), value.clone()));
+    cmd.arg(raisers.len());
+    for (position, timestamp) in raisers {
+        cmd.arg(position).arg(timestamp);
     }
-    for header in &record.headers {
-        let (prefix, value) = match &header.value {
-            Some(value) => (HEADER, value.clone()),
-            None => (NULL_HEADER, Bytes::new()),
-        };
-        let mut name = Vec::with_capacity(prefix.len() + header.key.len());
-        name.extend_from_slice(prefix);
-        name.extend_from_slice(&header.key);
-        fields.push((Bytes::from(name), value));
-    }
-    fields
-}
-
-/// Appends one record's script arguments: timestamp, field count, field/value pairs.
-pub fn push_record_args(cmd: &mut Cmd, record: &Record) {
-    let fields = record_fields(record);
-    cmd.arg(record.timestamp).arg(fields.len());
-    for (name, value) in &fields {
-        cmd.arg(&name[..]).arg(&value[..]);
+    for record in records {
+        cmd.arg(record.timestamp);
+        if uniform.is_none() {
+            cmd.arg(field_count(record));
+        }
+        if let Some(key) = &record.key {
+            cmd.arg(KEY).arg(&key[..]);
+        }
+        if let Some(value) = &record.value {
+            cmd.arg(VALUE).arg(&value[..]);
+        }
+        for header in &record.headers {
+            let prefix = if header.value.is_some() { HEADER } else { NULL_HEADER };
+            cmd.arg([prefix, &header.key[..]].concat()).arg(header.value.as_deref().unwrap_or_default());
+        }
     }
 }
 

@@ -26,8 +26,6 @@ pub mod membership;
 pub mod notify;
 pub mod registry;
 
-use bytes::Bytes;
-use korvet_core::records::Record;
 use korvet_core::storage::*;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError};
@@ -238,9 +236,7 @@ impl RedisStorage {
                     None => cmd.arg(-1).arg(0).arg(0),
                 };
                 cmd.arg(records.len()).arg(keys.appends_channel()).arg(notify::append_message(inner.origin, &topic, partition));
-                for record in &records {
-                    codec::push_record_args(&mut cmd, record);
-                }
+                codec::push_append_args(&mut cmd, &records);
                 let (status, offset): (i64, i64) = run_script(&mut conn, &inner.append, cmd).await?;
                 Ok(StorageReply::Appended(match status {
                     0 => AppendOutcome::Appended { base_offset: offset },
@@ -403,9 +399,4 @@ fn classify(err: &RedisError) -> StorageError {
         || err.is_connection_refusal()
         || matches!(err.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain | redis::ServerErrorKind::ClusterDown | redis::ServerErrorKind::MasterDown | redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask));
     StorageError { retriable, message: format!("redis: {err}") }
-}
-
-/// A record as the stream entry fields would carry it; used by tests and tools.
-pub fn record_fields(record: &Record) -> Vec<(Bytes, Bytes)> {
-    codec::record_fields(record)
 }

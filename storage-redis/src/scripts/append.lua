@@ -5,7 +5,13 @@
 -- KEYS[1] stream, KEYS[2] partition hash, KEYS[3] time index (sorted set)
 -- ARGV[1] producer id ("-1" for none), ARGV[2] producer epoch, ARGV[3] base sequence,
 -- ARGV[4] number of records, ARGV[5] notification channel, ARGV[6] notification message,
--- then per record: timestamp, field count F, F field/value pairs.
+-- ARGV[7] fields per record F when every record has the same number (else "-1"),
+-- ARGV[8] number R of records that raise the batch's running maximum timestamp, then R pairs
+-- (position in the batch from 0, timestamp),
+-- then per record: timestamp, then F field/value pairs (or, when ARGV[7] is "-1", the record's
+-- field count and its pairs).
+-- The caller works out the timestamp raisers and the record shapes, so that the loop below,
+-- which runs once per record on Redis's single thread, converts no strings to numbers.
 -- After an append the message is published on the channel, so that long-polling fetches on
 -- other brokers wake without polling Redis.
 -- Returns {status, base offset}: 0 appended, 1 duplicate, 2 out of order sequence, 3 fenced epoch.
@@ -46,21 +52,47 @@ local base = next_offset
 local max_ts = redis.call('HGET', partition, 'max-timestamp')
 if max_ts then max_ts = tonumber(max_ts) else max_ts = nil end
 local max_ts_offset = nil
-local i = 7
-for _ = 1, count do
-  local ts = ARGV[i]
-  local nfields = tonumber(ARGV[i + 1])
-  local args = {'XADD', stream, string.format('%d-1', next_offset), 'timestamp', ts}
-  for j = i + 2, i + 1 + 2 * nfields do args[#args + 1] = ARGV[j] end
-  redis.call(unpack(args))
-  local tsn = tonumber(ts)
-  if max_ts == nil or tsn > max_ts then
-    max_ts = tsn
-    max_ts_offset = next_offset
-    redis.call('ZADD', timeindex, tsn, string.format('%d', next_offset))
+local raisers = tonumber(ARGV[8])
+for r = 0, raisers - 1 do
+  local ts = tonumber(ARGV[10 + 2 * r])
+  if max_ts == nil or ts > max_ts then
+    max_ts = ts
+    max_ts_offset = base + tonumber(ARGV[9 + 2 * r])
+    redis.call('ZADD', timeindex, ts, string.format('%d', max_ts_offset))
   end
-  next_offset = next_offset + 1
-  i = i + 2 + 2 * nfields
+end
+local i = 9 + 2 * raisers
+local uniform = tonumber(ARGV[7])
+if uniform == 1 then
+  for _ = 1, count do
+    redis.call('XADD', stream, string.format('%d-1', next_offset), 'timestamp', ARGV[i], ARGV[i + 1], ARGV[i + 2])
+    next_offset = next_offset + 1
+    i = i + 3
+  end
+elseif uniform == 2 then
+  for _ = 1, count do
+    redis.call('XADD', stream, string.format('%d-1', next_offset), 'timestamp', ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    next_offset = next_offset + 1
+    i = i + 5
+  end
+elseif uniform >= 0 then
+  local last = 2 * uniform
+  for _ = 1, count do
+    redis.call('XADD', stream, string.format('%d-1', next_offset), 'timestamp', unpack(ARGV, i, i + last))
+    next_offset = next_offset + 1
+    i = i + 1 + last
+  end
+else
+  for _ = 1, count do
+    local nfields = tonumber(ARGV[i + 1])
+    if nfields == 0 then
+      redis.call('XADD', stream, string.format('%d-1', next_offset), 'timestamp', ARGV[i])
+    else
+      redis.call('XADD', stream, string.format('%d-1', next_offset), 'timestamp', ARGV[i], unpack(ARGV, i + 2, i + 1 + 2 * nfields))
+    end
+    next_offset = next_offset + 1
+    i = i + 2 + 2 * nfields
+  end
 end
 redis.call('HSET', partition, 'next', string.format('%d', next_offset))
 if max_ts_offset then
