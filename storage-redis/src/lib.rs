@@ -19,6 +19,7 @@
 
 mod codec;
 mod read;
+mod read_ahead;
 mod read_connection;
 mod resp;
 pub mod keys;
@@ -87,6 +88,7 @@ struct Inner {
     conn: ConnectionManager,
     /// Partition reads have a connection of their own; see [`read_connection`].
     reads: read_connection::ReadConnection,
+    read_ahead: read_ahead::ReadAhead,
     client: redis::Client,
     origin: i32,
     keys: Keys,
@@ -125,6 +127,7 @@ impl RedisStorage {
             inner: Arc::new(Inner {
                 conn,
                 reads,
+                read_ahead: read_ahead::ReadAhead::default(),
                 client,
                 origin: options.broker_id,
                 keys: Keys::new(&options.keyspace),
@@ -215,6 +218,7 @@ impl RedisStorage {
                 // Forget the topic first, so that no broker sees it half-deleted, then drop its
                 // data one partition at a time (each partition's keys share a cluster slot).
                 let _: () = redis::cmd("HDEL").arg(keys.topics()).arg(&name).query_async(&mut conn).await?;
+                inner.read_ahead.forget_topic(&name);
                 for partition in 0..partitions {
                     let _: () = redis::cmd("DEL")
                         .arg(keys.stream(&name, partition))
@@ -246,7 +250,7 @@ impl RedisStorage {
                 }))
             }
             StorageCommand::Read { topic, partition, offset, max_bytes } => {
-                read::read_partition(&inner.reads, keys, &topic, partition, offset, max_bytes).await
+                inner.read_ahead.read(&inner.reads, keys, &topic, partition, offset, max_bytes).await
             }
             StorageCommand::PartitionOffsets { topic, partition } => {
                 let meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")

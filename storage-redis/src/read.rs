@@ -8,6 +8,7 @@ use crate::codec;
 use crate::keys::Keys;
 use crate::read_connection::ReadConnection;
 use crate::resp::{self, Reply};
+use futures_channel::oneshot;
 use korvet_core::storage::{PartitionOffsets, StorageReply, StoredRecord};
 use redis::RedisError;
 
@@ -18,6 +19,51 @@ const FIRST_CHUNK: i64 = 64;
 const CHUNK: i64 = 2048;
 /// The most entries one read asks Redis for, whatever the byte budget.
 const MAX_ENTRIES: i64 = 64 * 1024;
+
+/// What a read found, and where a reader that goes on in order would read next.
+pub struct ReadOutcome {
+    pub records: Vec<StoredRecord>,
+    pub offsets: PartitionOffsets,
+    /// Set when the read stopped (at its byte budget or entry limit) before the end of the log.
+    pub more: Option<Continuation>,
+}
+
+/// The place after a read that stopped before the end of the log.
+#[derive(Clone, Copy)]
+pub struct Continuation {
+    pub offset: i64,
+    /// The average payload of the records read, to size the next read's XRANGEs.
+    pub record_bytes: usize,
+}
+
+impl ReadOutcome {
+    /// Keeps the records that fit in `max_bytes` (at least one), as a read with that budget
+    /// would have.
+    pub fn trimmed(mut self, max_bytes: usize) -> Self {
+        let mut used = 0;
+        let keep = self
+            .records
+            .iter()
+            .position(|r| {
+                used += r.record.payload_len();
+                used > max_bytes
+            })
+            .map_or(self.records.len(), |over| over.max(1));
+        if keep < self.records.len() {
+            self.records.truncate(keep);
+            let kept_bytes: usize = self.records.iter().map(|r| r.record.payload_len()).sum();
+            self.more = self.records.last().map(|last| Continuation {
+                offset: last.offset + 1,
+                record_bytes: (kept_bytes / self.records.len()).max(1),
+            });
+        }
+        self
+    }
+
+    pub fn into_reply(self) -> StorageReply {
+        StorageReply::Records { records: self.records, offsets: self.offsets }
+    }
+}
 
 /// Records of a partition from `offset` on: at least one if any exists there, then more while
 /// their payload fits in `max_bytes`, and never beyond the high watermark read with the first
@@ -33,27 +79,19 @@ pub async fn read_partition(
     partition: i32,
     offset: i64,
     max_bytes: usize,
-) -> Result<StorageReply, RedisError> {
+) -> Result<ReadOutcome, RedisError> {
     let stream = keys.stream(topic, partition);
     let first = offset.max(0);
     // The offsets and the first chunk in one atomic round trip: both keys share a hash tag.
     let mut commands = Vec::with_capacity(256);
     resp::write_command(&mut commands, &[b"MULTI"]);
-    let partition_key = keys.partition(topic, partition);
-    resp::write_command(&mut commands, &[
-        b"HMGET",
-        partition_key.as_bytes(),
-        b"next",
-        b"start",
-        b"max-timestamp",
-        b"max-timestamp-offset",
-    ]);
+    write_offsets_query(&mut commands, keys, topic, partition);
     let from = format!("{first}-1");
     let count = FIRST_CHUNK.to_string();
     resp::write_command(&mut commands, &[b"XRANGE", stream.as_bytes(), from.as_bytes(), b"+", b"COUNT", count.as_bytes()]);
     resp::write_command(&mut commands, &[b"EXEC"]);
     let reader = conn
-        .query(commands, 4, move |frames| {
+        .query(commands, 4, 0, move |frames| {
             let mut frames = frames.into_iter();
             for _ in 0..3 {
                 // +OK for MULTI, +QUEUED twice; an error here would name a refused command.
@@ -72,22 +110,13 @@ pub async fn read_partition(
     let next = reader.records.last().map(|r| r.offset + 1);
     let (false, Some(next)) = (reader.done, next) else { return Ok(reader.finish()) };
     let average = (reader.used / reader.records.len()).max(1);
-    let wanted = ((max_bytes - reader.used) / average + 1) as i64;
-    let last = (next + wanted.min(MAX_ENTRIES)).min(reader.offsets.high_watermark) - 1;
+    let last = (next + entries_for(max_bytes - reader.used, average)).min(reader.offsets.high_watermark) - 1;
     if last < next {
         return Ok(reader.finish());
     }
     let mut commands = Vec::new();
-    let mut chunks = 0;
-    let mut start = next;
-    while start <= last {
-        let end = (start + CHUNK - 1).min(last);
-        let (from, to) = (format!("{start}-1"), format!("{end}-1"));
-        resp::write_command(&mut commands, &[b"XRANGE", stream.as_bytes(), from.as_bytes(), to.as_bytes()]);
-        chunks += 1;
-        start = end + 1;
-    }
-    conn.query(commands, chunks, move |frames| {
+    let chunks = write_chunk_queries(&mut commands, &stream, next, last);
+    conn.query(commands, chunks, reply_bytes(last - next + 1, average), move |frames| {
         let mut reader = reader;
         for frame in frames {
             reader.take(&mut Reply::new(frame))?;
@@ -98,6 +127,69 @@ pub async fn read_partition(
         Ok(reader.finish())
     })
     .await
+}
+
+/// Starts reading where an earlier read of the same partition stopped, before anyone asks: the
+/// partition's offsets and the chunks the budget is expected to need, in one pipelined round
+/// trip. The offsets come first, so every entry counted below the high watermark read with them
+/// was committed when they were read.
+pub fn read_ahead(
+    conn: &ReadConnection,
+    keys: &Keys,
+    topic: &str,
+    partition: i32,
+    from: Continuation,
+    max_bytes: usize,
+) -> oneshot::Receiver<Result<ReadOutcome, RedisError>> {
+    let stream = keys.stream(topic, partition);
+    let mut commands = Vec::with_capacity(256);
+    write_offsets_query(&mut commands, keys, topic, partition);
+    let last = from.offset + entries_for(max_bytes, from.record_bytes.max(1)) - 1;
+    let chunks = write_chunk_queries(&mut commands, &stream, from.offset, last);
+    let expected = reply_bytes(last - from.offset + 1, from.record_bytes);
+    conn.submit(commands, 1 + chunks, expected, move |frames| {
+        let mut frames = frames.into_iter();
+        let offsets = partition_offsets(&mut Reply::new(frames.next().unwrap_or_default()))?;
+        let mut reader = Budgeted::new(max_bytes, offsets);
+        for frame in frames {
+            reader.take(&mut Reply::new(frame))?;
+            if reader.done {
+                break;
+            }
+        }
+        Ok(reader.finish())
+    })
+}
+
+/// How many entries of `record_bytes` on average a budget of `bytes` calls for: one more than
+/// fit, so that a read that can fill its budget does, and never more than [`MAX_ENTRIES`].
+fn entries_for(bytes: usize, record_bytes: usize) -> i64 {
+    ((bytes / record_bytes + 1) as i64).min(MAX_ENTRIES)
+}
+
+/// About how many bytes XRANGE answers for `entries` entries of `record_bytes` payload: each
+/// entry's ID, field names and RESP framing add about a hundred.
+fn reply_bytes(entries: i64, record_bytes: usize) -> usize {
+    entries.max(0) as usize * (record_bytes + 100)
+}
+
+fn write_offsets_query(commands: &mut Vec<u8>, keys: &Keys, topic: &str, partition: i32) {
+    let partition_key = keys.partition(topic, partition);
+    resp::write_command(commands, &[b"HMGET", partition_key.as_bytes(), b"next", b"start", b"max-timestamp", b"max-timestamp-offset"]);
+}
+
+/// Exact-ID XRANGEs of at most [`CHUNK`] entries covering offsets `first..=last`; returns how many.
+fn write_chunk_queries(commands: &mut Vec<u8>, stream: &str, first: i64, last: i64) -> usize {
+    let mut chunks = 0;
+    let mut start = first;
+    while start <= last {
+        let end = (start + CHUNK - 1).min(last);
+        let (from, to) = (format!("{start}-1"), format!("{end}-1"));
+        resp::write_command(commands, &[b"XRANGE", stream.as_bytes(), from.as_bytes(), to.as_bytes()]);
+        chunks += 1;
+        start = end + 1;
+    }
+    chunks
 }
 
 /// The HMGET of `next`, `start`, `max-timestamp`, `max-timestamp-offset`.
@@ -151,7 +243,14 @@ impl Budgeted {
         Ok(())
     }
 
-    fn finish(self) -> StorageReply {
-        StorageReply::Records { records: self.records, offsets: self.offsets }
+    fn finish(self) -> ReadOutcome {
+        let more = match self.records.last() {
+            Some(last) if last.offset + 1 < self.offsets.high_watermark => Some(Continuation {
+                offset: last.offset + 1,
+                record_bytes: (self.used / self.records.len()).max(1),
+            }),
+            _ => None,
+        };
+        ReadOutcome { records: self.records, offsets: self.offsets, more }
     }
 }

@@ -30,6 +30,9 @@ type Done = Box<dyn FnOnce(Result<Vec<Bytes>, RedisError>) + Send>;
 struct Query {
     commands: Vec<u8>,
     replies: usize,
+    /// About how many bytes the replies take, so that they are read into one buffer instead of
+    /// one that grows (and is copied) as they arrive.
+    reply_bytes: usize,
     done: Done,
 }
 
@@ -42,6 +45,8 @@ pub struct ReadConnection {
 const MAX_ROUND: usize = 256;
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// The most room made ahead for a query's replies.
+const MAX_RESERVE: usize = 64 * 1024 * 1024;
 
 impl ReadConnection {
     pub fn start(target: Target) -> io::Result<Self> {
@@ -50,24 +55,37 @@ impl ReadConnection {
         Ok(ReadConnection { queries })
     }
 
-    /// Sends `commands` (RESP, see [`resp::write_command`]), whose answer is `replies` replies,
-    /// and parses those with `parse` on the reading thread.
+    /// Sends `commands` (RESP, see [`resp::write_command`]), whose answer is `replies` replies
+    /// of about `reply_bytes` in all, and parses those with `parse` on the reading thread.
     pub async fn query<T: Send + 'static>(
         &self,
         commands: Vec<u8>,
         replies: usize,
+        reply_bytes: usize,
         parse: impl FnOnce(Vec<Bytes>) -> Result<T, RedisError> + Send + 'static,
     ) -> Result<T, RedisError> {
+        self.submit(commands, replies, reply_bytes, parse)
+            .await
+            .unwrap_or_else(|_| Err(RedisError::from(io::Error::new(io::ErrorKind::BrokenPipe, "the Redis read thread dropped a query"))))
+    }
+
+    /// Like [`ReadConnection::query`], but the answer arrives on the returned channel, whether
+    /// or not anyone still waits for it (read-ahead).
+    pub fn submit<T: Send + 'static>(
+        &self,
+        commands: Vec<u8>,
+        replies: usize,
+        reply_bytes: usize,
+        parse: impl FnOnce(Vec<Bytes>) -> Result<T, RedisError> + Send + 'static,
+    ) -> oneshot::Receiver<Result<T, RedisError>> {
         let (answer, answered) = oneshot::channel();
         let done: Done = Box::new(move |frames| {
             let _ = answer.send(frames.and_then(parse));
         });
-        self.queries
-            .send(Query { commands, replies, done })
-            .map_err(|_| RedisError::from(io::Error::new(io::ErrorKind::BrokenPipe, "the Redis read thread has stopped")))?;
+        if let Err(mpsc::SendError(query)) = self.queries.send(Query { commands, replies, reply_bytes: reply_bytes.min(MAX_RESERVE), done }) {
+            (query.done)(Err(RedisError::from(io::Error::new(io::ErrorKind::BrokenPipe, "the Redis read thread has stopped"))));
+        }
         answered
-            .await
-            .unwrap_or_else(|_| Err(RedisError::from(io::Error::new(io::ErrorKind::BrokenPipe, "the Redis read thread dropped a query"))))
     }
 }
 
@@ -191,6 +209,7 @@ impl Connection {
         }
         let mut queries = std::mem::take(round).into_iter();
         while let Some(query) = queries.next() {
+            self.received.reserve(query.reply_bytes);
             let mut frames = Vec::with_capacity(query.replies);
             for _ in 0..query.replies {
                 match self.next_reply() {

@@ -30,10 +30,35 @@ fn line_end(buf: &[u8], start: usize) -> Option<usize> {
     Some(start + newline + 1)
 }
 
-/// The integer of a header line `<type><digits>\r\n` that ends at `end`.
-fn header_number(buf: &[u8], start: usize, end: usize) -> Result<i64, RedisError> {
-    let digits = buf.get(start + 1..end.saturating_sub(2)).unwrap_or_default();
-    decimal(digits).ok_or_else(|| protocol_error(format!("bad length line {:?}", String::from_utf8_lossy(digits))))
+/// The length in a `$<n>\r\n` or `*<n>\r\n` line at `start`, and where the line ends; `None`
+/// while the line is incomplete. One pass over the digits: every string and array of a read
+/// starts with such a line.
+fn length_line(buf: &[u8], start: usize) -> Result<Option<(i64, usize)>, RedisError> {
+    let bad = || {
+        let line = &buf[start..buf.len().min(start + 24)];
+        protocol_error(format!("bad length line {:?}", String::from_utf8_lossy(line)))
+    };
+    let negative = buf.get(start + 1) == Some(&b'-');
+    let digits_start = start + 1 + usize::from(negative);
+    let mut pos = digits_start;
+    let mut value: i64 = 0;
+    loop {
+        let Some(&byte) = buf.get(pos) else { return Ok(None) };
+        match byte {
+            b'0'..=b'9' => {
+                value = value.checked_mul(10).and_then(|v| v.checked_add(i64::from(byte - b'0'))).ok_or_else(bad)?;
+                pos += 1;
+            }
+            b'\r' if pos > digits_start => {
+                return match buf.get(pos + 1) {
+                    None => Ok(None),
+                    Some(b'\n') => Ok(Some((if negative { -value } else { value }, pos + 2))),
+                    Some(_) => Err(bad()),
+                };
+            }
+            _ => return Err(bad()),
+        }
+    }
 }
 
 /// A decimal integer, optionally negative; `None` if `text` is anything else or overflows.
@@ -74,23 +99,22 @@ impl Scanner {
     /// reply is complete and `len` bytes long; the scanner is then ready for the next reply.
     pub fn advance(&mut self, buf: &[u8]) -> Result<Option<usize>, RedisError> {
         loop {
-            let Some(end) = line_end(buf, self.pos) else { return Ok(None) };
-            match buf[self.pos] {
-                b'+' | b'-' | b':' => self.pos = end,
+            let Some(&kind) = buf.get(self.pos) else { return Ok(None) };
+            match kind {
+                b'+' | b'-' | b':' => {
+                    let Some(end) = line_end(buf, self.pos) else { return Ok(None) };
+                    self.pos = end;
+                }
                 b'$' => {
-                    let len = header_number(buf, self.pos, end)?;
-                    if let Ok(len) = usize::try_from(len) {
-                        let after = end.saturating_add(len).saturating_add(2);
-                        if after > buf.len() {
-                            return Ok(None);
-                        }
-                        self.pos = after;
-                    } else {
-                        self.pos = end;
+                    let Some((len, end)) = length_line(buf, self.pos)? else { return Ok(None) };
+                    let after = usize::try_from(len).map_or(end, |len| end.saturating_add(len).saturating_add(2));
+                    if after > buf.len() {
+                        return Ok(None);
                     }
+                    self.pos = after;
                 }
                 b'*' => {
-                    let len = header_number(buf, self.pos, end)?;
+                    let Some((len, end)) = length_line(buf, self.pos)? else { return Ok(None) };
                     self.pos = end;
                     if len > 0 {
                         if self.open.len() == MAX_DEPTH {
@@ -134,11 +158,11 @@ impl Reply {
         Reply { buf, pos: 0 }
     }
 
-    /// The next element's type byte and header line end, turning an error reply into `Err`.
-    fn header(&mut self) -> Result<(u8, usize), RedisError> {
-        let end = line_end(&self.buf, self.pos).ok_or_else(|| protocol_error("reply ends early"))?;
-        let kind = self.buf[self.pos];
+    /// The next element's type byte, turning an error reply into `Err`.
+    fn kind(&mut self) -> Result<u8, RedisError> {
+        let kind = *self.buf.get(self.pos).ok_or_else(|| protocol_error("reply ends early"))?;
         if kind == b'-' {
+            let end = line_end(&self.buf, self.pos).unwrap_or(self.buf.len());
             let line = &self.buf[self.pos..end];
             self.pos = end;
             // The redis crate knows how to turn an error line into the right error kind.
@@ -147,39 +171,45 @@ impl Reply {
                 .err()
                 .unwrap_or_else(|| protocol_error(String::from_utf8_lossy(line).into_owned())));
         }
-        Ok((kind, end))
+        Ok(kind)
+    }
+
+    /// The length line at the cursor, which the reply, being complete, must hold.
+    fn length(&mut self) -> Result<i64, RedisError> {
+        let (len, end) = length_line(&self.buf, self.pos)?.ok_or_else(|| protocol_error("reply ends early"))?;
+        self.pos = end;
+        Ok(len)
+    }
+
+    /// The line at the cursor (a simple string or integer), without its type byte and `\r\n`.
+    fn line(&mut self) -> Result<Bytes, RedisError> {
+        let end = line_end(&self.buf, self.pos).ok_or_else(|| protocol_error("reply ends early"))?;
+        let text = self.buf.slice(self.pos + 1..end.saturating_sub(2).max(self.pos + 1));
+        self.pos = end;
+        Ok(text)
     }
 
     /// An array's length; `None` for a null array.
     pub fn array(&mut self) -> Result<Option<usize>, RedisError> {
-        let (kind, end) = self.header()?;
-        if kind != b'*' {
-            return Err(protocol_error(format!("expected an array, got type {kind:#04x}")));
+        match self.kind()? {
+            b'*' => Ok(usize::try_from(self.length()?).ok()),
+            other => Err(protocol_error(format!("expected an array, got type {other:#04x}"))),
         }
-        let len = header_number(&self.buf, self.pos, end)?;
-        self.pos = end;
-        Ok(usize::try_from(len).ok())
     }
 
     /// A bulk or simple string as a slice of the reply; `None` for a null bulk string.
     pub fn string(&mut self) -> Result<Option<Bytes>, RedisError> {
-        let (kind, end) = self.header()?;
-        match kind {
+        match self.kind()? {
             b'$' => {
-                let len = header_number(&self.buf, self.pos, end)?;
-                self.pos = end;
-                let Ok(len) = usize::try_from(len) else { return Ok(None) };
-                if end.saturating_add(len).saturating_add(2) > self.buf.len() {
+                let Ok(len) = usize::try_from(self.length()?) else { return Ok(None) };
+                let start = self.pos;
+                if start.saturating_add(len).saturating_add(2) > self.buf.len() {
                     return Err(protocol_error("bulk string runs past the reply"));
                 }
-                self.pos = end + len + 2;
-                Ok(Some(self.buf.slice(end..end + len)))
+                self.pos = start + len + 2;
+                Ok(Some(self.buf.slice(start..start + len)))
             }
-            b'+' => {
-                let text = self.buf.slice(self.pos + 1..end - 2);
-                self.pos = end;
-                Ok(Some(text))
-            }
+            b'+' => self.line().map(Some),
             other => Err(protocol_error(format!("expected a string, got type {other:#04x}"))),
         }
     }
@@ -196,21 +226,19 @@ impl Reply {
 
     /// Skips one element of any type, arrays with all they contain.
     pub fn skip(&mut self) -> Result<(), RedisError> {
-        let (kind, end) = self.header()?;
-        match kind {
+        match self.kind()? {
             b'$' => {
-                self.pos -= 0;
-                let len = header_number(&self.buf, self.pos, end)?;
-                self.pos = end + usize::try_from(len).map(|l| l + 2).unwrap_or(0);
+                let body = usize::try_from(self.length()?).map_or(0, |len| len.saturating_add(2));
+                self.pos = self.pos.saturating_add(body).min(self.buf.len());
             }
             b'*' => {
-                let len = header_number(&self.buf, self.pos, end)?;
-                self.pos = end;
-                for _ in 0..len.max(0) {
+                for _ in 0..self.length()?.max(0) {
                     self.skip()?;
                 }
             }
-            _ => self.pos = end,
+            _ => {
+                self.line()?;
+            }
         }
         Ok(())
     }
