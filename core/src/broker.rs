@@ -21,11 +21,15 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Requests of one connection worked on at once. Further requests wait, unread, in the
 /// connection (the runtime stops reading it): a client that pipelines without limit (librdkafka
-/// allows a million requests in flight when not idempotent) then holds at most this many
-/// requests' worth of the broker's memory (Kafka works on one at a time). Measured with a
-/// flood of 1 MB produce requests: 4 and 32 give the same throughput, but 32 needs 2.5 times
-/// the memory; 8 leaves room for the 5 requests an idempotent producer keeps in flight.
-pub const MAX_CONCURRENT_REQUESTS: usize = 8;
+/// allows a million requests in flight when not idempotent) then holds a bounded share of the
+/// broker's memory (Kafka works on one request at a time).
+///
+/// Two bounds, whichever is reached first: the count, and `max_bytes_in_progress` (4 MiB by
+/// default, see [`BrokerConfig`]) of request frames. Small requests (a producer with linger.ms=0 sends one per few records) may then
+/// pipeline deeply, which lets appends to a partition go to Redis in groups; large ones stay
+/// few (measured with a flood of 1 MB produce requests: 4 and 32 in progress give the same
+/// throughput, 32 needs 2.5 times the memory).
+pub const MAX_CONCURRENT_REQUESTS: usize = 64;
 
 pub type ConnId = u64;
 pub type OpId = u64;
@@ -45,7 +49,8 @@ pub enum Output {
     /// Call [`Broker::handle_timeout`] at this monotonic time (milliseconds) unless another
     /// input comes first. Replaces any earlier timeout.
     Timeout(u64),
-    /// Stop reading from the connection: it has [`MAX_CONCURRENT_REQUESTS`] in progress.
+    /// Stop reading from the connection: it has [`MAX_CONCURRENT_REQUESTS`] (or its byte bound)
+    /// in progress.
     PauseReading { conn: ConnId },
     /// Read from the connection again.
     ResumeReading { conn: ConnId },
@@ -67,6 +72,8 @@ struct Connection {
     pending: VecDeque<(TaskId, Option<Bytes>)>,
     /// Requests being worked on (including acks=0 produces, which hold no response slot).
     active: usize,
+    /// Their frames' bytes.
+    active_bytes: usize,
     /// Whether the runtime was told to stop reading.
     paused: bool,
 }
@@ -82,6 +89,8 @@ struct Task {
     responds: bool,
     started_us: u64,
     parked: Option<Parked>,
+    /// The request frame's size, counted against `max_bytes_in_progress`.
+    frame_bytes: usize,
 }
 
 struct Parked {
@@ -277,6 +286,7 @@ impl Broker {
                 frames: FrameDecoder::new(self.config.max_request_size),
                 pending: VecDeque::new(),
                 active: 0,
+                active_bytes: 0,
                 paused: false,
             },
         );
@@ -306,11 +316,13 @@ impl Broker {
     }
 
     /// Starts the connection's buffered requests while fewer than [`MAX_CONCURRENT_REQUESTS`]
-    /// are in progress, and tells the runtime to pause or resume reading accordingly.
+    /// and `max_bytes_in_progress` are in progress, and tells the runtime to pause or resume
+    /// reading accordingly.
     fn take_frames(&mut self, conn: ConnId, now: Time) {
+        let max_bytes = self.config.max_bytes_in_progress;
         loop {
             let Some(connection) = self.conns.get_mut(&conn) else { return };
-            if connection.active >= MAX_CONCURRENT_REQUESTS {
+            if connection.active >= MAX_CONCURRENT_REQUESTS || connection.active_bytes >= max_bytes {
                 if !connection.paused {
                     connection.paused = true;
                     self.outputs.push_back(Output::PauseReading { conn });
@@ -335,9 +347,10 @@ impl Broker {
     }
 
     /// Forgets a finished request and, if its connection was paused, starts the next ones.
-    fn finish_task(&mut self, conn: ConnId, now: Time) {
+    fn finish_task(&mut self, conn: ConnId, frame_bytes: usize, now: Time) {
         let Some(connection) = self.conns.get_mut(&conn) else { return };
         connection.active = connection.active.saturating_sub(1);
+        connection.active_bytes = connection.active_bytes.saturating_sub(frame_bytes);
         if connection.paused {
             self.take_frames(conn, now);
         }
@@ -388,8 +401,9 @@ impl Broker {
     }
 
     fn handle_frame(&mut self, conn: ConnId, frame: Bytes, now: Time) {
+        let frame_bytes = frame.len();
         match handlers::decode_request(frame) {
-            Ok((meta, request)) => self.start(conn, meta, request, now),
+            Ok((meta, request)) => self.start(conn, meta, request, frame_bytes, now),
             Err(handlers::DecodeError::Respond { meta, response }) => {
                 // e.g. ApiVersions at a version we do not know: answered so the client can retry.
                 let task_id = self.next_id();
@@ -403,12 +417,13 @@ impl Broker {
         }
     }
 
-    fn start(&mut self, conn: ConnId, meta: RequestMeta, request: RequestKind, now: Time) {
+    fn start(&mut self, conn: ConnId, meta: RequestMeta, request: RequestKind, frame_bytes: usize, now: Time) {
         self.stats.api(api_name(meta.api_key)).requests += 1;
         let (handler, responds) = handlers::handler_for(request, &meta);
         let task_id = self.next_id();
         if let Some(connection) = self.conns.get_mut(&conn) {
             connection.active += 1;
+            connection.active_bytes += frame_bytes;
             if responds {
                 connection.pending.push_back((task_id, None));
             }
@@ -424,6 +439,7 @@ impl Broker {
                 responds,
                 started_us: now.mono_us,
                 parked: None,
+                frame_bytes,
             },
         );
         self.resume(task_id, Vec::new(), now);
@@ -478,7 +494,7 @@ impl Broker {
                         let elapsed = now.mono_us.saturating_sub(task.started_us);
                         self.complete(task.conn, task_id, &task.meta, Some(response), elapsed);
                     }
-                    self.finish_task(task.conn, now);
+                    self.finish_task(task.conn, task.frame_bytes, now);
                 }
             }
             Step::Done => {
@@ -487,7 +503,7 @@ impl Broker {
                         let elapsed = now.mono_us.saturating_sub(task.started_us);
                         self.complete(task.conn, task_id, &task.meta, None, elapsed);
                     }
-                    self.finish_task(task.conn, now);
+                    self.finish_task(task.conn, task.frame_bytes, now);
                 }
             }
         }

@@ -17,6 +17,9 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     /// Largest request frame accepted; larger ones close the connection.
     pub max_request_size: usize,
+    /// Bytes of one connection's request frames worked on at once (see
+    /// [`crate::broker::MAX_CONCURRENT_REQUESTS`]); one request is always allowed.
+    pub max_bytes_in_progress: usize,
     /// How long topic metadata read from storage is trusted before being read again, so that
     /// topics created or deleted through another broker become visible.
     pub topic_cache_ttl_ms: u64,
@@ -40,6 +43,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             default_partitions: 1,
             max_request_size: 100 * 1024 * 1024,
+            max_bytes_in_progress: 4 * 1024 * 1024,
             topic_cache_ttl_ms: 5_000,
             initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,

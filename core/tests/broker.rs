@@ -25,7 +25,11 @@ const CONN: u64 = 1;
 
 impl Harness {
     fn new() -> Self {
-        let mut broker = Broker::new(BrokerConfig { max_request_size: 1 << 20, ..BrokerConfig::default() }, 7);
+        Harness::with_config(BrokerConfig { max_request_size: 1 << 20, ..BrokerConfig::default() })
+    }
+
+    fn with_config(config: BrokerConfig) -> Self {
+        let mut broker = Broker::new(config, 7);
         let now = Time { mono_us: 1_000_000, wall_ms: 1_700_000_000_000 };
         broker.handle_connect(CONN, "test", now);
         Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, paused: false, timeout: None, next_correlation: 0 }
@@ -451,6 +455,30 @@ fn a_pipelining_client_is_paused_at_the_concurrency_limit() {
         answered += 1;
     }
     assert_eq!(answered, limit + extra, "every request is answered, in order");
+}
+
+#[test]
+fn large_requests_in_progress_are_bounded_by_their_bytes() {
+    let mut h = Harness::with_config(BrokerConfig { max_bytes_in_progress: 10_000, ..BrokerConfig::default() });
+    h.call(RequestKind::Produce(produce_request("big", &["a"])), ApiKey::Produce, 9);
+    // Parked long polls of over 4 KB each (a long rack id): the third crosses the byte bound.
+    let padded = fetch_request("big", 1, 5_000).with_rack_id(StrBytes::from_string("r".repeat(4_000)));
+    let mut bytes = BytesMut::new();
+    for _ in 0..6 {
+        bytes.extend_from_slice(&h.frame(RequestKind::Fetch(padded.clone()), ApiKey::Fetch, 12));
+    }
+    h.send_raw(&bytes);
+    assert!(h.paused, "the runtime is told to stop reading");
+    assert_eq!(h.broker.in_flight(), 3, "requests start while fewer than 10,000 bytes are in progress");
+    h.advance(5_000);
+    assert_eq!(h.broker.in_flight(), 3, "the next three start as the first answer");
+    h.advance(5_000);
+    let mut answered = 0;
+    while h.response().is_some() {
+        answered += 1;
+    }
+    assert_eq!(answered, 6, "every request is answered, in order");
+    assert!(!h.paused);
 }
 
 #[test]
