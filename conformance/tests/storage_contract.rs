@@ -218,6 +218,37 @@ async fn a_recreated_topic_shows_no_old_records(store: &dyn StorageDriver) {
     assert_eq!(records.first().map(|r| r.record.clone()), Some(sized(next as usize + 1, 50)));
 }
 
+/// Appends issued together to one partition (the Redis driver runs those that queue behind a
+/// running one as one group) keep their order, and each gets its own idempotence verdict.
+async fn appends_issued_together_keep_order_and_verdicts(store: &dyn StorageDriver) {
+    let t = "together";
+    let producer = |seq| Some(ProducerInfo { producer_id: 77, producer_epoch: 0, base_sequence: seq });
+    let batch = |first: usize| (first..first + 3).map(|i| sized(i, 20)).collect::<Vec<_>>();
+    let appends = vec![
+        append(store, t, producer(0), batch(0)),
+        append(store, t, None, batch(3)),
+        append(store, t, producer(3), batch(6)),
+        append(store, t, producer(0), batch(0)),
+        append(store, t, producer(9), batch(9)),
+        append(store, t, Some(ProducerInfo { producer_id: 77, producer_epoch: 1, base_sequence: 0 }), batch(9)),
+        append(store, t, producer(6), batch(12)),
+    ];
+    let outcomes = futures_util::future::join_all(appends).await;
+    assert_eq!(outcomes, vec![
+        AppendOutcome::Appended { base_offset: 0 },
+        AppendOutcome::Appended { base_offset: 3 },
+        AppendOutcome::Appended { base_offset: 6 },
+        AppendOutcome::Duplicate { base_offset: 0 },
+        AppendOutcome::OutOfOrderSequence,
+        AppendOutcome::Appended { base_offset: 9 },
+        AppendOutcome::ProducerFenced,
+    ]);
+    let (records, offsets) = read(store, t, 0, 1 << 20).await;
+    assert_eq!(offsets.high_watermark, 12);
+    let expected: Vec<Record> = [batch(0), batch(3), batch(6), batch(9)].concat();
+    assert_eq!(records.into_iter().map(|r| r.record).collect::<Vec<_>>(), expected);
+}
+
 async fn producer_ids_are_unique(store: &dyn StorageDriver) {
     let mut ids = Vec::new();
     for _ in 0..10 {
@@ -289,6 +320,7 @@ async fn all_cases(store: &dyn StorageDriver) {
     record_shapes(store).await;
     sequential_reads_see_every_record(store).await;
     a_recreated_topic_shows_no_old_records(store).await;
+    appends_issued_together_keep_order_and_verdicts(store).await;
     producer_ids_are_unique(store).await;
 }
 

@@ -17,6 +17,7 @@
 //! A record's entry has the fields `timestamp`, then `key` and `value` when not null, then one
 //! `header:<name>` per header (`nullheader:<name>` with an empty value for a null header value).
 
+mod append;
 mod codec;
 mod read;
 mod read_ahead;
@@ -89,6 +90,7 @@ struct Inner {
     /// Partition reads have a connection of their own; see [`read_connection`].
     reads: read_connection::ReadConnection,
     read_ahead: read_ahead::ReadAhead,
+    appends: append::GroupCommit,
     client: redis::Client,
     origin: i32,
     keys: Keys,
@@ -128,6 +130,7 @@ impl RedisStorage {
                 conn,
                 reads,
                 read_ahead: read_ahead::ReadAhead::default(),
+                appends: append::GroupCommit::default(),
                 client,
                 origin: options.broker_id,
                 keys: Keys::new(&options.keyspace),
@@ -157,9 +160,31 @@ impl RedisStorage {
     }
 
     pub async fn run(&self, command: StorageCommand) -> StorageReply {
+        if let StorageCommand::Append { topic, partition, producer, records } = command {
+            let batch = append::Batch { producer, records };
+            let run = |batches| self.append_batches(&topic, partition, batches);
+            return match self.inner.appends.append(&topic, partition, batch, run).await {
+                Ok(outcome) => StorageReply::Appended(outcome),
+                Err(err) => StorageReply::Failed(err),
+            };
+        }
         match self.execute_command(command).await {
             Ok(reply) => reply,
             Err(err) => StorageReply::Failed(classify(&err)),
+        }
+    }
+
+    /// One run of the append script for batches queued for one partition.
+    async fn append_batches(&self, topic: &str, partition: i32, batches: Vec<append::Batch>) -> Result<Vec<AppendOutcome>, StorageError> {
+        let inner = &*self.inner;
+        let keys = &inner.keys;
+        let mut cmd = script_cmd(&inner.append, &[keys.stream(topic, partition), keys.partition(topic, partition), keys.time_index(topic, partition)]);
+        cmd.arg(keys.appends_channel()).arg(notify::append_message(inner.origin, topic, partition));
+        append::push_batches(&mut cmd, &batches);
+        let mut conn = inner.conn.clone();
+        match run_script::<Vec<i64>>(&mut conn, &inner.append, cmd).await {
+            Ok(reply) => Ok(append::outcomes(reply)),
+            Err(err) => Err(classify(&err)),
         }
     }
 
@@ -229,26 +254,8 @@ impl RedisStorage {
                 }
                 Ok(StorageReply::TopicDeleted(true))
             }
-            StorageCommand::Append { topic, partition, producer, records } => {
-                let mut cmd = script_cmd(&inner.append, &[
-                    keys.stream(&topic, partition),
-                    keys.partition(&topic, partition),
-                    keys.time_index(&topic, partition),
-                ]);
-                match producer {
-                    Some(p) => cmd.arg(p.producer_id).arg(p.producer_epoch).arg(p.base_sequence),
-                    None => cmd.arg(-1).arg(0).arg(0),
-                };
-                cmd.arg(records.len()).arg(keys.appends_channel()).arg(notify::append_message(inner.origin, &topic, partition));
-                codec::push_append_args(&mut cmd, &records);
-                let (status, offset): (i64, i64) = run_script(&mut conn, &inner.append, cmd).await?;
-                Ok(StorageReply::Appended(match status {
-                    0 => AppendOutcome::Appended { base_offset: offset },
-                    1 => AppendOutcome::Duplicate { base_offset: offset },
-                    2 => AppendOutcome::OutOfOrderSequence,
-                    _ => AppendOutcome::ProducerFenced,
-                }))
-            }
+            // run() sends appends through group commit; they never get here.
+            StorageCommand::Append { .. } => Err(RedisError::from((redis::ErrorKind::Client, "append outside group commit"))),
             StorageCommand::Read { topic, partition, offset, max_bytes } => {
                 inner.read_ahead.read(&inner.reads, keys, &topic, partition, offset, max_bytes).await
             }

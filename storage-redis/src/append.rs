@@ -1,0 +1,192 @@
+//! Appending to a partition, with group commit.
+//!
+//! Each append is one run of `scripts/append.lua`. While a run for a partition is under way,
+//! further appends to that partition wait, and go together in the next run, each with its own
+//! outcome. A producer that sends a request per few records (librdkafka with linger.ms=0) then
+//! costs Redis one script per round trip instead of one per request, and appends to a partition
+//! still reach Redis in the order they were made.
+//!
+//! The append that finds no run under way leads: it runs its batch, then hands whatever queued
+//! meanwhile to the first waiter, which leads the next run. A leader that is dropped half-way
+//! fails the waiters it was responsible for rather than leaving them waiting forever.
+
+use crate::codec;
+use futures_channel::oneshot;
+use korvet_core::records::{ProducerInfo, Record};
+use korvet_core::storage::{AppendOutcome, StorageError};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+/// One produce request's batch for a partition.
+pub struct Batch {
+    pub producer: Option<ProducerInfo>,
+    pub records: Vec<Record>,
+}
+
+type Outcome = Result<AppendOutcome, StorageError>;
+type Partition = (String, i32);
+
+struct Waiter {
+    batch: Batch,
+    turn: oneshot::Sender<Turn>,
+}
+
+enum Turn {
+    Done(Outcome),
+    /// Run `own` with the followers' batches after it, then hand on.
+    Lead { own: Batch, followers: Vec<Waiter> },
+}
+
+/// The partitions with a run under way, and the appends queued behind each.
+#[derive(Default)]
+pub struct GroupCommit {
+    queues: Mutex<HashMap<Partition, Vec<Waiter>>>,
+}
+
+impl GroupCommit {
+    /// Appends `batch` to a partition. `run` executes one script call for a group of batches and
+    /// returns one outcome per batch, in order.
+    pub async fn append<R, F>(&self, topic: &str, partition: i32, batch: Batch, run: R) -> Outcome
+    where
+        R: FnOnce(Vec<Batch>) -> F,
+        F: Future<Output = Result<Vec<AppendOutcome>, StorageError>>,
+    {
+        let key = (topic.to_string(), partition);
+        let queued = {
+            let mut queues = self.lock();
+            match queues.get_mut(&key) {
+                Some(waiting) => {
+                    let (turn, my_turn) = oneshot::channel();
+                    waiting.push(Waiter { batch, turn });
+                    Err(my_turn)
+                }
+                None => {
+                    queues.insert(key.clone(), Vec::new());
+                    Ok(batch)
+                }
+            }
+        };
+        let (own, followers) = match queued {
+            Ok(batch) => (batch, Vec::new()),
+            Err(my_turn) => match my_turn.await {
+                Ok(Turn::Done(outcome)) => return outcome,
+                Ok(Turn::Lead { own, followers }) => (own, followers),
+                Err(oneshot::Canceled) => return Err(abandoned()),
+            },
+        };
+        let mut leader = Leader { commit: self, key, followers: Vec::with_capacity(followers.len()), handed_on: false };
+        let mut batches = Vec::with_capacity(1 + followers.len());
+        batches.push(own);
+        for follower in followers {
+            batches.push(follower.batch);
+            leader.followers.push(follower.turn);
+        }
+        let outcomes = run(batches).await;
+        let own_outcome = leader.answer(outcomes);
+        leader.hand_on();
+        own_outcome
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Partition, Vec<Waiter>>> {
+        self.queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A leader's duties: answer its followers, then pass the lead on or close the queue, also when
+/// it is dropped before its run finished.
+struct Leader<'a> {
+    commit: &'a GroupCommit,
+    key: Partition,
+    followers: Vec<oneshot::Sender<Turn>>,
+    handed_on: bool,
+}
+
+impl Leader<'_> {
+    /// Answers the followers; returns the leader's own outcome.
+    fn answer(&mut self, outcomes: Result<Vec<AppendOutcome>, StorageError>) -> Outcome {
+        let followers = std::mem::take(&mut self.followers);
+        let outcomes = outcomes.and_then(|outcomes| {
+            if outcomes.len() == followers.len() + 1 {
+                Ok(outcomes)
+            } else {
+                let message = format!("append script answered {} outcomes for {} batches", outcomes.len(), followers.len() + 1);
+                Err(StorageError { retriable: false, message })
+            }
+        });
+        match outcomes {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
+                let own = outcomes.next().ok_or_else(abandoned);
+                for (turn, outcome) in followers.into_iter().zip(outcomes) {
+                    let _ = turn.send(Turn::Done(Ok(outcome)));
+                }
+                own
+            }
+            Err(err) => {
+                for turn in followers {
+                    let _ = turn.send(Turn::Done(Err(err.clone())));
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Gives what queued meanwhile to its first waiter to run, or closes the partition's queue.
+    fn hand_on(&mut self) {
+        if std::mem::replace(&mut self.handed_on, true) {
+            return;
+        }
+        let mut queues = self.commit.lock();
+        let mut waiting = queues.get_mut(&self.key).map(std::mem::take).unwrap_or_default();
+        while !waiting.is_empty() {
+            let first = waiting.remove(0);
+            match first.turn.send(Turn::Lead { own: first.batch, followers: waiting }) {
+                Ok(()) => return,
+                // That waiter is gone (its request was dropped): the next one leads.
+                Err(Turn::Lead { followers, .. }) => waiting = followers,
+                Err(Turn::Done(_)) => waiting = Vec::new(),
+            }
+        }
+        queues.remove(&self.key);
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        for turn in std::mem::take(&mut self.followers) {
+            let _ = turn.send(Turn::Done(Err(abandoned())));
+        }
+        self.hand_on();
+    }
+}
+
+fn abandoned() -> StorageError {
+    StorageError { retriable: true, message: "the append was abandoned before Redis answered".into() }
+}
+
+/// The script arguments for a group of batches, from ARGV[3] on (see `scripts/append.lua`).
+pub fn push_batches(cmd: &mut redis::Cmd, batches: &[Batch]) {
+    cmd.arg(batches.len());
+    for batch in batches {
+        match &batch.producer {
+            Some(p) => cmd.arg(p.producer_id).arg(p.producer_epoch).arg(p.base_sequence),
+            None => cmd.arg(-1).arg(0).arg(0),
+        };
+        cmd.arg(batch.records.len());
+        codec::push_append_args(cmd, &batch.records);
+    }
+}
+
+/// One outcome per batch from the script's flat `{status, offset, ...}` reply.
+pub fn outcomes(reply: Vec<i64>) -> Vec<AppendOutcome> {
+    reply
+        .chunks_exact(2)
+        .map(|pair| match pair[0] {
+            0 => AppendOutcome::Appended { base_offset: pair[1] },
+            1 => AppendOutcome::Duplicate { base_offset: pair[1] },
+            2 => AppendOutcome::OutOfOrderSequence,
+            _ => AppendOutcome::ProducerFenced,
+        })
+        .collect()
+}
