@@ -517,8 +517,9 @@ impl Broker {
         self.wake_changed_groups(now);
     }
 
-    /// Stores the records of groups whose generation changed. Nobody waits for these writes:
-    /// a lost one only means a later coordinator restarts that group's numbering lower.
+    /// Stores the records of groups left empty (their generation moved without a JoinGroup
+    /// answer, which would have stored it). Nobody waits for these writes: a lost one only means
+    /// a later coordinator shows the group's previous generation.
     fn save_group_records(&mut self) {
         for (group, record) in self.groups.take_records() {
             let op = self.next_id();
