@@ -57,25 +57,32 @@ impl Fetch {
     fn reads(&mut self, cx: &Context<'_>) -> Vec<StorageCommand> {
         let Some(lookup) = &self.lookup else { return Vec::new() };
         self.sent.clear();
-        let mut commands = Vec::new();
         for (ti, topic) in self.request.topics.iter().enumerate() {
             let name = topic_name(&topic.topic);
             for (pi, partition) in topic.partitions.iter().enumerate() {
                 let result = &mut self.results[ti][pi];
                 *result = PartitionResult::default();
-                if let Err(code) = lookup.partition(&name, partition.partition) {
-                    result.error = code;
-                    continue;
+                match lookup.partition(&name, partition.partition) {
+                    Err(code) => result.error = code,
+                    Ok(_) => self.sent.push((ti, pi)),
                 }
-                self.sent.push((ti, pi));
-                commands.push(StorageCommand::Read {
-                    topic: name.clone(),
-                    partition: partition.partition,
-                    offset: partition.fetch_offset,
-                    max_bytes: read_budget(partition.partition_max_bytes, self.request.max_bytes),
-                });
             }
         }
+        let share = read_share(self.sent.len());
+        let commands = self
+            .sent
+            .iter()
+            .map(|&(ti, pi)| {
+                let topic = &self.request.topics[ti];
+                let partition = &topic.partitions[pi];
+                StorageCommand::Read {
+                    topic: topic_name(&topic.topic),
+                    partition: partition.partition,
+                    offset: partition.fetch_offset,
+                    max_bytes: read_budget(partition.partition_max_bytes, self.request.max_bytes).min(share),
+                }
+            })
+            .collect();
         self.appends_at_read = self.appends_seen(cx);
         commands
     }
@@ -179,9 +186,21 @@ impl Fetch {
 /// more than this per partition, whatever limits it asks for.
 const MAX_PARTITION_READ: usize = 64 * 1024 * 1024;
 
+/// What one Fetch reads from storage at most, shared by its partitions (Kafka's broker-side
+/// `fetch.max.bytes`, smaller). A consumer that asks for 50 MB across many partitions then gets
+/// answers that Redis reads, korvet encodes and the client takes in while the next is being
+/// read (see the read-ahead of korvet-storage-redis), instead of one huge answer at a time.
+const MAX_FETCH_READ: usize = 8 * 1024 * 1024;
+/// Each partition's share is at least this, however many partitions one Fetch names.
+const MIN_PARTITION_SHARE: usize = 256 * 1024;
+
 fn read_budget(partition_max_bytes: i32, request_max_bytes: i32) -> usize {
     let asked = partition_max_bytes.max(1).min(request_max_bytes.max(1)) as usize;
     asked.min(MAX_PARTITION_READ)
+}
+
+fn read_share(partitions: usize) -> usize {
+    (MAX_FETCH_READ / partitions.max(1)).max(MIN_PARTITION_SHARE)
 }
 
 /// Records read from one partition are always at consecutive offsets: one batch holds them.
