@@ -247,3 +247,17 @@ impl Handler for Fetch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_share_what_one_fetch_reads() {
+        assert_eq!(read_share(1), MAX_FETCH_READ);
+        assert_eq!(read_share(8), MAX_FETCH_READ / 8);
+        assert_eq!(read_share(1000), MIN_PARTITION_SHARE, "many partitions still get a useful share each");
+        assert_eq!(read_budget(1 << 20, 50 << 20).min(read_share(2)), 1 << 20, "a smaller client limit wins");
+        assert_eq!(read_budget(i32::MAX, i32::MAX), MAX_PARTITION_READ);
+    }
+}
