@@ -25,7 +25,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 /// broker's memory (Kafka works on one request at a time).
 ///
 /// Two bounds, whichever is reached first: the count, and `max_bytes_in_progress` (4 MiB by
-/// default, see [`BrokerConfig`]) of request frames. Small requests (a producer with linger.ms=0 sends one per few records) may then
+/// default, see [`BrokerConfig`]) of what the requests hold: their frames and the records they
+/// decoded. Small requests (a producer with linger.ms=0 sends one per few records) may then
 /// pipeline deeply, which lets appends to a partition go to Redis in groups; large ones stay
 /// few (measured with a flood of 1 MB produce requests: 4 and 32 in progress give the same
 /// throughput, 32 needs 2.5 times the memory).
@@ -72,7 +73,7 @@ struct Connection {
     pending: VecDeque<(TaskId, Option<Bytes>)>,
     /// Requests being worked on (including acks=0 produces, which hold no response slot).
     active: usize,
-    /// Their frames' bytes.
+    /// What they hold (see `Task::held_bytes`).
     active_bytes: usize,
     /// Whether the runtime was told to stop reading.
     paused: bool,
@@ -89,8 +90,10 @@ struct Task {
     responds: bool,
     started_us: u64,
     parked: Option<Parked>,
-    /// The request frame's size, counted against `max_bytes_in_progress`.
-    frame_bytes: usize,
+    /// What the request holds of the broker's memory, counted against `max_bytes_in_progress`:
+    /// its frame, plus the records it decoded (a compressed produce request can hold a hundred
+    /// times its own size).
+    held_bytes: usize,
 }
 
 struct Parked {
@@ -347,10 +350,10 @@ impl Broker {
     }
 
     /// Forgets a finished request and, if its connection was paused, starts the next ones.
-    fn finish_task(&mut self, conn: ConnId, frame_bytes: usize, now: Time) {
+    fn finish_task(&mut self, conn: ConnId, held_bytes: usize, now: Time) {
         let Some(connection) = self.conns.get_mut(&conn) else { return };
         connection.active = connection.active.saturating_sub(1);
-        connection.active_bytes = connection.active_bytes.saturating_sub(frame_bytes);
+        connection.active_bytes = connection.active_bytes.saturating_sub(held_bytes);
         if connection.paused {
             self.take_frames(conn, now);
         }
@@ -439,7 +442,7 @@ impl Broker {
                 responds,
                 started_us: now.mono_us,
                 parked: None,
-                frame_bytes,
+                held_bytes: frame_bytes,
             },
         );
         self.resume(task_id, Vec::new(), now);
@@ -468,6 +471,13 @@ impl Broker {
         };
         match step {
             Step::Storage(commands) if !commands.is_empty() => {
+                let decoded: usize = commands.iter().map(StorageCommand::payload_bytes).sum();
+                if decoded > 0 {
+                    task.held_bytes += decoded;
+                    if let Some(connection) = self.conns.get_mut(&task.conn) {
+                        connection.active_bytes += decoded;
+                    }
+                }
                 task.outstanding = commands.len();
                 task.replies = vec![None; commands.len()];
                 for (index, command) in commands.into_iter().enumerate() {
@@ -494,7 +504,7 @@ impl Broker {
                         let elapsed = now.mono_us.saturating_sub(task.started_us);
                         self.complete(task.conn, task_id, &task.meta, Some(response), elapsed);
                     }
-                    self.finish_task(task.conn, task.frame_bytes, now);
+                    self.finish_task(task.conn, task.held_bytes, now);
                 }
             }
             Step::Done => {
@@ -503,7 +513,7 @@ impl Broker {
                         let elapsed = now.mono_us.saturating_sub(task.started_us);
                         self.complete(task.conn, task_id, &task.meta, None, elapsed);
                     }
-                    self.finish_task(task.conn, task.frame_bytes, now);
+                    self.finish_task(task.conn, task.held_bytes, now);
                 }
             }
         }

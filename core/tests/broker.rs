@@ -5,6 +5,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use korvet_core::storage::memory::MemoryStore;
+use korvet_core::storage::StorageCommand;
 use korvet_core::{Broker, BrokerConfig, Output, Time};
 use std::collections::VecDeque;
 
@@ -19,6 +20,10 @@ struct Harness {
     paused: bool,
     timeout: Option<u64>,
     next_correlation: i32,
+    /// Keep appends from reaching the store until `release_appends`, so that produce requests
+    /// stay in progress.
+    hold_appends: bool,
+    held: Vec<(u64, StorageCommand)>,
 }
 
 const CONN: u64 = 1;
@@ -32,7 +37,17 @@ impl Harness {
         let mut broker = Broker::new(config, 7);
         let now = Time { mono_us: 1_000_000, wall_ms: 1_700_000_000_000 };
         broker.handle_connect(CONN, "test", now);
-        Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, paused: false, timeout: None, next_correlation: 0 }
+        Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, paused: false, timeout: None, next_correlation: 0, hold_appends: false, held: Vec::new() }
+    }
+
+    /// Executes the appends held back so far (see `hold_appends`).
+    fn release_appends(&mut self) {
+        self.hold_appends = false;
+        for (op, command) in std::mem::take(&mut self.held) {
+            let reply = self.store.execute(command);
+            self.broker.handle_storage_reply(op, reply, self.now);
+        }
+        self.drain();
     }
 
     /// Runs storage commands against the store until the broker is quiet.
@@ -41,6 +56,9 @@ impl Harness {
             match output {
                 Output::Transmit { conn, bytes } if conn == CONN => self.received.extend_from_slice(&bytes),
                 Output::Transmit { .. } => {}
+                Output::Storage { op, command } if self.hold_appends && matches!(command, StorageCommand::Append { .. }) => {
+                    self.held.push((op, command));
+                }
                 Output::Storage { op, command } => {
                     let reply = self.store.execute(command);
                     self.broker.handle_storage_reply(op, reply, self.now);
@@ -478,6 +496,30 @@ fn large_requests_in_progress_are_bounded_by_their_bytes() {
         answered += 1;
     }
     assert_eq!(answered, 6, "every request is answered, in order");
+    assert!(!h.paused);
+}
+
+#[test]
+fn decoded_records_count_against_the_byte_bound() {
+    let mut h = Harness::with_config(BrokerConfig { max_bytes_in_progress: 10_000, ..BrokerConfig::default() });
+    h.call(RequestKind::Produce(produce_request("decoded", &["a"])), ApiKey::Produce, 9);
+    h.hold_appends = true;
+    // Frames of about 3 KB that decode to about 3 KB of records each: counting frames alone
+    // would start four; counting what they decoded too, the second crosses 10,000 bytes.
+    let value = "v".repeat(2_900);
+    let mut bytes = BytesMut::new();
+    for _ in 0..5 {
+        bytes.extend_from_slice(&h.frame(RequestKind::Produce(produce_request("decoded", &[&value])), ApiKey::Produce, 9));
+    }
+    h.send_raw(&bytes);
+    assert!(h.paused);
+    assert_eq!(h.broker.in_flight(), 2);
+    h.release_appends();
+    let mut answered = 0;
+    while h.response().is_some() {
+        answered += 1;
+    }
+    assert_eq!(answered, 5, "every request is answered, in order");
     assert!(!h.paused);
 }
 

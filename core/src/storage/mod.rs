@@ -87,6 +87,14 @@ pub enum StorageCommand {
 }
 
 impl StorageCommand {
+    /// Record bytes the command carries (decompressed, as the storage will write them).
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            StorageCommand::Append { records, .. } => records.iter().map(Record::payload_len).sum(),
+            _ => 0,
+        }
+    }
+
     /// The command's name, for metrics and logs.
     pub fn name(&self) -> &'static str {
         match self {
