@@ -147,7 +147,11 @@ fn produce(options: &Options) {
                         }
                     }
                     payload[..8].copy_from_slice(&now_us().to_be_bytes());
-                    let mut record = BaseRecord::with_opaque_to(&topic, Box::new(Instant::now())).payload(&payload[..]).key("");
+                    // No key, as kafka-producer-perf-test sends: librdkafka's sticky partitioner
+                    // then spreads batches over the partitions (an empty key would hash every
+                    // record to one partition), and the entries match the XADD baseline's fields.
+                    let mut record: BaseRecord<'_, (), [u8], Box<Instant>> =
+                        BaseRecord::with_opaque_to(&topic, Box::new(Instant::now())).payload(&payload[..]);
                     loop {
                         match producer.send(record) {
                             Ok(()) => break,
