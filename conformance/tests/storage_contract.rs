@@ -369,3 +369,20 @@ async fn concurrent_appends_on_redis_give_dense_unique_offsets() {
     assert_eq!(offsets.high_watermark, 600);
     assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..600).collect::<Vec<_>>());
 }
+
+/// Reads have a connection of their own: it authenticates and selects the database the URI
+/// names, as the other connections do.
+#[tokio::test]
+async fn reads_use_the_password_and_database_of_the_uri() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let mut options = RedisOptions::new(format!("{}/3", redis.uri()), "secured");
+    options.password = Some("s3cret".into());
+    let store = RedisStorage::connect(&options).await.expect("connect with the password");
+    append(&store, "t", None, vec![sized(0, 10), sized(1, 10)]).await;
+    let (records, offsets) = read(&store, "t", 0, 1 << 20).await;
+    assert_eq!((records.len(), offsets.high_watermark), (2, 2));
+    let direct = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/3", redis.port)).expect("uri");
+    let mut conn = direct.get_multiplexed_async_connection().await.expect("direct connection");
+    let entries: i64 = redis::cmd("XLEN").arg("secured:stream:{t:0}").query_async(&mut conn).await.expect("XLEN");
+    assert_eq!(entries, 2, "the records are in database 3");
+}
