@@ -187,10 +187,12 @@ impl Fetch {
 const MAX_PARTITION_READ: usize = 64 * 1024 * 1024;
 
 /// What one Fetch reads from storage at most, shared by its partitions (Kafka's broker-side
-/// `fetch.max.bytes`, smaller). A consumer that asks for 50 MB across many partitions then gets
-/// answers that Redis reads, korvet encodes and the client takes in while the next is being
-/// read (see the read-ahead of korvet-storage-redis), instead of one huge answer at a time.
-const MAX_FETCH_READ: usize = 8 * 1024 * 1024;
+/// `fetch.max.bytes`, much smaller). Consumers then get answers that Redis reads, korvet encodes
+/// and the client takes in while the next is being read (see the read-ahead of
+/// korvet-storage-redis), and the buffers of one answer are small enough for the allocator to
+/// reuse instead of faulting in fresh pages: consuming 100 B records went from about 850k to
+/// about 1M records/s when this went from 8 MiB to 2 MiB (1 MiB measured the same).
+const MAX_FETCH_READ: usize = 2 * 1024 * 1024;
 /// Each partition's share is at least this, however many partitions one Fetch names.
 const MIN_PARTITION_SHARE: usize = 256 * 1024;
 
