@@ -112,12 +112,13 @@ def test_a_client_that_never_reads_its_responses_is_disconnected(fresh_korvet):
     for _ in range(4):
         producer.produce("unread", value=b"x" * 900_000, partition=0)
     assert producer.flush(30) == 0
-    # Fetch v4 of the whole partition (about 3.6 MB per answer), 40 times, without reading.
+    # Fetch v4 of the whole partition, 80 times, without reading: about 1.8 MB per answer (two
+    # records; korvet reads at most 2 MiB per Fetch), well over the 64 MiB limit in all.
     body = struct.pack(">iiiib", -1, 0, 1, 1 << 24, 0) + struct.pack(">i", 1) + kafka_wire._string("unread") + \
         struct.pack(">i", 1) + struct.pack(">iqi", 0, 0, 1 << 24)
     with socket.create_connection(("127.0.0.1", fresh_korvet.port), timeout=30) as flood:
         flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        for correlation in range(40):
+        for correlation in range(80):
             flood.sendall(kafka_wire._request(1, 4, body, correlation))
         wait_for(lambda: "left unread" in fresh_korvet.logs(), 60, "the broker to give up on the client")
     # Everyone else is still served.
