@@ -24,6 +24,16 @@ pub struct Batch {
     pub records: Vec<Record>,
 }
 
+impl Batch {
+    fn bytes(&self) -> usize {
+        self.records.iter().map(Record::payload_len).sum()
+    }
+}
+
+/// The most record bytes one run takes from the queue. A script holds Redis for its whole run
+/// (about 3 µs per record), so a group stays about as large as one big produce request.
+const MAX_GROUP_BYTES: usize = 1024 * 1024;
+
 type Outcome = Result<AppendOutcome, StorageError>;
 type Partition = (String, i32);
 
@@ -132,20 +142,31 @@ impl Leader<'_> {
         }
     }
 
-    /// Gives what queued meanwhile to its first waiter to run, or closes the partition's queue.
+    /// Gives what queued meanwhile (up to [`MAX_GROUP_BYTES`]) to its first waiter to run, or
+    /// closes the partition's queue.
     fn hand_on(&mut self) {
         if std::mem::replace(&mut self.handed_on, true) {
             return;
         }
         let mut queues = self.commit.lock();
-        let mut waiting = queues.get_mut(&self.key).map(std::mem::take).unwrap_or_default();
+        let Some(waiting) = queues.get_mut(&self.key) else { return };
         while !waiting.is_empty() {
             let first = waiting.remove(0);
-            match first.turn.send(Turn::Lead { own: first.batch, followers: waiting }) {
+            let mut bytes = first.batch.bytes();
+            let mut taken = 0;
+            while taken < waiting.len() && bytes + waiting[taken].batch.bytes() <= MAX_GROUP_BYTES {
+                bytes += waiting[taken].batch.bytes();
+                taken += 1;
+            }
+            let followers: Vec<Waiter> = waiting.drain(..taken).collect();
+            match first.turn.send(Turn::Lead { own: first.batch, followers }) {
+                // The rest stay queued for the next leader.
                 Ok(()) => return,
                 // That waiter is gone (its request was dropped): the next one leads.
-                Err(Turn::Lead { followers, .. }) => waiting = followers,
-                Err(Turn::Done(_)) => waiting = Vec::new(),
+                Err(Turn::Lead { followers, .. }) => {
+                    waiting.splice(0..0, followers);
+                }
+                Err(Turn::Done(_)) => {}
             }
         }
         queues.remove(&self.key);
@@ -189,4 +210,47 @@ pub fn outcomes(reply: Vec<i64>) -> Vec<AppendOutcome> {
             _ => AppendOutcome::ProducerFenced,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn batch(bytes: usize) -> Batch {
+        Batch { producer: None, records: vec![Record { timestamp: 0, key: None, value: Some(Bytes::from(vec![0; bytes])), headers: vec![] }] }
+    }
+
+    #[tokio::test]
+    async fn appends_queued_behind_a_run_go_together_up_to_the_byte_limit() {
+        let commit = GroupCommit::default();
+        let groups = Mutex::new(Vec::new());
+        let (release, released) = oneshot::channel::<()>();
+        let first_run_waits = Mutex::new(Some(released));
+        let run = |batches: Vec<Batch>| {
+            let hold = first_run_waits.lock().unwrap().take();
+            groups.lock().unwrap().push(batches.iter().map(Batch::bytes).collect::<Vec<_>>());
+            async move {
+                if let Some(hold) = hold {
+                    let _ = hold.await;
+                }
+                Ok(batches.iter().map(|b| AppendOutcome::Appended { base_offset: b.bytes() as i64 }).collect())
+            }
+        };
+        let sizes = [1_000, 600_000, 600_000, 10, 20];
+        let appends = futures_util::future::join_all(sizes.map(|size| commit.append("t", 0, batch(size), run)));
+        let releaser = async {
+            tokio::task::yield_now().await;
+            let _ = release.send(());
+        };
+        let (outcomes, ()) = tokio::join!(appends, releaser);
+        let expected: Vec<Outcome> = sizes.iter().map(|&s| Ok(AppendOutcome::Appended { base_offset: s as i64 })).collect();
+        assert_eq!(outcomes, expected, "each append gets its own outcome");
+        assert_eq!(
+            *groups.lock().unwrap(),
+            vec![vec![1_000], vec![600_000], vec![600_000, 10, 20]],
+            "the first runs alone; the queued ones go in groups of at most 1 MiB, in order"
+        );
+        assert!(commit.lock().is_empty(), "the queue is closed when the last run is done");
+    }
 }
