@@ -386,3 +386,19 @@ async fn reads_use_the_password_and_database_of_the_uri() {
     let entries: i64 = redis::cmd("XLEN").arg("secured:stream:{t:0}").query_async(&mut conn).await.expect("XLEN");
     assert_eq!(entries, 2, "the records are in database 3");
 }
+
+/// A read connection that died while idle (Redis restarted, failed over, or dropped it) costs
+/// the next read nothing: reads are repeated once on a fresh connection.
+#[tokio::test]
+async fn a_read_after_redis_dropped_the_connection_succeeds() {
+    let redis = RedisServer::start();
+    let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "dropped")).await.expect("connect");
+    append(&store, "t", None, vec![sized(0, 10), sized(1, 10)]).await;
+    assert_eq!(read(&store, "t", 0, 1 << 20).await.0.len(), 2);
+    let direct = redis::Client::open(redis.uri()).expect("uri");
+    let mut conn = direct.get_multiplexed_async_connection().await.expect("direct connection");
+    let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query_async(&mut conn).await.expect("CLIENT KILL");
+    assert!(killed >= 1, "the store's connections were dropped");
+    let (records, offsets) = read(&store, "t", 0, 1 << 20).await;
+    assert_eq!((records.len(), offsets.high_watermark), (2, 2));
+}

@@ -5,8 +5,9 @@
 //! Queries queue on a channel; the thread takes everything queued, writes it in one go, and
 //! reads the replies in order, so fetches from many consumers share pipelined round trips. The
 //! parsing of a reply runs on this thread too, beside the broker's own. After any I/O error or
-//! timeout the connection is dropped (its replies can no longer be matched to queries), the
-//! queries in flight fail as retriable, and the next query connects anew.
+//! timeout the connection is dropped (its replies can no longer be matched to queries); the
+//! queries in flight get one more try on a fresh connection if the old one had been in use
+//! before (it may have died idle, with a Redis restart), and otherwise fail as retriable.
 
 use crate::resp::{self, Scanner};
 use bytes::{Bytes, BytesMut};
@@ -101,18 +102,37 @@ fn serve(target: Target, incoming: mpsc::Receiver<Query>) {
                 Err(_) => break,
             }
         }
-        let conn = match connection.take() {
-            Some(conn) => conn,
+        let (conn, reused) = match connection.take() {
+            Some(conn) => (conn, true),
             None => match Connection::open(&target) {
-                Ok(conn) => conn,
+                Ok(conn) => (conn, false),
                 Err(err) => {
                     fail(round, &err);
                     continue;
                 }
             },
         };
-        connection = conn.exchange(&mut round);
+        connection = match conn.exchange(round) {
+            Ok(conn) => Some(conn),
+            // A connection that sat idle may have died with a Redis restart or failover: its
+            // queries (all reads, safe to repeat) get one more try on a fresh connection.
+            Err((unanswered, err)) if reused && !is_timeout(&err) => match Connection::open(&target) {
+                Ok(fresh) => fresh.exchange(unanswered).map_err(|(left, err)| fail(left, &err)).ok(),
+                Err(err) => {
+                    fail(unanswered, &err);
+                    None
+                }
+            },
+            Err((unanswered, err)) => {
+                fail(unanswered, &err);
+                None
+            }
+        };
     }
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(err.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
 }
 
 /// Fails every query of `round` with (a copy of) `err`.
@@ -197,8 +217,9 @@ impl Connection {
     }
 
     /// Writes the round's queries and answers them in order. Returns the connection if it is
-    /// still in step with Redis; on an error the unanswered queries fail and it is dropped.
-    fn exchange(mut self, round: &mut Vec<Query>) -> Option<Connection> {
+    /// still in step with Redis; after an error, the queries not answered yet and the error (the
+    /// connection is dropped: its replies can no longer be matched to queries).
+    fn exchange(mut self, round: Vec<Query>) -> Result<Connection, (Vec<Query>, io::Error)> {
         let written = if round.len() == 1 {
             self.stream.write_all(&round[0].commands)
         } else {
@@ -206,25 +227,21 @@ impl Connection {
             self.stream.write_all(&all)
         };
         if let Err(err) = written.and_then(|()| self.stream.flush()) {
-            fail(std::mem::take(round), &err);
-            return None;
+            return Err((round, err));
         }
-        let mut queries = std::mem::take(round).into_iter();
+        let mut queries = round.into_iter();
         while let Some(query) = queries.next() {
             self.received.reserve(query.reply_bytes);
             let mut frames = Vec::with_capacity(query.replies);
             for _ in 0..query.replies {
                 match self.next_reply() {
                     Ok(frame) => frames.push(frame),
-                    Err(err) => {
-                        fail(std::iter::once(query).chain(queries).collect(), &err);
-                        return None;
-                    }
+                    Err(err) => return Err((std::iter::once(query).chain(queries).collect(), err)),
                 }
             }
             (query.done)(Ok(frames));
         }
-        Some(self)
+        Ok(self)
     }
 
     /// The next complete reply, reading from the socket as needed.
