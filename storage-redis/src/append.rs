@@ -154,8 +154,8 @@ impl Leader<'_> {
             let first = waiting.remove(0);
             let mut bytes = first.batch.bytes();
             let mut taken = 0;
-            while taken < waiting.len() && bytes + waiting[taken].batch.bytes() <= MAX_GROUP_BYTES {
-                bytes += waiting[taken].batch.bytes();
+            while let Some(next) = waiting.get(taken).map(|w| w.batch.bytes()).filter(|next| bytes + next <= MAX_GROUP_BYTES) {
+                bytes += next;
                 taken += 1;
             }
             let followers: Vec<Waiter> = waiting.drain(..taken).collect();

@@ -20,12 +20,10 @@ const CHUNK: i64 = 2048;
 /// The most entries one read asks Redis for, whatever the byte budget.
 const MAX_ENTRIES: i64 = 64 * 1024;
 
-/// What a read found, and where a reader that goes on in order would read next.
+/// What a read found.
 pub struct ReadOutcome {
     pub records: Vec<StoredRecord>,
     pub offsets: PartitionOffsets,
-    /// Set when the read stopped (at its byte budget or entry limit) before the end of the log.
-    pub more: Option<Continuation>,
 }
 
 /// The place after a read that stopped before the end of the log.
@@ -37,6 +35,15 @@ pub struct Continuation {
 }
 
 impl ReadOutcome {
+    /// Where a reader that goes on in order reads next, if the read stopped (at its byte budget
+    /// or entry limit) before the end of the log.
+    pub fn more(&self) -> Option<Continuation> {
+        let last = self.records.last()?;
+        let payload: usize = self.records.iter().map(|r| r.record.payload_len()).sum();
+        (last.offset + 1 < self.offsets.high_watermark)
+            .then(|| Continuation { offset: last.offset + 1, record_bytes: (payload / self.records.len()).max(1) })
+    }
+
     /// Keeps the records that fit in `max_bytes` (at least one), as a read with that budget
     /// would have.
     pub fn trimmed(mut self, max_bytes: usize) -> Self {
@@ -49,14 +56,7 @@ impl ReadOutcome {
                 used > max_bytes
             })
             .map_or(self.records.len(), |over| over.max(1));
-        if keep < self.records.len() {
-            self.records.truncate(keep);
-            let kept_bytes: usize = self.records.iter().map(|r| r.record.payload_len()).sum();
-            self.more = self.records.last().map(|last| Continuation {
-                offset: last.offset + 1,
-                record_bytes: (kept_bytes / self.records.len()).max(1),
-            });
-        }
+        self.records.truncate(keep);
         self
     }
 
@@ -118,12 +118,7 @@ pub async fn read_partition(
     let chunks = write_chunk_queries(&mut commands, &stream, next, last);
     conn.query(commands, chunks, reply_bytes(last - next + 1, average), move |frames| {
         let mut reader = reader;
-        for frame in frames {
-            reader.take(&mut Reply::new(frame))?;
-            if reader.done {
-                break;
-            }
-        }
+        reader.take_replies(frames)?;
         Ok(reader.finish())
     })
     .await
@@ -151,12 +146,7 @@ pub fn read_ahead(
         let mut frames = frames.into_iter();
         let offsets = partition_offsets(&mut Reply::new(frames.next().unwrap_or_default()))?;
         let mut reader = Budgeted::new(max_bytes, offsets);
-        for frame in frames {
-            reader.take(&mut Reply::new(frame))?;
-            if reader.done {
-                break;
-            }
-        }
+        reader.take_replies(frames)?;
         Ok(reader.finish())
     })
 }
@@ -243,14 +233,18 @@ impl Budgeted {
         Ok(())
     }
 
+    /// Takes the entries of XRANGE replies in order until the budget or the log is exhausted.
+    fn take_replies(&mut self, frames: impl IntoIterator<Item = bytes::Bytes>) -> Result<(), RedisError> {
+        for frame in frames {
+            self.take(&mut Reply::new(frame))?;
+            if self.done {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn finish(self) -> ReadOutcome {
-        let more = match self.records.last() {
-            Some(last) if last.offset + 1 < self.offsets.high_watermark => Some(Continuation {
-                offset: last.offset + 1,
-                record_bytes: (self.used / self.records.len()).max(1),
-            }),
-            _ => None,
-        };
-        ReadOutcome { records: self.records, offsets: self.offsets, more }
+        ReadOutcome { records: self.records, offsets: self.offsets }
     }
 }

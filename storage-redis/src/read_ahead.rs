@@ -61,7 +61,7 @@ impl ReadAhead {
         let continues = found.is_some();
         let kept = match found {
             Some(Slot::Reading(reply)) => match reply.await {
-                Ok(Ok(outcome)) if !outcome.records.is_empty() && outcome.more.is_some() => Some(outcome.trimmed(max_bytes)),
+                Ok(Ok(outcome)) if outcome.more().is_some() => Some(outcome.trimmed(max_bytes)),
                 _ => None,
             },
             _ => None,
@@ -70,7 +70,7 @@ impl ReadAhead {
             Some(outcome) => outcome,
             None => read::read_partition(conn, keys, topic, partition, offset, max_bytes).await?,
         };
-        if let Some(next) = outcome.more {
+        if let Some(next) = outcome.more() {
             let place = (topic.to_string(), partition, next.offset);
             let slot = if continues && self.reading() < MAX_READING {
                 Slot::Reading(read::read_ahead(conn, keys, topic, partition, next, max_bytes))
