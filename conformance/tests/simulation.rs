@@ -63,6 +63,13 @@ fn responses_out_of_request_order_are_caught() {
 }
 
 #[test]
+fn a_producers_records_appended_out_of_order_are_caught() {
+    let config = SimConfig { bug: Some(Bug::UnorderedAppends), ..config() };
+    let failure = run(1, &config).expect_err("the invariants must catch it");
+    assert!(failure.message.contains("records are out of order"), "{failure}");
+}
+
+#[test]
 fn without_faults_every_produce_is_acknowledged() {
     let config = SimConfig { faults: false, ..config() };
     let outcome = run(3, &config).expect("a fault-free run passes");

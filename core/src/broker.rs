@@ -94,6 +94,8 @@ struct Task {
     /// its frame, plus the records it decoded (a compressed produce request can hold a hundred
     /// times its own size).
     held_bytes: usize,
+    /// Appends waiting for the connection's earlier requests to issue theirs (see `AppendOrder`).
+    held_appends: Option<Vec<StorageCommand>>,
 }
 
 struct Parked {
@@ -179,6 +181,9 @@ pub struct Broker {
     /// When the group coordinator next has timeouts to enforce.
     group_deadline: Option<u64>,
     append_counts: HashMap<(String, i32), u64>,
+    /// Per connection, the requests that may still append, in arrival order. Kept apart from
+    /// `conns` because a request whose connection closed still appends what it was sent.
+    append_order: HashMap<ConnId, VecDeque<TaskId>>,
     outputs: VecDeque<Output>,
     next_id: u64,
     announced_timeout: Option<u64>,
@@ -218,6 +223,7 @@ impl Broker {
             waiters: HashMap::new(),
             group_deadline: None,
             append_counts: HashMap::new(),
+            append_order: HashMap::new(),
             outputs: VecDeque::new(),
             next_id: 1,
             announced_timeout: None,
@@ -424,6 +430,9 @@ impl Broker {
         self.stats.api(api_name(meta.api_key)).requests += 1;
         let (handler, responds) = handlers::handler_for(request, &meta);
         let task_id = self.next_id();
+        if handler.appends() {
+            self.append_order.entry(conn).or_default().push_back(task_id);
+        }
         if let Some(connection) = self.conns.get_mut(&conn) {
             connection.active += 1;
             connection.active_bytes += frame_bytes;
@@ -443,6 +452,7 @@ impl Broker {
                 started_us: now.mono_us,
                 parked: None,
                 held_bytes: frame_bytes,
+                held_appends: None,
             },
         );
         self.resume(task_id, Vec::new(), now);
@@ -469,27 +479,25 @@ impl Broker {
             };
             task.handler.resume(&mut cx, replies)
         };
+        let conn = task.conn;
         match step {
-            Step::Storage(commands) if !commands.is_empty() => {
-                let decoded: usize = commands.iter().map(StorageCommand::payload_bytes).sum();
-                if decoded > 0 {
-                    task.held_bytes += decoded;
-                    if let Some(connection) = self.conns.get_mut(&task.conn) {
-                        connection.active_bytes += decoded;
-                    }
-                }
-                task.outstanding = commands.len();
-                task.replies = vec![None; commands.len()];
-                for (index, command) in commands.into_iter().enumerate() {
-                    let op = self.next_id;
-                    self.next_id += 1;
-                    self.ops.insert(op, (task_id, index));
-                    self.outputs.push_back(Output::Storage { op, command });
-                }
-            }
+            Step::Storage(commands) if !commands.is_empty() => self.issue(task_id, commands),
             Step::Storage(_) => {
                 // Nothing to wait for: go straight on.
                 self.resume(task_id, Vec::new(), now);
+            }
+            Step::Append(commands) if commands.is_empty() => {
+                self.leave_append_order(conn, task_id);
+                self.resume(task_id, Vec::new(), now);
+            }
+            Step::Append(commands) => {
+                let my_turn = self.append_order.get(&conn).and_then(|order| order.front()) == Some(&task_id);
+                if my_turn {
+                    self.issue(task_id, commands);
+                    self.leave_append_order(conn, task_id);
+                } else if let Some(task) = self.tasks.get_mut(&task_id) {
+                    task.held_appends = Some(commands);
+                }
             }
             Step::Park { deadline, keys } => {
                 self.timers.insert((deadline, task_id));
@@ -499,6 +507,7 @@ impl Broker {
                 task.parked = Some(Parked { deadline, keys });
             }
             Step::Respond(response) => {
+                self.leave_append_order(conn, task_id);
                 if let Some(task) = self.tasks.remove(&task_id) {
                     if task.responds {
                         let elapsed = now.mono_us.saturating_sub(task.started_us);
@@ -508,6 +517,7 @@ impl Broker {
                 }
             }
             Step::Done => {
+                self.leave_append_order(conn, task_id);
                 if let Some(task) = self.tasks.remove(&task_id) {
                     if task.responds {
                         let elapsed = now.mono_us.saturating_sub(task.started_us);
@@ -525,6 +535,44 @@ impl Broker {
             self.wake(&keys, now);
         }
         self.wake_changed_groups(now);
+    }
+
+    /// Sends a task's storage commands to the runtime; the task resumes once all have replies.
+    fn issue(&mut self, task_id: TaskId, commands: Vec<StorageCommand>) {
+        let Some(task) = self.tasks.get_mut(&task_id) else { return };
+        let decoded: usize = commands.iter().map(StorageCommand::payload_bytes).sum();
+        if decoded > 0 {
+            task.held_bytes += decoded;
+            if let Some(connection) = self.conns.get_mut(&task.conn) {
+                connection.active_bytes += decoded;
+            }
+        }
+        task.outstanding = commands.len();
+        task.replies = vec![None; commands.len()];
+        for (index, command) in commands.into_iter().enumerate() {
+            let op = self.next_id;
+            self.next_id += 1;
+            self.ops.insert(op, (task_id, index));
+            self.outputs.push_back(Output::Storage { op, command });
+        }
+    }
+
+    /// Takes a request out of its connection's order of appends (it issued its appends, or
+    /// finished without any), then issues the appends that were held behind it, in order.
+    fn leave_append_order(&mut self, conn: ConnId, task_id: TaskId) {
+        let Some(order) = self.append_order.get_mut(&conn) else { return };
+        let Some(position) = order.iter().position(|t| *t == task_id) else { return };
+        order.remove(position);
+        while let Some(&next) = self.append_order.get(&conn).and_then(VecDeque::front) {
+            let Some(held) = self.tasks.get_mut(&next).and_then(|t| t.held_appends.take()) else { break };
+            if let Some(order) = self.append_order.get_mut(&conn) {
+                order.pop_front();
+            }
+            self.issue(next, held);
+        }
+        if self.append_order.get(&conn).is_some_and(VecDeque::is_empty) {
+            self.append_order.remove(&conn);
+        }
     }
 
     /// Stores the records of groups left empty (their generation moved without a JoinGroup

@@ -52,3 +52,16 @@ pub fn for_storage_error(error: &StorageError) -> i16 {
         UNKNOWN_SERVER_ERROR
     }
 }
+
+/// The Kafka error for a failed append. When the append may have been written (Redis timed out
+/// or the connection broke after it was sent) the answer is REQUEST_TIMED_OUT, as Kafka answers
+/// an unknown outcome: clients then do not report the records as certainly lost (librdkafka
+/// treats KAFKA_STORAGE_ERROR as "not persisted"). KAFKA_STORAGE_ERROR is kept for appends known
+/// not to have happened.
+pub fn for_failed_append(error: &StorageError) -> i16 {
+    if error.outcome_unknown {
+        REQUEST_TIMED_OUT
+    } else {
+        for_storage_error(error)
+    }
+}

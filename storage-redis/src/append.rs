@@ -121,7 +121,7 @@ impl Leader<'_> {
                 Ok(outcomes)
             } else {
                 let message = format!("append script answered {} outcomes for {} batches", outcomes.len(), followers.len() + 1);
-                Err(StorageError { retriable: false, message })
+                Err(StorageError::fatal(message))
             }
         });
         match outcomes {
@@ -182,8 +182,9 @@ impl Drop for Leader<'_> {
     }
 }
 
+/// The run that carried the append was dropped; its script may have been sent already.
 fn abandoned() -> StorageError {
-    StorageError { retriable: true, message: "the append was abandoned before Redis answered".into() }
+    StorageError::outcome_unknown("the append was abandoned before Redis answered")
 }
 
 /// The script arguments for a group of batches, from ARGV[3] on (see `scripts/append.lua`).

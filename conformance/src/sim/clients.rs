@@ -329,7 +329,7 @@ fn handle_response(world: &mut World, index: usize, pending: Pending, response: 
         (Pending::Produce { partition, values }, ResponseKind::Produce(r)) => {
             let result = &r.responses[0].partition_responses[0];
             if result.error_code == errors::NONE {
-                world.ledger.acknowledge(&mut world.store, partition, result.base_offset, &values)?;
+                world.ledger.acknowledge(&mut world.store, index, partition, result.base_offset, &values)?;
             }
             world.clients[index].next_action_at = now + pause;
         }

@@ -8,6 +8,9 @@
 //! - committed offsets are ones a member of the group committed, and never beyond the records
 //!   acknowledged (a commit whose reply was lost to a storage timeout may still be stored, as
 //!   with Redis);
+//! - a producer's acknowledged records stand in each partition in the order it sent them: a
+//!   request sent after another (pipelined on one connection, or after the other's
+//!   acknowledgement) gets higher offsets, as Kafka appends a connection's requests in order;
 //! - responses come in request order (checked by the clients as they read).
 
 use super::{Bug, World, GROUP, PARTITIONS, TOPIC};
@@ -27,6 +30,8 @@ pub struct Ledger {
     commits: BTreeMap<i32, BTreeSet<i64>>,
     /// partition -> offsets a member sent a commit of
     attempted: BTreeMap<i32, BTreeSet<i64>>,
+    /// (producer, partition) -> the last offset of its latest acknowledged request
+    produced_up_to: BTreeMap<(usize, i32), i64>,
 }
 
 fn read_one(store: &mut MemoryStore, partition: i32, offset: i64) -> Option<String> {
@@ -67,8 +72,26 @@ impl Ledger {
         }
     }
 
-    /// A produce was acknowledged: its records must be in the store where the broker said.
-    pub fn acknowledge(&mut self, store: &mut MemoryStore, partition: i32, base_offset: i64, values: &[String]) -> Result<(), String> {
+    /// A produce was acknowledged: its records must be in the store where the broker said, after
+    /// the producer's earlier requests to the partition (acknowledgements reach a producer in the
+    /// order it sent its requests).
+    pub fn acknowledge(
+        &mut self,
+        store: &mut MemoryStore,
+        producer: usize,
+        partition: i32,
+        base_offset: i64,
+        values: &[String],
+    ) -> Result<(), String> {
+        let last = base_offset + values.len() as i64 - 1;
+        if let Some(previous) = self.produced_up_to.insert((producer, partition), last) {
+            if base_offset <= previous {
+                return Err(format!(
+                    "producer {producer}'s records are out of order in partition {partition}: a request sent later was appended at \
+                     {base_offset}, before the end of an earlier one at {previous}"
+                ));
+            }
+        }
         for (i, value) in values.iter().enumerate() {
             let offset = base_offset + i as i64;
             let stored = read_one(store, partition, offset);

@@ -50,6 +50,8 @@ pub enum Bug {
     OffByOneOffsets,
     /// The network swaps two responses on a connection.
     ReorderedResponses,
+    /// The store runs a broker's appends in any order, not in the order they were issued.
+    UnorderedAppends,
 }
 
 /// The result of a run that kept every invariant.
@@ -164,6 +166,10 @@ pub struct World {
     trace_tail: VecDeque<String>,
     keep_trace: bool,
     crashes: usize,
+    /// One-way delay between a broker and the store, drawn per run: with a round trip of
+    /// several milliseconds, requests that need a lookup first (a topic whose cached metadata
+    /// expired) overlap with later requests that do not.
+    storage_latency_ms: u64,
 }
 
 fn broker_info(id: usize) -> BrokerInfo {
@@ -191,8 +197,10 @@ impl World {
         for _ in 0..config.members {
             clients.push(Client::new(ClientKind::member(), rng.below(config.brokers as u64) as usize));
         }
+        let storage_latency_ms = rng.below(6);
         let mut world = World {
             seed,
+            storage_latency_ms,
             rng,
             now: 1_000,
             sequence: 0,
@@ -437,14 +445,14 @@ impl World {
                         let reply = self.store.execute(command);
                         let reply = self.ledger.bug_on_reply(self.config.bug, reply);
                         if fail == Failing::After {
-                            StorageReply::Failed(StorageError::retriable("simulated timeout after execution"))
+                            StorageReply::Failed(StorageError::outcome_unknown("simulated timeout after execution"))
                         } else {
                             reply
                         }
                     }
                 };
                 self.trace(|| format!("store runs {name} of broker {broker} op {op}: {}", short(&reply)));
-                self.schedule(self.now, Event::Reply { broker, incarnation, op, reply });
+                self.schedule(self.now + self.storage_latency_ms, Event::Reply { broker, incarnation, op, reply });
             }
             Event::Reply { broker, incarnation, op, reply } => {
                 let current = self.brokers[broker].incarnation == incarnation;
@@ -524,8 +532,14 @@ impl World {
         } else {
             (self.rng.below(2), Failing::No)
         };
-        let at = (self.now + slow).max(self.brokers[broker].storage_busy_until);
-        self.brokers[broker].storage_busy_until = at;
+        let unordered = self.config.bug == Some(Bug::UnorderedAppends) && matches!(command, StorageCommand::Append { .. });
+        let at = if unordered {
+            self.now + self.storage_latency_ms + self.rng.below(5)
+        } else {
+            let at = (self.now + self.storage_latency_ms + slow).max(self.brokers[broker].storage_busy_until);
+            self.brokers[broker].storage_busy_until = at;
+            at
+        };
         let incarnation = self.brokers[broker].incarnation;
         self.schedule(at, Event::Execute { broker, incarnation, op, command, fail });
     }

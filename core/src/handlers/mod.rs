@@ -29,6 +29,10 @@ use kafka_protocol::protocol::Decodable;
 pub(crate) enum Step {
     /// Execute these commands; the handler resumes with their replies, in the same order.
     Storage(Vec<StorageCommand>),
+    /// Execute these appends once every earlier request of the connection that appends has
+    /// issued its own, then resume with their replies: Kafka appends a connection's produce
+    /// requests in the order they arrived, however long each one's lookups took.
+    Append(Vec<StorageCommand>),
     /// Wait until `deadline` (monotonic ms) or until one of `keys` is signalled (an append to a
     /// partition, a change of a group), then resume with no replies.
     Park { deadline: u64, keys: Vec<WaitKey> },
@@ -41,6 +45,12 @@ pub(crate) trait Handler: Send {
     /// Called first with no replies, then after each `Step::Storage` with its replies, and after
     /// each `Step::Park` with none.
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step;
+
+    /// Whether the request may end in a [`Step::Append`]: the broker then keeps its place in
+    /// the connection's order of appends from the moment it arrives.
+    fn appends(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) enum DecodeError {

@@ -132,7 +132,7 @@ impl Produce {
                 StorageReply::Appended(AppendOutcome::ProducerFenced) => {
                     result.fail(errors::INVALID_PRODUCER_EPOCH, "producer epoch is older than the current one")
                 }
-                StorageReply::Failed(err) => result.fail(errors::for_storage_error(&err), err.message),
+                StorageReply::Failed(err) => result.fail(errors::for_failed_append(&err), err.message),
                 other => result.fail(errors::UNKNOWN_SERVER_ERROR, format!("unexpected storage reply {other:?}")),
             }
         }
@@ -188,7 +188,10 @@ impl Handler for Produce {
             return Step::Storage(commands);
         }
         self.appending = true;
-        let commands = self.plan_appends(cx);
-        Step::Storage(commands)
+        Step::Append(self.plan_appends(cx))
+    }
+
+    fn appends(&self) -> bool {
+        true
     }
 }

@@ -166,20 +166,31 @@ pub enum StorageReply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageError {
     pub retriable: bool,
+    /// The command may have been carried out all the same: it was sent, and then the reply was
+    /// lost (a timeout, a connection broken mid-way). Appends that fail so are answered as Kafka
+    /// answers an unknown outcome.
+    pub outcome_unknown: bool,
     pub message: String,
 }
 
 impl StorageError {
+    /// Known not to have been carried out; trying again may succeed.
     pub fn retriable(message: impl Into<String>) -> Self {
-        StorageError { retriable: true, message: message.into() }
+        StorageError { retriable: true, outcome_unknown: false, message: message.into() }
+    }
+    /// May or may not have been carried out; trying again may succeed.
+    pub fn outcome_unknown(message: impl Into<String>) -> Self {
+        StorageError { retriable: true, outcome_unknown: true, message: message.into() }
     }
     pub fn fatal(message: impl Into<String>) -> Self {
-        StorageError { retriable: false, message: message.into() }
+        StorageError { retriable: false, outcome_unknown: false, message: message.into() }
     }
 }
 
 /// How a runtime executes storage commands. Implemented by the Redis driver and by the embedded
-/// in-memory store; commands issued in order on one driver are applied in that order.
+/// in-memory store. Appends to one partition issued in order on one driver are applied in that
+/// order; other commands may overtake each other (reads have a connection of their own), so a
+/// handler that needs one command's effect before another waits for its reply.
 pub trait StorageDriver: Send + Sync + 'static {
     fn execute(&self, command: StorageCommand) -> Pin<Box<dyn Future<Output = StorageReply> + Send + 'static>>;
 }
