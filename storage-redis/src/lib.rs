@@ -19,6 +19,7 @@
 
 mod append;
 mod codec;
+mod connection;
 mod read;
 mod read_ahead;
 mod read_connection;
@@ -29,7 +30,8 @@ pub mod notify;
 pub mod registry;
 
 use korvet_core::storage::*;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+pub use connection::MainConnection;
+use redis::aio::ConnectionManagerConfig;
 use redis::{Cmd, RedisError};
 use std::future::Future;
 use std::pin::Pin;
@@ -86,7 +88,7 @@ impl Script {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: MainConnection,
     /// Partition reads have a connection of their own; see [`read_connection`].
     reads: read_connection::ReadConnection,
     read_ahead: read_ahead::ReadAhead,
@@ -113,6 +115,7 @@ impl RedisStorage {
             let settings = info.redis_settings().clone().set_password(password.clone());
             info = info.set_redis_settings(settings);
         }
+        info = info.set_tcp_settings(connection::tcp_settings());
         let reads = read_connection::ReadConnection::start(read_connection::Target {
             info: info.clone(),
             connect_timeout: options.connect_timeout,
@@ -124,7 +127,7 @@ impl RedisStorage {
             .set_connection_timeout(Some(options.connect_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let conn = MainConnection::connect(client.clone(), config).await?;
         Ok(RedisStorage {
             inner: Arc::new(Inner {
                 conn,
@@ -144,7 +147,7 @@ impl RedisStorage {
     }
 
     /// A connection handle for other Redis work (broker registry, health checks).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> MainConnection {
         self.inner.conn.clone()
     }
 
@@ -385,7 +388,7 @@ fn script_cmd(script: &Script, keys: &[String]) -> Cmd {
 
 /// Runs a script by its SHA; if Redis does not know it (first use, or Redis restarted and lost
 /// its script cache) sends the source once with EVAL, which also caches it.
-async fn run_script<T: redis::FromRedisValue>(conn: &mut ConnectionManager, script: &Script, cmd: Cmd) -> Result<T, RedisError> {
+async fn run_script<T: redis::FromRedisValue>(conn: &mut MainConnection, script: &Script, cmd: Cmd) -> Result<T, RedisError> {
     match cmd.query_async(conn).await {
         Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             let mut eval = redis::cmd("EVAL");
@@ -401,13 +404,30 @@ async fn run_script<T: redis::FromRedisValue>(conn: &mut ConnectionManager, scri
     }
 }
 
-/// Connection trouble and timeouts are retriable; anything else (a script error, a wrong type)
-/// is a bug or a corrupted keyspace, reported as fatal.
-fn classify(err: &RedisError) -> StorageError {
-    let retriable = err.is_io_error()
-        || err.is_timeout()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
-        || matches!(err.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain | redis::ServerErrorKind::ClusterDown | redis::ServerErrorKind::MasterDown | redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask));
-    StorageError { retriable, message: format!("redis: {err}") }
+/// What a failed Redis command means for the caller:
+/// - refused by Redis or never sent (connection refused, Redis full, loading, cluster down):
+///   retriable, and known not to have happened;
+/// - sent, then the reply was lost (a timeout, the connection broke): retriable, but it may have
+///   happened;
+/// - anything else (a script error, a wrong type) is a bug or a corrupted keyspace: fatal.
+pub fn classify(err: &RedisError) -> StorageError {
+    use redis::ServerErrorKind::*;
+    if err.code() == Some("OOM") {
+        return StorageError::retriable(format!(
+            "redis: {err} (Redis has reached its maxmemory limit and refuses writes; producing resumes by itself once \
+             memory is freed: raise maxmemory, shorten retention or delete topics)"
+        ));
+    }
+    if err.is_connection_refusal() {
+        return StorageError::retriable(format!("redis: {err}"));
+    }
+    if err.is_timeout() || err.is_io_error() || err.is_connection_dropped() {
+        return StorageError::outcome_unknown(format!("redis: {err}"));
+    }
+    match err.kind() {
+        redis::ErrorKind::Server(BusyLoading | TryAgain | ClusterDown | MasterDown | Moved | Ask) => {
+            StorageError::retriable(format!("redis: {err}"))
+        }
+        _ => StorageError::fatal(format!("redis: {err}")),
+    }
 }

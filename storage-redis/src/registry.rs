@@ -7,7 +7,7 @@
 
 use crate::keys::Keys;
 use korvet_core::cluster::BrokerInfo;
-use redis::aio::ConnectionManager;
+use crate::MainConnection;
 use redis::RedisError;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -71,7 +71,7 @@ impl std::fmt::Display for ClaimError {
 
 #[derive(Clone)]
 pub struct Registry {
-    conn: ConnectionManager,
+    conn: MainConnection,
     keys: Keys,
     this: BrokerInfo,
     instance: String,
@@ -79,7 +79,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(conn: ConnectionManager, keys: Keys, this: BrokerInfo, instance: String, ttl: Duration) -> Self {
+    pub fn new(conn: MainConnection, keys: Keys, this: BrokerInfo, instance: String, ttl: Duration) -> Self {
         Registry { conn, keys, this, instance, ttl }
     }
 
