@@ -95,6 +95,8 @@ impl clap::Args for ServeArgs {
 pub struct ServeConfig {
     pub redis_uri: Option<String>,
     pub redis_password: Option<String>,
+    pub redis_command_timeout: Duration,
+    pub redis_allow_eviction: bool,
     pub host: String,
     pub port: u16,
     pub broker_id: i32,
@@ -123,6 +125,8 @@ impl ServeConfig {
         ServeConfig {
             redis_uri: text("redis.uri"),
             redis_password: text("redis.password"),
+            redis_command_timeout: s.duration("redis.command-timeout"),
+            redis_allow_eviction: s.bool("redis.allow-eviction"),
             host: s.required("server.host").to_string(),
             port: s.int("server.port").unwrap_or(9092),
             broker_id: s.int("server.broker-id").unwrap_or(0),
@@ -251,11 +255,16 @@ async fn connect_storage(rt: Rt, args: &ServeConfig) -> (Arc<dyn StorageDriver>,
     let mut options = RedisOptions::new(uri.clone(), args.keyspace.clone());
     options.password = args.redis_password.clone();
     options.broker_id = args.broker_id;
+    options.response_timeout = args.redis_command_timeout;
+    options.allow_eviction = args.redis_allow_eviction;
     let mut attempt = 0u32;
     loop {
         match RedisStorage::connect(&options).await {
             Ok(storage) => {
                 log::info!("storing data in Redis at {} under keyspace {:?}", redact(uri), args.keyspace);
+                if let Err(err) = storage.check_memory_policy().await {
+                    log::warn!("cannot read Redis's maxmemory-policy yet: {err}");
+                }
                 return (Arc::new(storage.clone()), Some(storage));
             }
             Err(err) => {
@@ -300,7 +309,7 @@ async fn serve(args: ServeConfig, rt: Rt) -> i32 {
     let (storage, redis) = connect_storage(rt, &args).await;
     let storage: Arc<dyn StorageDriver> = Arc::new(MeteredStorage { inner: storage, metrics: metrics.clone() });
     rt.spawn(metrics::refresh_consumer_lag(rt, metrics, storage.clone(), stats_rx, args.broker_id, CONSUMER_LAG_REFRESH));
-    health.storage_ok.store(true, Ordering::Relaxed);
+    health.storage_ok.store(redis.as_ref().is_none_or(|r| r.refusal().is_none()), Ordering::Relaxed);
     if let Some(redis) = &redis {
         rt.spawn(watch_storage(rt, redis.clone(), health.clone()));
     }
@@ -424,14 +433,31 @@ async fn join_cluster(rt: Rt, args: &ServeConfig, redis: &RedisStorage, broker: 
     Ok(registry)
 }
 
-/// Pings Redis every second so that readiness reflects whether storage is reachable.
+/// How often Redis's maxmemory-policy is read again.
+const MEMORY_POLICY_CHECK: Duration = Duration::from_secs(10);
+
+/// Pings Redis every second so that readiness reflects whether storage is reachable, and reads
+/// its maxmemory-policy every [`MEMORY_POLICY_CHECK`]: readiness is DOWN while korvet refuses a
+/// Redis that may evict its keys.
 async fn watch_storage(rt: Rt, redis: RedisStorage, health: Arc<actuator::Health>) {
+    let mut refused = redis.refusal().is_some();
+    let mut since_check = Duration::ZERO;
     loop {
         rt.sleep(Duration::from_secs(1)).await;
-        let ok = matches!(rt.timeout(Duration::from_secs(2), redis.ping()).await, Some(Ok(())));
+        since_check += Duration::from_secs(1);
+        if since_check >= MEMORY_POLICY_CHECK {
+            since_check = Duration::ZERO;
+            if let Some(Ok(refusal)) = rt.timeout(Duration::from_secs(2), redis.check_memory_policy()).await {
+                refused = refusal.is_some();
+            }
+        }
+        let reachable = matches!(rt.timeout(Duration::from_secs(2), redis.ping()).await, Some(Ok(())));
+        let ok = reachable && !refused;
         if health.storage_ok.swap(ok, Ordering::Relaxed) != ok {
             if ok {
-                log::info!("Redis is reachable again");
+                log::info!("Redis is usable again");
+            } else if refused {
+                log::warn!("readiness reports DOWN while Redis's maxmemory-policy can evict keys");
             } else {
                 log::warn!("Redis is unreachable: readiness reports DOWN until it is back");
             }

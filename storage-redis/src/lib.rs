@@ -61,6 +61,8 @@ pub struct RedisOptions {
     /// How long one command may take before it fails as retriable.
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Serve a Redis whose `maxmemory-policy` may evict keys (KORVET_REDIS_ALLOW_EVICTION).
+    pub allow_eviction: bool,
 }
 
 impl RedisOptions {
@@ -72,6 +74,7 @@ impl RedisOptions {
             broker_id: 0,
             response_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            allow_eviction: false,
         }
     }
 }
@@ -97,6 +100,9 @@ struct Inner {
     origin: i32,
     keys: Keys,
     append: Script,
+    allow_eviction: bool,
+    /// Why storage commands are refused (a Redis that may evict korvet's keys), if they are.
+    refusal: std::sync::Mutex<Option<String>>,
 }
 
 /// The Redis storage driver. Cheap to clone; all clones share one multiplexed connection that
@@ -138,6 +144,8 @@ impl RedisStorage {
                 origin: options.broker_id,
                 keys: Keys::new(&options.keyspace),
                 append: Script::new(APPEND_SCRIPT),
+                allow_eviction: options.allow_eviction,
+                refusal: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -162,7 +170,43 @@ impl RedisStorage {
         redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
+    /// Reads Redis's memory settings and refuses every storage command while its
+    /// `maxmemory-policy` may evict keys (anything but `noeviction`), unless eviction was allowed:
+    /// an evicted stream, partition hash or topic record would make korvet lose acknowledged
+    /// records and assign their offsets again. Returns the refusal, if any. Call it at start
+    /// and periodically; the refusal lifts once the policy is changed.
+    pub async fn check_memory_policy(&self) -> Result<Option<String>, RedisError> {
+        let mut conn = self.inner.conn.clone();
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        let policy = info_field(&info, "maxmemory_policy").unwrap_or("noeviction").to_string();
+        let refusal = (policy != "noeviction" && !self.inner.allow_eviction).then(|| {
+            format!(
+                "Redis maxmemory-policy is {policy}, which can evict korvet's keys and lose acknowledged records; korvet \
+                 refuses to use it. Set maxmemory-policy to noeviction (CONFIG SET maxmemory-policy noeviction), or \
+                 accept the risk with KORVET_REDIS_ALLOW_EVICTION=true"
+            )
+        });
+        let mut current = self.inner.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *current != refusal {
+            match &refusal {
+                Some(why) => log::error!("{why}"),
+                None => log::info!("Redis maxmemory-policy is {policy}: storage commands are served again"),
+            }
+            *current = refusal.clone();
+        }
+        Ok(refusal)
+    }
+
+    /// Why storage commands are refused at the moment, if they are (see
+    /// [`RedisStorage::check_memory_policy`]).
+    pub fn refusal(&self) -> Option<String> {
+        self.inner.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     pub async fn run(&self, command: StorageCommand) -> StorageReply {
+        if let Some(why) = self.refusal() {
+            return StorageReply::Failed(StorageError::retriable(why));
+        }
         if let StorageCommand::Append { topic, partition, producer, records } = command {
             let batch = append::Batch { producer, records };
             let run = |batches| self.append_batches(&topic, partition, batches);
@@ -378,6 +422,11 @@ impl StorageDriver for RedisStorage {
         let this = self.clone();
         Box::pin(async move { this.run(command).await })
     }
+}
+
+/// The value of `field` in an INFO reply (`field:value` lines).
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')).map(str::trim)
 }
 
 fn script_cmd(script: &Script, keys: &[String]) -> Cmd {

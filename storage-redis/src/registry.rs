@@ -15,7 +15,11 @@ use std::time::Duration;
 /// Writes this broker's entry, stamped with Redis's clock, unless another instance holds it.
 /// KEYS[1] broker hash; ARGV[1] instance, ARGV[2] ttl ms, then field/value pairs.
 /// Returns {1} when written, or {0, holder host, holder port, holder's last heartbeat}.
-const CLAIM_SCRIPT: &str = r#"
+///
+/// `allow-oom` (Redis 7): the entry is written even when Redis is over its memory limit, so that
+/// a broker can start, keep its registration and serve reads while producers wait for room. The
+/// write is a few dozen bytes.
+const CLAIM_SCRIPT: &str = r#"#!lua flags=allow-oom
 local holder = redis.call('HGET', KEYS[1], 'instance')
 if holder and holder ~= ARGV[1] then
   local entry = redis.call('HMGET', KEYS[1], 'host', 'port', 'heartbeat')
@@ -30,6 +34,10 @@ redis.call('HSET', KEYS[1], 'instance', ARGV[1], 'heartbeat', heartbeat, unpack(
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1}
 "#;
+
+/// Adds this broker's id to the set of brokers, also when Redis is over its memory limit.
+/// KEYS[1] brokers set; ARGV[1] id.
+const JOIN_SCRIPT: &str = "#!lua flags=allow-oom\nreturn redis.call('SADD', KEYS[1], ARGV[1])";
 
 /// Deletes this broker's entry if this instance still holds it.
 const RELEASE_SCRIPT: &str = r#"
@@ -106,7 +114,7 @@ impl Registry {
             let text = |i: usize| reply.get(i).and_then(|v| redis::from_redis_value::<String>(v.clone()).ok()).unwrap_or_default();
             return Err(ClaimError::Taken(Holder { address: format!("{}:{}", text(1), text(2)), heartbeat: text(3) }));
         }
-        redis::cmd("SADD").arg(self.keys.brokers()).arg(self.this.id).query_async::<()>(&mut conn).await?;
+        redis::cmd("EVAL").arg(JOIN_SCRIPT).arg(1).arg(self.keys.brokers()).arg(self.this.id).query_async::<()>(&mut conn).await?;
         Ok(())
     }
 

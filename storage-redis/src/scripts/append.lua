@@ -20,7 +20,17 @@
 -- Returns {status, base offset} per batch: 0 appended, 1 duplicate, 2 out of order sequence,
 -- 3 fenced epoch.
 local stream, partition, timeindex = KEYS[1], KEYS[2], KEYS[3]
-local next_offset = tonumber(redis.call('HGET', partition, 'next') or '0')
+local next_offset = redis.call('HGET', partition, 'next')
+if next_offset then
+  next_offset = tonumber(next_offset)
+elseif redis.call('EXISTS', stream) == 1 or redis.call('EXISTS', timeindex) == 1 then
+  -- Records remain but the counter is gone (evicted, or deleted outside korvet): starting again
+  -- at 0 would give acknowledged offsets to other records.
+  return redis.error_reply('KORVET_LOST_OFFSETS the partition hash ' .. partition .. ' is missing while its records remain ' ..
+    '(evicted by Redis, or deleted outside korvet); refusing to assign offsets again')
+else
+  next_offset = 0
+end
 local first_offset = next_offset
 -- HGET answers false, not nil, for a missing field.
 local max_ts = redis.call('HGET', partition, 'max-timestamp')
