@@ -32,6 +32,11 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 /// throughput, 32 needs 2.5 times the memory).
 pub const MAX_CONCURRENT_REQUESTS: usize = 64;
 
+/// Frames up to this size are read without a reservation from `max_incoming_frame_bytes`:
+/// almost every request is smaller, and a thousand connections each holding one such frame
+/// half-sent hold 64 MiB.
+pub const UNRESERVED_FRAME_BYTES: usize = 64 * 1024;
+
 pub type ConnId = u64;
 pub type OpId = u64;
 type TaskId = u64;
@@ -77,6 +82,12 @@ struct Connection {
     active_bytes: usize,
     /// Whether the runtime was told to stop reading.
     paused: bool,
+    /// Whether it has as many requests in progress as it may.
+    busy: bool,
+    /// Bytes reserved for the large frame under way (see [`UNRESERVED_FRAME_BYTES`]), and
+    /// whether it waits for a reservation.
+    reserved: usize,
+    waiting_for_memory: bool,
 }
 
 struct Task {
@@ -184,6 +195,10 @@ pub struct Broker {
     /// Per connection, the requests that may still append, in arrival order. Kept apart from
     /// `conns` because a request whose connection closed still appends what it was sent.
     append_order: HashMap<ConnId, VecDeque<TaskId>>,
+    /// Bytes reserved by large frames under way on all connections, and the connections waiting
+    /// for a reservation, oldest first.
+    frame_memory: usize,
+    frame_memory_waiters: VecDeque<ConnId>,
     outputs: VecDeque<Output>,
     next_id: u64,
     announced_timeout: Option<u64>,
@@ -224,6 +239,8 @@ impl Broker {
             group_deadline: None,
             append_counts: HashMap::new(),
             append_order: HashMap::new(),
+            frame_memory: 0,
+            frame_memory_waiters: VecDeque::new(),
             outputs: VecDeque::new(),
             next_id: 1,
             announced_timeout: None,
@@ -297,6 +314,9 @@ impl Broker {
                 active: 0,
                 active_bytes: 0,
                 paused: false,
+                busy: false,
+                reserved: 0,
+                waiting_for_memory: false,
             },
         );
     }
@@ -304,6 +324,11 @@ impl Broker {
     pub fn handle_disconnect(&mut self, conn: ConnId, _now: Time) {
         let Some(connection) = self.conns.remove(&conn) else { return };
         log::debug!("connection {conn} from {} closed", connection.peer);
+        self.frame_memory_waiters.retain(|c| *c != conn);
+        if connection.reserved > 0 {
+            self.frame_memory -= connection.reserved;
+            self.grant_frame_memory();
+        }
         self.stats.active_connections = self.stats.active_connections.saturating_sub(1);
         // Parked requests of a closed connection will never be answered; drop them. Requests
         // waiting on storage finish normally (their writes must still complete) and are then
@@ -325,21 +350,21 @@ impl Broker {
     }
 
     /// Starts the connection's buffered requests while fewer than [`MAX_CONCURRENT_REQUESTS`]
-    /// and `max_bytes_in_progress` are in progress, and tells the runtime to pause or resume
-    /// reading accordingly.
+    /// and `max_bytes_in_progress` are in progress, reserves memory for a large frame under way,
+    /// and tells the runtime to pause or resume reading accordingly.
     fn take_frames(&mut self, conn: ConnId, now: Time) {
         let max_bytes = self.config.max_bytes_in_progress;
         loop {
             let Some(connection) = self.conns.get_mut(&conn) else { return };
-            if connection.active >= MAX_CONCURRENT_REQUESTS || connection.active_bytes >= max_bytes {
-                if !connection.paused {
-                    connection.paused = true;
-                    self.outputs.push_back(Output::PauseReading { conn });
-                }
-                return;
+            connection.busy = connection.active >= MAX_CONCURRENT_REQUESTS || connection.active_bytes >= max_bytes;
+            if connection.busy {
+                break;
             }
             match connection.frames.next_frame() {
-                Ok(Some(frame)) => self.handle_frame(conn, frame, now),
+                Ok(Some(frame)) => {
+                    self.release_frame_memory(conn);
+                    self.handle_frame(conn, frame, now);
+                }
                 Ok(None) => break,
                 Err(err) => {
                     self.close(conn, err.to_string());
@@ -347,11 +372,62 @@ impl Broker {
                 }
             }
         }
-        if let Some(connection) = self.conns.get_mut(&conn) {
-            if connection.paused {
-                connection.paused = false;
-                self.outputs.push_back(Output::ResumeReading { conn });
+        self.reserve_frame_memory(conn);
+        self.update_reading(conn);
+    }
+
+    /// Tells the runtime to stop reading a connection that is busy or waits for frame memory,
+    /// and to read it again once neither holds.
+    fn update_reading(&mut self, conn: ConnId) {
+        let Some(connection) = self.conns.get_mut(&conn) else { return };
+        let pause = connection.busy || connection.waiting_for_memory;
+        if pause != connection.paused {
+            connection.paused = pause;
+            self.outputs.push_back(if pause { Output::PauseReading { conn } } else { Output::ResumeReading { conn } });
+        }
+    }
+
+    /// Reserves the announced size of a large frame under way on the connection from
+    /// `max_incoming_frame_bytes`, or queues the connection until others release enough: the
+    /// memory that frames in the making hold stays bounded however many connections announce
+    /// large frames. Returns whether the connection may read on.
+    fn reserve_frame_memory(&mut self, conn: ConnId) -> bool {
+        let budget = self.config.max_incoming_frame_bytes.max(self.config.max_request_size + 4);
+        let Some(connection) = self.conns.get_mut(&conn) else { return false };
+        let size = match connection.frames.incomplete_frame() {
+            Some(size) if size > UNRESERVED_FRAME_BYTES && connection.reserved == 0 => size,
+            _ => return true,
+        };
+        if self.frame_memory + size <= budget {
+            self.frame_memory += size;
+            connection.reserved = size;
+            connection.waiting_for_memory = false;
+            return true;
+        }
+        if !connection.waiting_for_memory {
+            connection.waiting_for_memory = true;
+            self.frame_memory_waiters.push_back(conn);
+        }
+        false
+    }
+
+    /// Returns a connection's frame reservation once its frame is complete.
+    fn release_frame_memory(&mut self, conn: ConnId) {
+        let Some(connection) = self.conns.get_mut(&conn) else { return };
+        if connection.reserved > 0 {
+            self.frame_memory -= std::mem::take(&mut connection.reserved);
+            self.grant_frame_memory();
+        }
+    }
+
+    /// Gives waiting connections their reservations, oldest first, while the budget allows.
+    fn grant_frame_memory(&mut self) {
+        while let Some(&conn) = self.frame_memory_waiters.front() {
+            if !self.reserve_frame_memory(conn) {
+                break;
             }
+            self.frame_memory_waiters.pop_front();
+            self.update_reading(conn);
         }
     }
 

@@ -20,6 +20,11 @@ pub struct BrokerConfig {
     /// Bytes of one connection's request frames worked on at once (see
     /// [`crate::broker::MAX_CONCURRENT_REQUESTS`]); one request is always allowed.
     pub max_bytes_in_progress: usize,
+    /// Bytes that large request frames still arriving may hold across all connections. A frame
+    /// over [`crate::broker::UNRESERVED_FRAME_BYTES`] reserves its announced size from this
+    /// budget once its length prefix arrives; a connection that cannot have its reservation is
+    /// not read until others' frames complete. Never below `max_request_size`.
+    pub max_incoming_frame_bytes: usize,
     /// How long topic metadata read from storage is trusted before being read again, so that
     /// topics created or deleted through another broker become visible.
     pub topic_cache_ttl_ms: u64,
@@ -44,6 +49,7 @@ impl Default for BrokerConfig {
             default_partitions: 1,
             max_request_size: 100 * 1024 * 1024,
             max_bytes_in_progress: 4 * 1024 * 1024,
+            max_incoming_frame_bytes: 256 * 1024 * 1024,
             topic_cache_ttl_ms: 5_000,
             initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,

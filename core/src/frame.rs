@@ -44,7 +44,9 @@ impl FrameDecoder {
         }
         let size = size as usize;
         if self.buffer.len() < 4 + size {
-            self.buffer.reserve(4 + size - self.buffer.len());
+            // No reservation of the announced size: the buffer grows with the bytes that arrive,
+            // so a length prefix alone costs nothing (the broker bounds large frames in the
+            // making across connections, see `Broker::reserve_frame_memory`).
             return Ok(None);
         }
         // Copied out rather than split off: a split-off frame would pin the whole receive buffer
@@ -58,5 +60,13 @@ impl FrameDecoder {
     /// Bytes received but not yet part of a complete frame.
     pub fn buffered(&self) -> usize {
         self.buffer.len()
+    }
+
+    /// The size of the frame under way (prefix included), once its prefix has arrived and while
+    /// its body has not fully.
+    pub fn incomplete_frame(&self) -> Option<usize> {
+        let prefix: [u8; 4] = self.buffer.get(..4)?.try_into().ok()?;
+        let size = usize::try_from(i32::from_be_bytes(prefix)).ok()? + 4;
+        (self.buffer.len() < size).then_some(size)
     }
 }

@@ -25,8 +25,41 @@ use tokio::sync::{mpsc, watch};
 /// never reads the answers is disconnected at this point instead of filling the broker's memory.
 pub const MAX_UNWRITTEN_BYTES: usize = 64 * 1024 * 1024;
 
-/// Size of the buffer reader tasks read into.
+/// Size of the buffer reader tasks read into while a connection sends a lot.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// Size of the buffer of a connection that sends little: an idle connection waits in its read
+/// with this much memory, not [`READ_CHUNK`].
+pub const SMALL_READ: usize = 2 * 1024;
+
+/// A connection's read buffer: small while reads are small, [`READ_CHUNK`] while they fill it.
+pub struct ReadBuffer {
+    buf: Vec<u8>,
+}
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        ReadBuffer { buf: vec![0; SMALL_READ] }
+    }
+}
+
+impl ReadBuffer {
+    /// Where the next read goes.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// The `n` bytes just read, copied out; the buffer grows after a read that filled it and
+    /// shrinks back after one that used a small part of it.
+    pub fn take(&mut self, n: usize) -> Bytes {
+        let bytes = Bytes::copy_from_slice(&self.buf[..n]);
+        if n == self.buf.len() && self.buf.len() < READ_CHUNK {
+            self.buf = vec![0; READ_CHUNK];
+        } else if n <= SMALL_READ && self.buf.len() > SMALL_READ {
+            self.buf = vec![0; SMALL_READ];
+        }
+        bytes
+    }
+}
 
 /// What a runtime's connection tasks tell the broker task.
 pub enum Event {

@@ -2,11 +2,10 @@
 //! executor, networking and timers. Only the I/O lives here; the broker task is
 //! `korvet-runtime-common`'s, the same as under tokio.
 
-use bytes::Bytes;
 use korvet_core::cluster::ClusterEvent;
 use korvet_core::storage::StorageDriver;
 use korvet_core::{Broker, ConnId};
-use korvet_runtime_common::{run_broker, wait_until_readable, BrokerTask, Event, Outgoing, READ_CHUNK};
+use korvet_runtime_common::{run_broker, wait_until_readable, BrokerTask, Event, Outgoing, ReadBuffer};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use std::future::Future;
@@ -68,12 +67,12 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>) {
 }
 
 async fn read_loop(conn: ConnId, mut socket: TcpStream, events: mpsc::Sender<Event>, mut paused: watch::Receiver<bool>) {
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = ReadBuffer::default();
     while wait_until_readable(&mut paused).await {
-        match socket.read(&mut buf).await {
+        match socket.read(buf.space()).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let bytes = Bytes::copy_from_slice(&buf[..n]);
+                let bytes = buf.take(n);
                 if events.send(Event::Received { conn, bytes }).await.is_err() {
                     return;
                 }
