@@ -37,16 +37,17 @@ def port_open(port):
 
 
 class Redis:
-    def __init__(self):
+    def __init__(self, extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="korvet-redis-")
         self.port = free_port()
+        self.extra_args = list(extra_args)
         self.proc = None
         self.start()
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--dir", self.dir],
+             "--dir", self.dir] + self.extra_args,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: port_open(self.port), 20, f"redis-server on port {self.port}")
 
@@ -58,6 +59,12 @@ class Redis:
     @property
     def uri(self):
         return f"redis://127.0.0.1:{self.port}"
+
+    def cli(self, *args):
+        """Runs one redis-cli command and returns its output."""
+        done = subprocess.run(["redis-cli", "-p", str(self.port)] + [str(a) for a in args],
+                              capture_output=True, text=True, timeout=20, check=True)
+        return done.stdout.strip()
 
     def close(self):
         self.stop()
@@ -108,6 +115,24 @@ class Korvet:
     def restart(self):
         self.stop()
         self.start()
+
+    def ready(self):
+        """Whether /actuator/health/readiness answers 200."""
+        import urllib.error
+        import urllib.request
+        try:
+            url = f"http://127.0.0.1:{self.management_port}/actuator/health/readiness"
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return answer.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def rss_bytes(self):
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
 
     def logs(self):
         with open(self.log_path, "rb") as f:
