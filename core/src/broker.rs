@@ -105,7 +105,8 @@ struct Task {
     /// its frame, plus the records it decoded (a compressed produce request can hold a hundred
     /// times its own size).
     held_bytes: usize,
-    /// Appends waiting for the connection's earlier requests to issue theirs (see `AppendOrder`).
+    /// Appends waiting for the connection's earlier requests to issue theirs (see
+    /// `Broker::append_order`).
     held_appends: Option<Vec<StorageCommand>>,
 }
 
@@ -395,7 +396,8 @@ impl Broker {
         let budget = self.config.max_incoming_frame_bytes.max(self.config.max_request_size + 4);
         let Some(connection) = self.conns.get_mut(&conn) else { return false };
         let size = match connection.frames.incomplete_frame() {
-            Some(size) if size > UNRESERVED_FRAME_BYTES && connection.reserved == 0 => size,
+            // An oversized frame is refused by the decoder, not queued for memory it may not have.
+            Some(size) if size > UNRESERVED_FRAME_BYTES && size <= self.config.max_request_size + 4 && connection.reserved == 0 => size,
             _ => return true,
         };
         if self.frame_memory + size <= budget {

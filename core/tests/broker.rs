@@ -682,3 +682,24 @@ fn topics_can_grow_partitions_and_change_configs() {
     let ResponseKind::DescribeConfigs(r) = h.call(RequestKind::DescribeConfigs(describe), ApiKey::DescribeConfigs, 4) else { panic!() };
     assert_eq!(r.results[0].configs[0].value.as_ref().unwrap().as_str(), "60000");
 }
+
+#[test]
+fn large_frames_under_way_share_one_memory_budget() {
+    let config = BrokerConfig { max_request_size: 1 << 20, max_incoming_frame_bytes: 1 << 20, ..BrokerConfig::default() };
+    let mut h = Harness::with_config(config);
+    let outputs = |h: &mut Harness| std::iter::from_fn(|| h.broker.poll_output()).collect::<Vec<_>>();
+    // A prefix alone reserves the announced frame (a few bytes arrived, nothing is allocated).
+    h.broker.handle_bytes(CONN, &(1i32 << 20).to_be_bytes(), h.now);
+    assert!(!outputs(&mut h).contains(&Output::PauseReading { conn: CONN }));
+    // A second large frame does not fit in what is left: that connection is not read on.
+    h.broker.handle_connect(2, "other", h.now);
+    h.broker.handle_bytes(2, &200_000i32.to_be_bytes(), h.now);
+    assert!(outputs(&mut h).contains(&Output::PauseReading { conn: 2 }));
+    // Small frames need no reservation.
+    h.broker.handle_connect(3, "small", h.now);
+    h.broker.handle_bytes(3, &1_000i32.to_be_bytes(), h.now);
+    assert!(!outputs(&mut h).contains(&Output::PauseReading { conn: 3 }));
+    // The first connection leaves: its reservation goes to the waiting one.
+    h.broker.handle_disconnect(CONN, h.now);
+    assert!(outputs(&mut h).contains(&Output::ResumeReading { conn: 2 }));
+}
