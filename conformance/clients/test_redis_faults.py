@@ -192,6 +192,16 @@ def test_offsets_are_never_reused_when_a_partition_lost_its_counter(own_redis):
         assert err is not None and err.code() == KafkaError.UNKNOWN, err
         assert own_redis.cli("XLEN", "lost:stream:{lost:0}") == "3"
         assert "is missing while its records remain" in broker.logs()
+        # The topic's record vanishes while its records remain: it is not auto-created again
+        # (with the default partition count, from offset 0) over them.
+        assert deliver(broker.bootstrap, "gone", [b"x", b"y"]) == [None, None]
+        own_redis.cli("HDEL", "lost:topics", "gone")
+        broker.restart()  # no cached metadata
+        [err] = deliver(broker.bootstrap, "gone", [b"z"], retries=0, **{"message.timeout.ms": 5000})
+        assert err is not None, "produced to a topic created again over its records"
+        assert own_redis.cli("XLEN", "lost:stream:{gone:0}") == "2"
+        assert own_redis.cli("HEXISTS", "lost:topics", "gone") == "0"
+        assert "has records in Redis" in broker.logs()
     finally:
         broker.stop()
 

@@ -128,6 +128,10 @@ async fn membership_reports_live_brokers_and_remote_appends() {
 
     let record = Record { timestamp: 1, key: None, value: Some(bytes::Bytes::from_static(b"v")), headers: vec![] };
     let append = |topic: &str| StorageCommand::Append { topic: topic.into(), partition: 2, producer: None, records: vec![record.clone()] };
+    for name in ["own", "remote"] {
+        let topic = korvet_core::storage::TopicMeta { name: name.into(), id: [3; 16], partitions: 3, configs: Default::default() };
+        let _ = zero.execute(StorageCommand::CreateTopic { topic }).await;
+    }
     // Broker 1's own append is not reported back to it; broker 0's is.
     let _ = one.execute(append("own")).await;
     let _ = zero.execute(append("remote")).await;

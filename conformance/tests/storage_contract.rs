@@ -43,6 +43,12 @@ async fn append(store: &dyn StorageDriver, topic: &str, producer: Option<Produce
     }
 }
 
+/// Creates a one-partition topic for a case (appends go only to partitions created with their
+/// topic).
+async fn create(store: &dyn StorageDriver, name: &str) {
+    assert_eq!(run(store, StorageCommand::CreateTopic { topic: topic(name, 1) }).await, StorageReply::TopicCreated(true));
+}
+
 async fn read(store: &dyn StorageDriver, topic: &str, offset: i64, max_bytes: usize) -> (Vec<StoredRecord>, PartitionOffsets) {
     match run(store, StorageCommand::Read { topic: topic.into(), partition: 0, offset, max_bytes }).await {
         StorageReply::Records { records, offsets } => (records, offsets),
@@ -81,6 +87,7 @@ async fn topics_lifecycle(store: &dyn StorageDriver) {
 
 async fn dense_offsets_and_reads(store: &dyn StorageDriver) {
     let t = "dense";
+    create(store, t).await;
     assert_eq!(append(store, t, None, (0..5).map(|i| record(i, 100 + i as i64)).collect()).await, AppendOutcome::Appended { base_offset: 0 });
     assert_eq!(append(store, t, None, (5..8).map(|i| record(i, 100 + i as i64)).collect()).await, AppendOutcome::Appended { base_offset: 5 });
     let (records, offsets) = read(store, t, 0, 1 << 20).await;
@@ -104,6 +111,7 @@ async fn dense_offsets_and_reads(store: &dyn StorageDriver) {
 
 async fn idempotent_producer(store: &dyn StorageDriver) {
     let t = "idem";
+    create(store, t).await;
     let p = |epoch, seq| Some(ProducerInfo { producer_id: 42, producer_epoch: epoch, base_sequence: seq });
     let batch = |n: usize| (0..n).map(|i| record(i, 5)).collect::<Vec<_>>();
     assert_eq!(append(store, t, p(0, 0), batch(3)).await, AppendOutcome::Appended { base_offset: 0 });
@@ -123,6 +131,7 @@ async fn idempotent_producer(store: &dyn StorageDriver) {
 
 async fn timestamps(store: &dyn StorageDriver) {
     let t = "times";
+    create(store, t).await;
     let stamps = [1000, 3000, 2000, 5000, 4000];
     append(store, t, None, stamps.iter().enumerate().map(|(i, &ts)| record(i, ts)).collect()).await;
     let lookup = |ts| StorageCommand::OffsetForTimestamp { topic: t.into(), partition: 0, timestamp: ts };
@@ -149,6 +158,7 @@ async fn record_shapes(store: &dyn StorageDriver) {
     ];
     for (n, shape) in shapes.iter().enumerate() {
         let t = format!("shape-{n}");
+        create(store, &t).await;
         let batch: Vec<Record> = (0..5).map(|i| shape(i, value(i), &header)).collect();
         assert_eq!(append(store, &t, None, batch.clone()).await, AppendOutcome::Appended { base_offset: 0 });
         let (records, _) = read(store, &t, 0, 1 << 20).await;
@@ -159,6 +169,7 @@ async fn record_shapes(store: &dyn StorageDriver) {
 /// The time index and max timestamp follow the running maximum across batches, not per batch.
 async fn timestamps_across_batches(store: &dyn StorageDriver) {
     let t = "times-2";
+    create(store, t).await;
     append(store, t, None, [5000, 6000].iter().enumerate().map(|(i, &ts)| record(i, ts)).collect()).await;
     append(store, t, None, [1000, 5500, 7000, 6500].iter().enumerate().map(|(i, &ts)| record(i, ts)).collect()).await;
     let lookup = |ts| StorageCommand::OffsetForTimestamp { topic: t.into(), partition: 0, timestamp: ts };
@@ -176,6 +187,7 @@ fn sized(i: usize, size: usize) -> Record {
 /// sees every record once, in order (the Redis driver answers such reads from read-ahead).
 async fn sequential_reads_see_every_record(store: &dyn StorageDriver) {
     let t = "sequential";
+    create(store, t).await;
     append(store, t, None, (0..600).map(|i| sized(i, 100)).collect()).await;
     let mut next = 0;
     let mut seen = Vec::new();
@@ -218,10 +230,26 @@ async fn a_recreated_topic_shows_no_old_records(store: &dyn StorageDriver) {
     assert_eq!(records.first().map(|r| r.record.clone()), Some(sized(next as usize + 1, 50)));
 }
 
+/// An append never creates a partition: not of a topic never created, not beyond its partition
+/// count, not of a deleted topic (another broker's cache may still name it).
+async fn appends_go_only_to_partitions_that_exist(store: &dyn StorageDriver) {
+    let unknown = |topic: &str, partition| StorageCommand::Append { topic: topic.into(), partition, producer: None, records: vec![record(1, 1)] };
+    assert_eq!(run(store, unknown("never-created", 0)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
+    assert_eq!(run(store, StorageCommand::CreateTopic { topic: topic("grows", 1) }).await, StorageReply::TopicCreated(true));
+    assert_eq!(run(store, unknown("grows", 1)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
+    assert_eq!(run(store, StorageCommand::UpdateTopic { topic: topic("grows", 2) }).await, StorageReply::TopicUpdated(true));
+    assert_eq!(run(store, unknown("grows", 1)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0 }));
+    assert_eq!(run(store, StorageCommand::DeleteTopic { name: "grows".into() }).await, StorageReply::TopicDeleted(true));
+    assert_eq!(run(store, unknown("grows", 1)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
+    let (records, offsets) = read(store, "grows", 0, 1 << 20).await;
+    assert!(records.is_empty() && offsets.high_watermark == 0, "a refused append leaves nothing behind");
+}
+
 /// Appends issued together to one partition (the Redis driver runs those that queue behind a
 /// running one as one group) keep their order, and each gets its own idempotence verdict.
 async fn appends_issued_together_keep_order_and_verdicts(store: &dyn StorageDriver) {
     let t = "together";
+    create(store, t).await;
     let producer = |seq| Some(ProducerInfo { producer_id: 77, producer_epoch: 0, base_sequence: seq });
     let batch = |first: usize| (first..first + 3).map(|i| sized(i, 20)).collect::<Vec<_>>();
     let appends = vec![
@@ -320,6 +348,7 @@ async fn all_cases(store: &dyn StorageDriver) {
     record_shapes(store).await;
     sequential_reads_see_every_record(store).await;
     a_recreated_topic_shows_no_old_records(store).await;
+    appends_go_only_to_partitions_that_exist(store).await;
     appends_issued_together_keep_order_and_verdicts(store).await;
     producer_ids_are_unique(store).await;
 }
@@ -342,6 +371,7 @@ async fn redis_store_meets_the_contract() {
 async fn concurrent_appends_on_redis_give_dense_unique_offsets() {
     let redis = RedisServer::start();
     let options = RedisOptions::new(redis.uri(), "concurrent");
+    create(&RedisStorage::connect(&options).await.expect("connect"), "shared").await;
     let mut writers = Vec::new();
     for writer in 0..4 {
         // Separate connections, like separate brokers.
@@ -378,6 +408,7 @@ async fn reads_use_the_password_and_database_of_the_uri() {
     let mut options = RedisOptions::new(format!("{}/3", redis.uri()), "secured");
     options.password = Some("s3cret".into());
     let store = RedisStorage::connect(&options).await.expect("connect with the password");
+    create(&store, "t").await;
     append(&store, "t", None, vec![sized(0, 10), sized(1, 10)]).await;
     let (records, offsets) = read(&store, "t", 0, 1 << 20).await;
     assert_eq!((records.len(), offsets.high_watermark), (2, 2));
@@ -393,6 +424,7 @@ async fn reads_use_the_password_and_database_of_the_uri() {
 async fn a_read_after_redis_dropped_the_connection_succeeds() {
     let redis = RedisServer::start();
     let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "dropped")).await.expect("connect");
+    create(&store, "t").await;
     append(&store, "t", None, vec![sized(0, 10), sized(1, 10)]).await;
     assert_eq!(read(&store, "t", 0, 1 << 20).await.0.len(), 2);
     let direct = redis::Client::open(redis.uri()).expect("uri");
@@ -401,4 +433,52 @@ async fn a_read_after_redis_dropped_the_connection_succeeds() {
     assert!(killed >= 1, "the store's connections were dropped");
     let (records, offsets) = read(&store, "t", 0, 1 << 20).await;
     assert_eq!((records.len(), offsets.high_watermark), (2, 2));
+}
+
+/// Keys that vanish from Redis (evicted, or deleted by hand) never make korvet hand out an
+/// offset again: a partition whose hash is gone while its records remain refuses appends, and a
+/// topic whose record is gone is not created again over its records.
+#[tokio::test]
+async fn vanished_keys_never_reuse_offsets() {
+    let redis = RedisServer::start();
+    let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "vanish")).await.expect("connect");
+    create(&store, "t").await;
+    append(&store, "t", None, vec![sized(0, 10), sized(1, 10)]).await;
+    let direct = redis::Client::open(redis.uri()).expect("uri");
+    let mut conn = direct.get_multiplexed_async_connection().await.expect("direct connection");
+    let _: () = redis::cmd("DEL").arg("vanish:partition:{t:0}").query_async(&mut conn).await.expect("DEL");
+    let reply = run(&store, StorageCommand::Append { topic: "t".into(), partition: 0, producer: None, records: vec![sized(2, 10)] }).await;
+    let StorageReply::Failed(err) = reply else { panic!("an append over lost offsets answered {reply:?}") };
+    assert!(!err.retriable && err.message.contains("is missing while its records remain"), "{err:?}");
+    let _: () = redis::cmd("HDEL").arg("vanish:topics").arg("t").query_async(&mut conn).await.expect("HDEL");
+    let reply = run(&store, StorageCommand::CreateTopic { topic: topic("t", 1) }).await;
+    let StorageReply::Failed(err) = reply else { panic!("a topic created again over its records answered {reply:?}") };
+    assert!(err.message.contains("has records in Redis"), "{err:?}");
+    let entries: i64 = redis::cmd("XLEN").arg("vanish:stream:{t:0}").query_async(&mut conn).await.expect("XLEN");
+    assert_eq!(entries, 2, "the records are untouched");
+}
+
+/// A keyspace written before partitions were created with their topics: partitions that never
+/// had an append are adopted once, at start.
+#[tokio::test]
+async fn an_older_keyspace_is_upgraded_at_start() {
+    let redis = RedisServer::start();
+    let direct = redis::Client::open(redis.uri()).expect("uri");
+    let mut conn = direct.get_multiplexed_async_connection().await.expect("direct connection");
+    let old = TopicMeta { name: "old".into(), id: [1; 16], partitions: 2, configs: BTreeMap::new() };
+    let json = format!(r#"{{"id":"{}","partitions":2,"configs":{{}}}}"#, uuid_text(&old.id));
+    let _: () = redis::cmd("HSET").arg("legacy:topics").arg("old").arg(json).query_async(&mut conn).await.expect("HSET");
+    let _: () = redis::cmd("HSET").arg("legacy:partition:{old:0}").arg("next").arg(1).query_async(&mut conn).await.expect("HSET");
+    let _: () = redis::cmd("XADD").arg("legacy:stream:{old:0}").arg("0-1").arg("timestamp").arg(1).query_async(&mut conn).await.expect("XADD");
+    let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "legacy")).await.expect("connect");
+    let on = |partition| StorageCommand::Append { topic: "old".into(), partition, producer: None, records: vec![sized(5, 10)] };
+    assert_eq!(run(&store, on(0)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 1 }));
+    assert_eq!(run(&store, on(1)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0 }));
+    let format: i64 = redis::cmd("GET").arg("legacy:format").query_async(&mut conn).await.expect("GET");
+    assert_eq!(format, 1);
+}
+
+fn uuid_text(id: &[u8; 16]) -> String {
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }

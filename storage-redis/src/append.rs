@@ -208,7 +208,8 @@ pub fn outcomes(reply: Vec<i64>) -> Vec<AppendOutcome> {
             0 => AppendOutcome::Appended { base_offset: pair[1] },
             1 => AppendOutcome::Duplicate { base_offset: pair[1] },
             2 => AppendOutcome::OutOfOrderSequence,
-            _ => AppendOutcome::ProducerFenced,
+            3 => AppendOutcome::ProducerFenced,
+            _ => AppendOutcome::UnknownPartition,
         })
         .collect()
 }

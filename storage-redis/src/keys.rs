@@ -31,6 +31,11 @@ impl Keys {
         format!("{}:timeindex:{{{topic}:{partition}}}", self.keyspace)
     }
 
+    /// The storage format of the keyspace (see `topics::upgrade_format`).
+    pub fn format(&self) -> String {
+        format!("{}:format", self.keyspace)
+    }
+
     pub fn producer_ids(&self) -> String {
         format!("{}:producer-ids", self.keyspace)
     }

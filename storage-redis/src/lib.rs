@@ -24,6 +24,7 @@ mod read;
 mod read_ahead;
 mod read_connection;
 mod resp;
+mod topics;
 pub mod keys;
 pub mod membership;
 pub mod notify;
@@ -46,8 +47,6 @@ const APPEND_SCRIPT: &str = include_str!("scripts/append.lua");
 const SAVE_GROUP_SCRIPT: &str = "local stored = tonumber(redis.call('HGET', KEYS[1], 'generation') or '-1') \
 if stored > tonumber(ARGV[1]) then return 0 end \
 redis.call('HSET', KEYS[1], 'generation', ARGV[1], unpack(ARGV, 2)) return 1";
-/// Replaces a topic's metadata if the topic exists. KEYS[1] topics hash; ARGV name, JSON.
-const UPDATE_TOPIC_SCRIPT: &str = "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end return 0";
 
 /// Options for the Redis connection.
 #[derive(Clone, Debug)]
@@ -133,7 +132,11 @@ impl RedisStorage {
             .set_connection_timeout(Some(options.connect_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let conn = MainConnection::connect(client.clone(), config).await?;
+        let mut conn = MainConnection::connect(client.clone(), config).await?;
+        let keys = Keys::new(&options.keyspace);
+        if let Err(err) = topics::upgrade_format(&mut conn, &keys).await {
+            log::warn!("cannot bring the keyspace's storage format up to date yet: {err}");
+        }
         Ok(RedisStorage {
             inner: Arc::new(Inner {
                 conn,
@@ -142,7 +145,7 @@ impl RedisStorage {
                 appends: append::GroupCommit::default(),
                 client,
                 origin: options.broker_id,
-                keys: Keys::new(&options.keyspace),
+                keys,
                 append: Script::new(APPEND_SCRIPT),
                 allow_eviction: options.allow_eviction,
                 refusal: std::sync::Mutex::new(None),
@@ -262,44 +265,11 @@ impl RedisStorage {
                 }
                 Ok(StorageReply::Topics(topics))
             }
-            StorageCommand::CreateTopic { topic } => {
-                let created: bool = redis::cmd("HSETNX")
-                    .arg(keys.topics())
-                    .arg(&topic.name)
-                    .arg(codec::encode_topic(&topic))
-                    .query_async(&mut conn)
-                    .await?;
-                Ok(StorageReply::TopicCreated(created))
-            }
-            StorageCommand::UpdateTopic { topic } => {
-                // Only if the topic still exists: an update must not resurrect a deleted topic.
-                let updated: i64 = redis::cmd("EVAL")
-                    .arg(UPDATE_TOPIC_SCRIPT)
-                    .arg(1)
-                    .arg(keys.topics())
-                    .arg(&topic.name)
-                    .arg(codec::encode_topic(&topic))
-                    .query_async(&mut conn)
-                    .await?;
-                Ok(StorageReply::TopicUpdated(updated == 1))
-            }
+            StorageCommand::CreateTopic { topic } => topics::create(&mut conn, keys, &topic).await,
+            StorageCommand::UpdateTopic { topic } => topics::update(&mut conn, keys, &topic).await,
             StorageCommand::DeleteTopic { name } => {
-                let json: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.topics()).arg(&name).query_async(&mut conn).await?;
-                let Some(json) = json else { return Ok(StorageReply::TopicDeleted(false)) };
-                let partitions = codec::decode_topic(&name, &json).map(|m| m.partitions).unwrap_or(0);
-                // Forget the topic first, so that no broker sees it half-deleted, then drop its
-                // data one partition at a time (each partition's keys share a cluster slot).
-                let _: () = redis::cmd("HDEL").arg(keys.topics()).arg(&name).query_async(&mut conn).await?;
                 inner.read_ahead.forget_topic(&name);
-                for partition in 0..partitions {
-                    let _: () = redis::cmd("DEL")
-                        .arg(keys.stream(&name, partition))
-                        .arg(keys.partition(&name, partition))
-                        .arg(keys.time_index(&name, partition))
-                        .query_async(&mut conn)
-                        .await?;
-                }
-                Ok(StorageReply::TopicDeleted(true))
+                Ok(StorageReply::TopicDeleted(topics::delete(&mut conn, keys, &name).await?))
             }
             // run() sends appends through group commit; they never get here.
             StorageCommand::Append { .. } => Err(RedisError::from((redis::ErrorKind::Client, "append outside group commit"))),
@@ -467,7 +437,11 @@ pub fn classify(err: &RedisError) -> StorageError {
              memory is freed: raise maxmemory, shorten retention or delete topics)"
         ));
     }
-    if err.is_connection_refusal() {
+    // Never sent: the connection could not be opened, or was known closed before the command
+    // was written (the redis crate answers with a BrokenPipe error once its connection has
+    // gone; it exposes the I/O error's kind only through its text).
+    let unsent = err.is_io_error() && err.to_string().to_ascii_lowercase().contains("broken pipe");
+    if err.is_connection_refusal() || unsent {
         return StorageError::retriable(format!("redis: {err}"));
     }
     if err.is_timeout() || err.is_io_error() || err.is_connection_dropped() {

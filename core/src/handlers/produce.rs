@@ -132,6 +132,12 @@ impl Produce {
                 StorageReply::Appended(AppendOutcome::ProducerFenced) => {
                     result.fail(errors::INVALID_PRODUCER_EPOCH, "producer epoch is older than the current one")
                 }
+                StorageReply::Appended(AppendOutcome::UnknownPartition) => {
+                    // The topic was deleted through another broker, or its keys are gone: look it
+                    // up again next time instead of trusting the cache.
+                    cx.topics.remove(&name);
+                    result.fail(errors::UNKNOWN_TOPIC_OR_PARTITION, format!("partition {partition} of {name} does not exist in storage"))
+                }
                 StorageReply::Failed(err) => result.fail(errors::for_failed_append(&err), err.message),
                 other => result.fail(errors::UNKNOWN_SERVER_ERROR, format!("unexpected storage reply {other:?}")),
             }

@@ -20,7 +20,7 @@ pub struct MemoryStore {
     group_records: BTreeMap<String, GroupRecord>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct PartitionLog {
     log_start: i64,
     records: Vec<Record>,
@@ -135,12 +135,15 @@ impl MemoryStore {
                 if self.topics.contains_key(&topic.name) {
                     return StorageReply::TopicCreated(false);
                 }
+                self.create_partitions(&topic.name, 0..topic.partitions);
                 self.topics.insert(topic.name.clone(), topic);
                 StorageReply::TopicCreated(true)
             }
-            StorageCommand::UpdateTopic { topic } => match self.topics.get_mut(&topic.name) {
+            StorageCommand::UpdateTopic { topic } => match self.topics.get(&topic.name) {
                 Some(stored) if stored.id == topic.id => {
-                    *stored = topic;
+                    let existing = stored.partitions;
+                    self.create_partitions(&topic.name, existing..topic.partitions);
+                    self.topics.insert(topic.name.clone(), topic);
                     StorageReply::TopicUpdated(true)
                 }
                 _ => StorageReply::TopicUpdated(false),
@@ -151,17 +154,18 @@ impl MemoryStore {
                 StorageReply::TopicDeleted(existed)
             }
             StorageCommand::Append { topic, partition, producer, records } => {
-                StorageReply::Appended(self.log_mut(topic, partition).append(producer, records))
+                StorageReply::Appended(match self.partitions.get_mut(&(topic, partition)) {
+                    Some(log) => log.append(producer, records),
+                    None => AppendOutcome::UnknownPartition,
+                })
             }
             StorageCommand::Read { topic, partition, offset, max_bytes } => {
-                let log = self.log_mut(topic, partition);
+                let log = self.log(topic, partition);
                 StorageReply::Records { records: log.read(offset, max_bytes), offsets: log.offsets() }
             }
-            StorageCommand::PartitionOffsets { topic, partition } => {
-                StorageReply::Offsets(self.log_mut(topic, partition).offsets())
-            }
+            StorageCommand::PartitionOffsets { topic, partition } => StorageReply::Offsets(self.log(topic, partition).offsets()),
             StorageCommand::OffsetForTimestamp { topic, partition, timestamp } => {
-                let log = self.log_mut(topic, partition);
+                let log = self.log(topic, partition);
                 let found = log.time_index.iter().find(|(ts, _)| *ts >= timestamp).map(|&(_, offset)| {
                     (offset, log.records[(offset - log.log_start) as usize].timestamp)
                 });
@@ -224,8 +228,19 @@ impl MemoryStore {
         }
     }
 
-    fn log_mut(&mut self, topic: String, partition: i32) -> &mut PartitionLog {
-        self.partitions.entry((topic, partition)).or_default()
+    /// A partition's log; an empty one for a partition that does not exist (reads of it find
+    /// nothing, and create nothing).
+    fn log(&self, topic: String, partition: i32) -> std::borrow::Cow<'_, PartitionLog> {
+        match self.partitions.get(&(topic, partition)) {
+            Some(log) => std::borrow::Cow::Borrowed(log),
+            None => std::borrow::Cow::Owned(PartitionLog::default()),
+        }
+    }
+
+    fn create_partitions(&mut self, topic: &str, partitions: std::ops::Range<i32>) {
+        for partition in partitions {
+            self.partitions.entry((topic.to_string(), partition)).or_default();
+        }
     }
 }
 

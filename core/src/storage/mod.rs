@@ -52,14 +52,17 @@ pub struct StoredRecord {
 pub enum StorageCommand {
     /// All topics when `names` is `None`, otherwise those of the names that exist.
     LoadTopics { names: Option<Vec<String>> },
-    /// Creates the topic unless one of that name exists.
+    /// Creates the topic and its partitions unless a topic of that name exists.
     CreateTopic { topic: TopicMeta },
     /// Removes the topic and all of its records.
     DeleteTopic { name: String },
-    /// Replaces an existing topic's metadata (configs, partition count); nothing if it is gone.
+    /// Replaces an existing topic's metadata (configs, partition count: new partitions are
+    /// created); nothing if it is gone.
     UpdateTopic { topic: TopicMeta },
     /// Atomically assigns the next dense offsets to `records` and stores them. With `producer`
-    /// set, the idempotence rules apply (see [`AppendOutcome`]).
+    /// set, the idempotence rules apply (see [`AppendOutcome`]). Only partitions created with
+    /// their topic take appends: an append never creates a partition, so one whose topic was
+    /// deleted (or whose keys vanished from Redis) never starts again at offset 0.
     Append { topic: String, partition: i32, producer: Option<ProducerInfo>, records: Vec<Record> },
     /// Records from `offset` on, at least one if any exists there, then as many more as fit in
     /// `max_bytes` of payload.
@@ -127,6 +130,9 @@ pub enum AppendOutcome {
     OutOfOrderSequence,
     /// The batch's producer epoch is older than one already seen.
     ProducerFenced,
+    /// The partition does not exist in storage: its topic was deleted (through another broker,
+    /// say), or, on Redis, its keys are gone.
+    UnknownPartition,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

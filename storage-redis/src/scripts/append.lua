@@ -18,7 +18,12 @@
 -- After the appends the message is published on the channel, so that long-polling fetches on
 -- other brokers wake without polling Redis.
 -- Returns {status, base offset} per batch: 0 appended, 1 duplicate, 2 out of order sequence,
--- 3 fenced epoch.
+-- 3 fenced epoch, 4 no such partition.
+--
+-- A partition exists from its topic's creation on, when its hash gets `next` = 0; an append
+-- never creates one. Without `next`, the topic was deleted (every batch answers 4) or the hash
+-- was lost while records remain (an error: starting again at 0 would give acknowledged offsets
+-- to other records).
 local stream, partition, timeindex = KEYS[1], KEYS[2], KEYS[3]
 local next_offset = redis.call('HGET', partition, 'next')
 if next_offset then
@@ -29,7 +34,12 @@ elseif redis.call('EXISTS', stream) == 1 or redis.call('EXISTS', timeindex) == 1
   return redis.error_reply('KORVET_LOST_OFFSETS the partition hash ' .. partition .. ' is missing while its records remain ' ..
     '(evicted by Redis, or deleted outside korvet); refusing to assign offsets again')
 else
-  next_offset = 0
+  local results = {}
+  for _ = 1, tonumber(ARGV[3]) do
+    results[#results + 1] = 4
+    results[#results + 1] = -1
+  end
+  return results
 end
 local first_offset = next_offset
 -- HGET answers false, not nil, for a missing field.

@@ -1,0 +1,136 @@
+//! Creating, changing and deleting topics, so that no offset is ever handed out twice.
+//!
+//! A partition exists from its topic's creation on: its hash gets `next` = 0 before the topic's
+//! record is written, and the append script never creates a partition (see `scripts/append.lua`).
+//! So a partition whose keys vanished (deleted through another broker whose cache is stale,
+//! evicted, deleted by hand) refuses appends instead of starting again at 0, and a topic whose
+//! record vanished while its records remain is not created again over them.
+
+use crate::codec;
+use crate::keys::Keys;
+use crate::MainConnection;
+use korvet_core::storage::{StorageError, StorageReply, TopicMeta};
+use redis::RedisError;
+use std::ops::Range;
+
+/// Replaces a topic's metadata if the topic exists. KEYS[1] topics hash; ARGV name, JSON.
+const UPDATE_TOPIC_SCRIPT: &str =
+    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end return 0";
+
+/// Gives a partition that has neither records nor a hash the `next` = 0 that makes it exist.
+/// KEYS[1] partition hash, KEYS[2] stream.
+const ADOPT_PARTITION_SCRIPT: &str =
+    "if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then redis.call('HSET', KEYS[1], 'next', '0') end return 0";
+
+/// The storage format this driver writes: 1 means every partition has its hash from its
+/// topic's creation on.
+const FORMAT: i64 = 1;
+
+pub async fn create(conn: &mut MainConnection, keys: &Keys, topic: &TopicMeta) -> Result<StorageReply, RedisError> {
+    let exists: bool = redis::cmd("HEXISTS").arg(keys.topics()).arg(&topic.name).query_async(conn).await?;
+    if exists {
+        return Ok(StorageReply::TopicCreated(false));
+    }
+    let stream = keys.stream(&topic.name, 0);
+    let leftover: bool = redis::cmd("EXISTS").arg(&stream).query_async(conn).await?;
+    if leftover {
+        return Ok(StorageReply::Failed(StorageError::fatal(format!(
+            "topic {} has records in Redis ({stream}) but no entry in {}: the entry was evicted or deleted outside \
+             korvet; refusing to create the topic again over its records. Restore the entry, or delete the topic's keys",
+            topic.name,
+            keys.topics()
+        ))));
+    }
+    create_partitions(conn, keys, &topic.name, 0..topic.partitions).await?;
+    let created: bool =
+        redis::cmd("HSETNX").arg(keys.topics()).arg(&topic.name).arg(codec::encode_topic(topic)).query_async(conn).await?;
+    Ok(StorageReply::TopicCreated(created))
+}
+
+/// Only if the topic still exists: an update must not resurrect a deleted topic. Partitions
+/// added by the update are created before the topic's record names them.
+pub async fn update(conn: &mut MainConnection, keys: &Keys, topic: &TopicMeta) -> Result<StorageReply, RedisError> {
+    let stored: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.topics()).arg(&topic.name).query_async(conn).await?;
+    let Some(stored) = stored else { return Ok(StorageReply::TopicUpdated(false)) };
+    let existing = codec::decode_topic(&topic.name, &stored).map_or(topic.partitions, |m| m.partitions);
+    create_partitions(conn, keys, &topic.name, existing..topic.partitions).await?;
+    let updated: i64 = redis::cmd("EVAL")
+        .arg(UPDATE_TOPIC_SCRIPT)
+        .arg(1)
+        .arg(keys.topics())
+        .arg(&topic.name)
+        .arg(codec::encode_topic(topic))
+        .query_async(conn)
+        .await?;
+    Ok(StorageReply::TopicUpdated(updated == 1))
+}
+
+/// Drops the topic's partitions first (UNLINK: Redis frees large streams in the background),
+/// then its record: appends racing the deletion through another broker find no partition and
+/// write nothing, and a deletion cut short leaves the record, so that it can be repeated.
+/// Returns whether the topic existed.
+pub async fn delete(conn: &mut MainConnection, keys: &Keys, name: &str) -> Result<bool, RedisError> {
+    let json: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.topics()).arg(name).query_async(conn).await?;
+    let Some(json) = json else { return Ok(false) };
+    let partitions = codec::decode_topic(name, &json).map(|m| m.partitions).unwrap_or(0);
+    let mut pipe = redis::pipe();
+    for partition in 0..partitions {
+        // One command per partition: its keys share a cluster slot.
+        pipe.cmd("UNLINK")
+            .arg(keys.partition(name, partition))
+            .arg(keys.stream(name, partition))
+            .arg(keys.time_index(name, partition))
+            .ignore();
+    }
+    if partitions > 0 {
+        pipe.query_async::<()>(conn).await?;
+    }
+    redis::cmd("HDEL").arg(keys.topics()).arg(name).query_async::<()>(conn).await?;
+    Ok(true)
+}
+
+async fn create_partitions(conn: &mut MainConnection, keys: &Keys, topic: &str, partitions: Range<i32>) -> Result<(), RedisError> {
+    if partitions.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for partition in partitions {
+        // HSETNX: a partition that exists already keeps its counter.
+        pipe.cmd("HSETNX").arg(keys.partition(topic, partition)).arg("next").arg(0).ignore();
+    }
+    pipe.query_async(conn).await
+}
+
+/// Brings a keyspace written before partitions were created with their topic up to
+/// [`FORMAT`]: partitions that never had an append get their hash. Partitions whose hash is
+/// missing while records remain are left as they are (appends to them fail). Runs once per
+/// keyspace; brokers starting together may all run it, which is harmless.
+pub async fn upgrade_format(conn: &mut MainConnection, keys: &Keys) -> Result<(), RedisError> {
+    let format: Option<i64> = redis::cmd("GET").arg(keys.format()).query_async(conn).await?;
+    if format.is_some_and(|f| f >= FORMAT) {
+        return Ok(());
+    }
+    let topics: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(keys.topics()).query_async(conn).await?;
+    let mut adopted = 0;
+    for (name, json) in &topics {
+        let Ok(meta) = codec::decode_topic(name, json) else { continue };
+        let mut pipe = redis::pipe();
+        for partition in 0..meta.partitions {
+            pipe.cmd("EVAL")
+                .arg(ADOPT_PARTITION_SCRIPT)
+                .arg(2)
+                .arg(keys.partition(name, partition))
+                .arg(keys.stream(name, partition))
+                .ignore();
+            adopted += 1;
+        }
+        if meta.partitions > 0 {
+            pipe.query_async::<()>(conn).await?;
+        }
+    }
+    redis::cmd("SET").arg(keys.format()).arg(FORMAT).query_async::<()>(conn).await?;
+    if !topics.is_empty() {
+        log::info!("storage format {FORMAT}: checked {adopted} partitions of {} topics", topics.len());
+    }
+    Ok(())
+}
