@@ -8,7 +8,9 @@
 use crate::cluster::{BrokerInfo, ClusterEvent, ClusterView};
 use crate::config::BrokerConfig;
 use crate::frame::FrameDecoder;
-use crate::handlers::{self, Handler, Step};
+pub use crate::handlers::api_name;
+use crate::handlers::{self, Context, Handler, RequestMeta, Session, Step, WaitKey};
+pub use crate::rng::SplitMix64;
 use crate::groups::Groups;
 use crate::stats::Stats;
 use crate::storage::{StorageCommand, StorageReply};
@@ -18,6 +20,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Requests of one connection worked on at once. Further requests wait, unread, in the
 /// connection (the runtime stops reading it): a client that pipelines without limit (librdkafka
@@ -62,17 +65,10 @@ pub enum Output {
     ResumeReading { conn: ConnId },
 }
 
-/// Identifies a request within the connection it came from.
-#[derive(Clone, Debug)]
-pub(crate) struct RequestMeta {
-    pub api_key: ApiKey,
-    pub version: i16,
-    pub correlation_id: i32,
-    pub client_id: Option<String>,
-}
-
 struct Connection {
     peer: String,
+    /// Who is on the other end; every request of the connection runs as it.
+    session: Arc<Session>,
     frames: FrameDecoder,
     /// Responses in request order; `None` until the request's task has finished.
     pending: VecDeque<(TaskId, Option<Bytes>)>,
@@ -93,6 +89,8 @@ struct Connection {
 struct Task {
     conn: ConnId,
     meta: RequestMeta,
+    /// The connection's session when the request arrived.
+    session: Arc<Session>,
     handler: Box<dyn Handler>,
     /// Replies to the commands of the handler's last `Step::Storage`, in command order.
     replies: Vec<Option<StorageReply>>,
@@ -113,66 +111,6 @@ struct Task {
 struct Parked {
     deadline: u64,
     keys: Vec<WaitKey>,
-}
-
-/// What a parked request waits for, besides its deadline.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum WaitKey {
-    /// An append to this partition.
-    Partition(String, i32),
-    /// Any change of this consumer group.
-    Group(String),
-}
-
-/// Everything a handler may read or update while it runs.
-pub(crate) struct Context<'a> {
-    pub config: &'a BrokerConfig,
-    pub cluster: &'a ClusterView,
-    pub topics: &'a mut TopicCache,
-    pub stats: &'a mut Stats,
-    pub rng: &'a mut SplitMix64,
-    pub now: Time,
-    /// Partitions a handler appended to; parked fetches on them are woken.
-    pub appended: &'a mut Vec<(String, i32)>,
-    /// Appends completed per partition since start, local or reported from other brokers.
-    pub append_counts: &'a HashMap<(String, i32), u64>,
-    pub groups: &'a mut Groups,
-    /// The client address of the connection, for group member descriptions.
-    pub peer: &'a str,
-    pub client_id: &'a str,
-}
-
-impl Context<'_> {
-    /// Whether this broker coordinates the group; other brokers answer NOT_COORDINATOR to its
-    /// membership requests so that clients look the coordinator up again.
-    pub fn coordinates(&self, group: &str) -> bool {
-        self.cluster.coordinator_for(group).id == self.config.broker_id
-    }
-}
-
-/// A small deterministic PRNG; the runtime seeds it (from entropy, or from the simulator's seed).
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-        z ^ (z >> 31)
-    }
-    /// A random version-4 UUID.
-    pub fn uuid(&mut self) -> [u8; 16] {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.next_u64().to_be_bytes());
-        bytes[8..].copy_from_slice(&self.next_u64().to_be_bytes());
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        bytes
-    }
 }
 
 pub struct Broker {
@@ -310,6 +248,7 @@ impl Broker {
             conn,
             Connection {
                 peer: peer.to_string(),
+                session: Arc::new(Session::default()),
                 frames: FrameDecoder::new(self.config.max_request_size),
                 pending: VecDeque::new(),
                 active: 0,
@@ -506,7 +445,12 @@ impl Broker {
 
     fn start(&mut self, conn: ConnId, meta: RequestMeta, request: RequestKind, frame_bytes: usize, now: Time) {
         self.stats.api(api_name(meta.api_key)).requests += 1;
-        let (handler, responds) = handlers::handler_for(request, &meta);
+        let session = self.conns.get(&conn).map(|c| c.session.clone()).unwrap_or_default();
+        if let Err(reason) = handlers::authorize(&meta, &session) {
+            self.close(conn, reason);
+            return;
+        }
+        let handlers::Started { handler, responds } = handlers::handler_for(request, &meta);
         let task_id = self.next_id();
         if handler.appends() {
             self.append_order.entry(conn).or_default().push_back(task_id);
@@ -523,6 +467,7 @@ impl Broker {
             Task {
                 conn,
                 meta,
+                session,
                 handler,
                 replies: Vec::new(),
                 outstanding: 0,
@@ -554,6 +499,7 @@ impl Broker {
                 groups: &mut self.groups,
                 peer,
                 client_id: task.meta.client_id.as_deref().unwrap_or(""),
+                session: &task.session,
             };
             task.handler.resume(&mut cx, replies)
         };
@@ -777,36 +723,6 @@ impl Broker {
 
 fn missing_reply() -> StorageReply {
     StorageReply::Failed(crate::storage::StorageError::fatal("storage reply missing"))
-}
-
-/// Kafka's name for an API, used in logs and metrics labels.
-pub fn api_name(key: ApiKey) -> &'static str {
-    match key {
-        ApiKey::Produce => "Produce",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::CreateTopics => "CreateTopics",
-        ApiKey::DeleteTopics => "DeleteTopics",
-        ApiKey::InitProducerId => "InitProducerId",
-        ApiKey::DescribeConfigs => "DescribeConfigs",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::JoinGroup => "JoinGroup",
-        ApiKey::SyncGroup => "SyncGroup",
-        ApiKey::Heartbeat => "Heartbeat",
-        ApiKey::LeaveGroup => "LeaveGroup",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::DeleteGroups => "DeleteGroups",
-        ApiKey::OffsetDelete => "OffsetDelete",
-        ApiKey::CreatePartitions => "CreatePartitions",
-        ApiKey::AlterConfigs => "AlterConfigs",
-        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
-        _ => "Other",
-    }
 }
 
 /// Frames a response: size, header (v0 for ApiVersions at every version, as clients expect,

@@ -14,6 +14,7 @@ pub mod frame;
 pub mod groups;
 mod handlers;
 pub mod records;
+pub mod rng;
 pub mod stats;
 pub mod storage;
 pub mod topics;

@@ -5,9 +5,11 @@
 //! `UpdateTopic`. Partitions are independent keys in storage, so adding partitions is only a
 //! metadata change; existing records stay where they are.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, topic_configs, Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::storage::{StorageCommand, StorageReply, TopicMeta};
 use crate::topics::MAX_PARTITIONS;
@@ -17,6 +19,42 @@ use kafka_protocol::messages::{alter_configs_request, alter_configs_response, in
 use kafka_protocol::messages::{incremental_alter_configs_response, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
+
+pub(crate) const CREATE_PARTITIONS: ApiSpec = ApiSpec {
+    key: ApiKey::CreatePartitions,
+    name: "CreatePartitions",
+    min: 0,
+    max: 3,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::CreatePartitions(req) => Started::new(CreatePartitions::new(req), true),
+        other => Started::mismatch(other, meta),
+    },
+};
+
+pub(crate) const ALTER_CONFIGS: ApiSpec = ApiSpec {
+    key: ApiKey::AlterConfigs,
+    name: "AlterConfigs",
+    min: 0,
+    max: 2,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::AlterConfigs(req) => Started::new(AlterConfigs::new(req), true),
+        other => Started::mismatch(other, meta),
+    },
+};
+
+pub(crate) const INCREMENTAL_ALTER_CONFIGS: ApiSpec = ApiSpec {
+    key: ApiKey::IncrementalAlterConfigs,
+    name: "IncrementalAlterConfigs",
+    min: 0,
+    max: 1,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::IncrementalAlterConfigs(req) => Started::new(IncrementalAlterConfigs::new(req), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 const TOPIC_RESOURCE: i8 = 2;
 const BROKER_RESOURCE: i8 = 4;

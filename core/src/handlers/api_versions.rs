@@ -1,17 +1,30 @@
 //! ApiVersions: the API table clients negotiate against.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::storage::StorageReply;
-use crate::versions::SUPPORTED_APIS;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use kafka_protocol::messages::ResponseKind;
+
+pub(crate) const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::ApiVersions,
+    name: "ApiVersions",
+    min: 0,
+    max: 3,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::ApiVersions(_) => Started::new(ApiVersions, true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 pub(crate) struct ApiVersions;
 
 fn table() -> Vec<ApiVersion> {
-    SUPPORTED_APIS
+    super::APIS
         .iter()
         .map(|api| ApiVersion::default().with_api_key(api.key as i16).with_min_version(api.min).with_max_version(api.max))
         .collect()

@@ -1,8 +1,10 @@
 //! CreateTopics, including validate-only requests.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_configs;
 use super::{topic_name, Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::storage::{StorageCommand, StorageReply, TopicMeta};
 use crate::topics;
@@ -11,6 +13,18 @@ use kafka_protocol::messages::create_topics_response::*;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashSet};
+
+pub(crate) const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::CreateTopics,
+    name: "CreateTopics",
+    min: 0,
+    max: 7,
+    decodable_min: 2,
+    start: |request, meta| match request {
+        RequestKind::CreateTopics(req) => Started::new(CreateTopics::new(req, meta.version), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 pub(crate) struct CreateTopics {
     request: CreateTopicsRequest,

@@ -1,15 +1,29 @@
 //! DescribeConfigs for topics (overrides plus Kafka's defaults) and brokers.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_configs::{self, ConfigType};
 use super::topic_lookup::TopicLookup;
 use super::{Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::storage::StorageReply;
 use kafka_protocol::messages::describe_configs_request::{DescribeConfigsRequest, DescribeConfigsResource};
 use kafka_protocol::messages::describe_configs_response::*;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::StrBytes;
+
+pub(crate) const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::DescribeConfigs,
+    name: "DescribeConfigs",
+    min: 0,
+    max: 4,
+    decodable_min: 1,
+    start: |request, meta| match request {
+        RequestKind::DescribeConfigs(req) => Started::new(DescribeConfigs::new(req, meta.version), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

@@ -4,9 +4,11 @@
 //! korvet answers without fetch sessions (session id 0), so clients send full fetch requests,
 //! which every client supports.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
-use crate::broker::{Context, WaitKey};
+use super::{Context, WaitKey};
 use crate::errors;
 use crate::records;
 use crate::storage::{PartitionOffsets, StorageCommand, StorageReply, StoredRecord};
@@ -14,6 +16,18 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::*;
 use kafka_protocol::messages::ResponseKind;
+
+pub(crate) const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::Fetch,
+    name: "Fetch",
+    min: 0,
+    max: 12,
+    decodable_min: 4,
+    start: |request, meta| match request {
+        RequestKind::Fetch(req) => Started::new(Fetch::new(req, meta.version), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 pub(crate) struct Fetch {
     request: FetchRequest,

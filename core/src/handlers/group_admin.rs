@@ -2,8 +2,10 @@
 //! OffsetDelete. Groups with committed offsets but no live members (e.g. after a restart) are
 //! reported as Empty, as Kafka does.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{topic_name, Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::groups::{Group, GroupState};
 use crate::storage::{StorageCommand, StorageReply};
@@ -18,6 +20,54 @@ use kafka_protocol::messages::offset_delete_response::*;
 use kafka_protocol::messages::{GroupId, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
+
+pub(crate) const DESCRIBE_GROUPS: ApiSpec = ApiSpec {
+    key: ApiKey::DescribeGroups,
+    name: "DescribeGroups",
+    min: 0,
+    max: 5,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::DescribeGroups(req) => Started::new(DescribeGroups::new(req), true),
+        other => Started::mismatch(other, meta),
+    },
+};
+
+pub(crate) const LIST_GROUPS: ApiSpec = ApiSpec {
+    key: ApiKey::ListGroups,
+    name: "ListGroups",
+    min: 0,
+    max: 4,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::ListGroups(req) => Started::new(ListGroups::new(req), true),
+        other => Started::mismatch(other, meta),
+    },
+};
+
+pub(crate) const DELETE_GROUPS: ApiSpec = ApiSpec {
+    key: ApiKey::DeleteGroups,
+    name: "DeleteGroups",
+    min: 0,
+    max: 2,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::DeleteGroups(req) => Started::new(DeleteGroups::new(req), true),
+        other => Started::mismatch(other, meta),
+    },
+};
+
+pub(crate) const OFFSET_DELETE: ApiSpec = ApiSpec {
+    key: ApiKey::OffsetDelete,
+    name: "OffsetDelete",
+    min: 0,
+    max: 0,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::OffsetDelete(req) => Started::new(OffsetDelete::new(req), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 fn owned(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())

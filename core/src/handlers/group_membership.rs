@@ -2,8 +2,10 @@
 //! the coordinator in `crate::groups`. Join and Sync park until the group reaches the state
 //! that answers them.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{Handler, Step};
-use crate::broker::{Context, WaitKey};
+use super::{Context, WaitKey};
 use crate::errors;
 use crate::groups::{JoinOutcome, JoinRequest, JoinResult, SyncOutcome};
 use crate::storage::GroupRecord;
@@ -19,6 +21,54 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::StrBytes;
+
+pub(crate) const JOIN_GROUP: ApiSpec = ApiSpec {
+    key: ApiKey::JoinGroup,
+    name: "JoinGroup",
+    min: 0,
+    max: 9,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::JoinGroup(req) => Started::new(JoinGroup::new(req, meta.version), true),
+        other => Started::mismatch(other, meta),
+    },
+};
+
+pub(crate) const SYNC_GROUP: ApiSpec = ApiSpec {
+    key: ApiKey::SyncGroup,
+    name: "SyncGroup",
+    min: 0,
+    max: 5,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::SyncGroup(req) => Started::new(SyncGroup::new(req, meta.version), true),
+        other => Started::mismatch(other, meta),
+    },
+};
+
+pub(crate) const HEARTBEAT: ApiSpec = ApiSpec {
+    key: ApiKey::Heartbeat,
+    name: "Heartbeat",
+    min: 0,
+    max: 4,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::Heartbeat(req) => Started::new(Heartbeat(req), true),
+        other => Started::mismatch(other, meta),
+    },
+};
+
+pub(crate) const LEAVE_GROUP: ApiSpec = ApiSpec {
+    key: ApiKey::LeaveGroup,
+    name: "LeaveGroup",
+    min: 0,
+    max: 5,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::LeaveGroup(req) => Started::new(LeaveGroup::new(req, meta.version), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 fn text(s: &StrBytes) -> String {
     s.as_str().to_string()

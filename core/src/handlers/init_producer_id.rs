@@ -1,13 +1,27 @@
 //! InitProducerId for idempotent producers. Transactional producers are refused: korvet does
 //! not implement transactions.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::storage::{StorageCommand, StorageReply};
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::{ProducerId, ResponseKind};
+
+pub(crate) const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::InitProducerId,
+    name: "InitProducerId",
+    min: 0,
+    max: 4,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::InitProducerId(req) => Started::new(InitProducerId::new(req), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 pub(crate) struct InitProducerId {
     request: InitProducerIdRequest,

@@ -1,14 +1,28 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first offset at or after a
 //! timestamp.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::storage::{StorageCommand, StorageReply};
 use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use kafka_protocol::messages::list_offsets_response::*;
 use kafka_protocol::messages::ResponseKind;
+
+pub(crate) const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::ListOffsets,
+    name: "ListOffsets",
+    min: 0,
+    max: 7,
+    decodable_min: 1,
+    start: |request, meta| match request {
+        RequestKind::ListOffsets(req) => Started::new(ListOffsets::new(req, meta.version), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

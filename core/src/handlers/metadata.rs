@@ -1,13 +1,27 @@
 //! Metadata: brokers, topics and partition leaders; auto-creates topics when allowed.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::storage::{StorageReply, TopicMeta};
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::*;
 use kafka_protocol::messages::{BrokerId, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+
+pub(crate) const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::Metadata,
+    name: "Metadata",
+    min: 0,
+    max: 12,
+    decodable_min: 0,
+    start: |request, meta| match request {
+        RequestKind::Metadata(req) => Started::new(Metadata::new(req, meta.version), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 pub(crate) struct Metadata {
     /// Requested names, or `None` for every topic.

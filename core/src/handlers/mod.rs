@@ -1,4 +1,20 @@
 //! Request decoding and one handler per Kafka API.
+//!
+//! Every API is one file (or one file per tight family, such as the group membership APIs) that
+//! declares an [`ApiSpec`]: its key, name, the versions it advertises and decodes, and how its
+//! handler starts. [`APIS`] lists them; ApiVersions, request decoding and dispatch, metric labels
+//! and the per-version tests are all derived from that list. Adding an API is a new file, a line
+//! in [`APIS`], and its tests.
+//!
+//! Advertised ranges are deliberately wide at the bottom. librdkafka up to 2.0 (Debian's kcat)
+//! switches features on only when exact old versions fall inside the advertised range (message
+//! format v2 needs Produce 3 and Fetch 4 in range, timestamps ListOffsets 1, the idempotent
+//! producer InitProducerId 0, and the throttle-time feature Produce 1..2 and Fetch 1..2).
+//! Versions below `decodable_min` are advertised for that detection only, as Kafka 4.0 does for
+//! Produce 0..2: a client that really sends one gets its connection closed with a log line.
+//! Current clients always pick the highest common version, which is decodable. Maximum versions
+//! stop where a newer version would need a feature korvet lacks: Fetch 13 and Produce 12+
+//! address topics by id only, ListOffsets 8+ asks for tiered-storage offsets.
 
 mod alter_topics;
 mod api_versions;
@@ -18,9 +34,10 @@ mod produce;
 mod topic_configs;
 mod topic_lookup;
 
-use crate::broker::{Context, RequestMeta, WaitKey};
+mod context;
+
+pub(crate) use context::{Context, RequestMeta, Session, WaitKey};
 use crate::storage::{StorageCommand, StorageReply};
-use crate::versions;
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::Decodable;
@@ -53,6 +70,77 @@ pub(crate) trait Handler: Send {
     }
 }
 
+/// One Kafka API as korvet serves it.
+pub struct ApiSpec {
+    pub key: ApiKey,
+    /// Kafka's name for the API, used in logs and metric labels.
+    pub name: &'static str,
+    /// The versions advertised in ApiVersions.
+    pub min: i16,
+    pub max: i16,
+    /// The lowest version the request decoder accepts (see the module comment).
+    pub decodable_min: i16,
+    /// The handler for a decoded request of this API.
+    pub(crate) start: fn(RequestKind, &RequestMeta) -> Started,
+}
+
+/// Every API korvet serves, in the order ApiVersions lists them.
+pub const APIS: &[&ApiSpec] = &[
+    &produce::SPEC,
+    &fetch::SPEC,
+    &list_offsets::SPEC,
+    &metadata::SPEC,
+    &api_versions::SPEC,
+    &create_topics::SPEC,
+    &delete_topics::SPEC,
+    &init_producer_id::SPEC,
+    &describe_configs::SPEC,
+    &find_coordinator::SPEC,
+    &offset_commit::SPEC,
+    &offset_fetch::SPEC,
+    &group_membership::JOIN_GROUP,
+    &group_membership::SYNC_GROUP,
+    &group_membership::HEARTBEAT,
+    &group_membership::LEAVE_GROUP,
+    &group_admin::DESCRIBE_GROUPS,
+    &group_admin::LIST_GROUPS,
+    &group_admin::DELETE_GROUPS,
+    &group_admin::OFFSET_DELETE,
+    &alter_topics::CREATE_PARTITIONS,
+    &alter_topics::ALTER_CONFIGS,
+    &alter_topics::INCREMENTAL_ALTER_CONFIGS,
+];
+
+/// The spec of an API korvet serves.
+pub fn spec(api_key: i16) -> Option<&'static ApiSpec> {
+    APIS.iter().copied().find(|api| api.key as i16 == api_key)
+}
+
+/// Kafka's name for an API, used in logs and metrics labels ("Other" for APIs korvet does not
+/// serve).
+pub fn api_name(key: ApiKey) -> &'static str {
+    spec(key as i16).map_or("Other", |api| api.name)
+}
+
+/// A handler just made for a request, and whether the request gets a response at all.
+pub(crate) struct Started {
+    pub handler: Box<dyn Handler>,
+    pub responds: bool,
+}
+
+impl Started {
+    pub fn new(handler: impl Handler + 'static, responds: bool) -> Self {
+        Started { handler: Box::new(handler), responds }
+    }
+
+    /// A request of another API than the spec's: never happens (requests are decoded by the
+    /// spec's key), but keeps every `start` total.
+    pub fn mismatch(request: RequestKind, meta: &RequestMeta) -> Self {
+        log::warn!("a {:?} request reached the {:?} handler", std::mem::discriminant(&request), meta.api_key);
+        Started::new(Unsupported(meta.api_key), true)
+    }
+}
+
 pub(crate) enum DecodeError {
     /// Answer with this response (ApiVersions with UNSUPPORTED_VERSION).
     Respond { meta: RequestMeta, response: ResponseKind },
@@ -68,7 +156,7 @@ pub(crate) fn decode_request(mut frame: Bytes) -> Result<(RequestMeta, RequestKi
     let api_key = (&frame[0..2]).get_i16();
     let version = (&frame[2..4]).get_i16();
     let correlation_id = (&frame[4..8]).get_i32();
-    let Some(support) = versions::lookup(api_key) else {
+    let Some(support) = spec(api_key) else {
         return Err(DecodeError::Close(format!("unsupported API key {api_key} (correlation id {correlation_id})")));
     };
     let key = support.key;
@@ -102,37 +190,18 @@ pub(crate) fn decode_request(mut frame: Bytes) -> Result<(RequestMeta, RequestKi
     Ok((meta, request))
 }
 
+/// The one authorization check every request passes before its handler starts, so that no API
+/// can forget it (handlers check per topic or group only where Kafka does). Permissive for now:
+/// every session may call every API. A refusal closes the connection with the reason.
+pub(crate) fn authorize(_request: &RequestMeta, _session: &Session) -> Result<(), String> {
+    Ok(())
+}
+
 /// The handler for a decoded request, and whether the request gets a response at all.
-pub(crate) fn handler_for(request: RequestKind, meta: &RequestMeta) -> (Box<dyn Handler>, bool) {
-    let version = meta.version;
-    match request {
-        RequestKind::ApiVersions(_) => (Box::new(api_versions::ApiVersions), true),
-        RequestKind::Metadata(req) => (Box::new(metadata::Metadata::new(req, version)), true),
-        RequestKind::CreateTopics(req) => (Box::new(create_topics::CreateTopics::new(req, version)), true),
-        RequestKind::DeleteTopics(req) => (Box::new(delete_topics::DeleteTopics::new(req, version)), true),
-        RequestKind::Produce(req) => {
-            let responds = req.acks != 0;
-            (Box::new(produce::Produce::new(req, version)), responds)
-        }
-        RequestKind::Fetch(req) => (Box::new(fetch::Fetch::new(req, version)), true),
-        RequestKind::ListOffsets(req) => (Box::new(list_offsets::ListOffsets::new(req, version)), true),
-        RequestKind::DescribeConfigs(req) => (Box::new(describe_configs::DescribeConfigs::new(req, version)), true),
-        RequestKind::InitProducerId(req) => (Box::new(init_producer_id::InitProducerId::new(req)), true),
-        RequestKind::FindCoordinator(req) => (Box::new(find_coordinator::FindCoordinator::new(req, version)), true),
-        RequestKind::JoinGroup(req) => (Box::new(group_membership::JoinGroup::new(req, version)), true),
-        RequestKind::SyncGroup(req) => (Box::new(group_membership::SyncGroup::new(req, version)), true),
-        RequestKind::Heartbeat(req) => (Box::new(group_membership::Heartbeat(req)), true),
-        RequestKind::LeaveGroup(req) => (Box::new(group_membership::LeaveGroup::new(req, version)), true),
-        RequestKind::ListGroups(req) => (Box::new(group_admin::ListGroups::new(req)), true),
-        RequestKind::DescribeGroups(req) => (Box::new(group_admin::DescribeGroups::new(req)), true),
-        RequestKind::DeleteGroups(req) => (Box::new(group_admin::DeleteGroups::new(req)), true),
-        RequestKind::OffsetDelete(req) => (Box::new(group_admin::OffsetDelete::new(req)), true),
-        RequestKind::OffsetCommit(req) => (Box::new(offset_commit::OffsetCommit::new(req)), true),
-        RequestKind::OffsetFetch(req) => (Box::new(offset_fetch::OffsetFetch::new(req, version)), true),
-        RequestKind::IncrementalAlterConfigs(req) => (Box::new(alter_topics::IncrementalAlterConfigs::new(req)), true),
-        RequestKind::AlterConfigs(req) => (Box::new(alter_topics::AlterConfigs::new(req)), true),
-        RequestKind::CreatePartitions(req) => (Box::new(alter_topics::CreatePartitions::new(req)), true),
-        _ => (Box::new(Unsupported(meta.api_key)), true),
+pub(crate) fn handler_for(request: RequestKind, meta: &RequestMeta) -> Started {
+    match spec(meta.api_key as i16) {
+        Some(api) => (api.start)(request, meta),
+        None => Started::new(Unsupported(meta.api_key), true),
     }
 }
 

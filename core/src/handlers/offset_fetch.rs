@@ -1,14 +1,28 @@
 //! OffsetFetch, single-group (v1–7) and multi-group (v8) forms. Partitions without a commit
 //! answer offset -1, as in Kafka.
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{topic_name, Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::storage::{CommittedOffset, StorageCommand, StorageReply};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::offset_fetch_response::*;
 use kafka_protocol::messages::{GroupId, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+
+pub(crate) const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::OffsetFetch,
+    name: "OffsetFetch",
+    min: 0,
+    max: 8,
+    decodable_min: 1,
+    start: |request, meta| match request {
+        RequestKind::OffsetFetch(req) => Started::new(OffsetFetch::new(req, meta.version), true),
+        other => Started::mismatch(other, meta),
+    },
+};
 
 /// One group's question: all partitions (`None`) or these.
 struct Query {

@@ -1,9 +1,11 @@
 //! Produce: validate and unpack each partition's batches, append them atomically, and answer once
 //! storage has confirmed every write (never before: nothing acknowledged may be lost).
 
+use super::{ApiSpec, Started};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::records::{self, BatchError, ProducedBatch};
 use crate::storage::{AppendOutcome, StorageCommand, StorageReply};
@@ -11,6 +13,21 @@ use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::*;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::StrBytes;
+
+pub(crate) const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::Produce,
+    name: "Produce",
+    min: 0,
+    max: 11,
+    decodable_min: 3,
+    start: |request, meta| match request {
+        RequestKind::Produce(req) => {
+            let responds = req.acks != 0;
+            Started::new(Produce::new(req, meta.version), responds)
+        },
+        other => Started::mismatch(other, meta),
+    },
+};
 
 pub(crate) struct Produce {
     request: ProduceRequest,

@@ -1,7 +1,7 @@
 //! Resolving topic names to metadata, shared by every handler that addresses topics: served from
 //! the cache while fresh, otherwise read from storage, and optionally auto-created.
 
-use crate::broker::Context;
+use super::Context;
 use crate::errors;
 use crate::storage::{StorageCommand, StorageError, StorageReply, TopicMeta};
 use crate::topics;

@@ -1,0 +1,82 @@
+//! What a handler may touch while it runs: the request's identity, the connection's session
+//! (who is asking), the broker state a handler reads or changes, and what a parked request
+//! waits for. The scheduler in `broker` builds a [`Context`] for every step of a handler.
+
+use crate::cluster::ClusterView;
+use crate::config::BrokerConfig;
+use crate::groups::Groups;
+use crate::rng::SplitMix64;
+use crate::stats::Stats;
+use crate::topics::TopicCache;
+use crate::Time;
+use kafka_protocol::messages::ApiKey;
+use std::collections::HashMap;
+
+/// Identifies a request within the connection it came from.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestMeta {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+/// What a parked request waits for, besides its deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum WaitKey {
+    /// An append to this partition.
+    Partition(String, i32),
+    /// Any change of this consumer group.
+    Group(String),
+}
+
+/// Who is on the other end of a connection, as far as the broker knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Authentication {
+    /// Nothing was asked of the client (a PLAINTEXT listener without SASL).
+    None,
+}
+
+/// A connection's security state: how it authenticated and the principal it acts as (Kafka's
+/// `User:name`; `User:ANONYMOUS` when nothing authenticated it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Session {
+    pub authentication: Authentication,
+    pub principal: String,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session { authentication: Authentication::None, principal: "User:ANONYMOUS".into() }
+    }
+}
+
+/// Everything a handler may read or update while it runs.
+pub(crate) struct Context<'a> {
+    pub config: &'a BrokerConfig,
+    pub cluster: &'a ClusterView,
+    pub topics: &'a mut TopicCache,
+    pub stats: &'a mut Stats,
+    pub rng: &'a mut SplitMix64,
+    pub now: Time,
+    /// Partitions a handler appended to; parked fetches on them are woken.
+    pub appended: &'a mut Vec<(String, i32)>,
+    /// Appends completed per partition since start, local or reported from other brokers.
+    pub append_counts: &'a HashMap<(String, i32), u64>,
+    pub groups: &'a mut Groups,
+    /// The client address of the connection, for group member descriptions.
+    pub peer: &'a str,
+    pub client_id: &'a str,
+    /// Who sent the request, for the checks Kafka makes per topic or group inside a handler
+    /// (none yet: see `authorize`).
+    #[allow(dead_code)]
+    pub session: &'a Session,
+}
+
+impl Context<'_> {
+    /// Whether this broker coordinates the group; other brokers answer NOT_COORDINATOR to its
+    /// membership requests so that clients look the coordinator up again.
+    pub fn coordinates(&self, group: &str) -> bool {
+        self.cluster.coordinator_for(group).id == self.config.broker_id
+    }
+}
