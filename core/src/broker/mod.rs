@@ -4,7 +4,23 @@
 //! storage commands, parks (long-poll Fetch), or finishes with a response. Requests on one
 //! connection run concurrently, but their responses are released strictly in request order, as
 //! Kafka clients require.
+//!
+//! One concern per submodule: `connection` (framing, backpressure, the memory of frames still
+//! arriving), `append_order` (a connection's appends in arrival order), `parking` (long polls:
+//! deadlines and wake-ups), `responses` (release in request order, encoding), `handover` (live
+//! brokers and groups moving between coordinators), `rate_limit` (storage failure logging). This
+//! file holds the inputs and outputs and runs handlers step by step.
 
+mod append_order;
+mod connection;
+mod handover;
+mod parking;
+mod rate_limit;
+mod responses;
+
+use self::connection::Connection;
+use self::parking::Parked;
+use self::rate_limit::RateLimit;
 use crate::cluster::{BrokerInfo, ClusterEvent, ClusterView};
 use crate::config::BrokerConfig;
 use crate::frame::FrameDecoder;
@@ -16,9 +32,8 @@ use crate::stats::Stats;
 use crate::storage::{StorageCommand, StorageReply};
 use crate::topics::TopicCache;
 use crate::Time;
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::Encodable;
+use bytes::Bytes;
+use kafka_protocol::messages::RequestKind;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -65,26 +80,6 @@ pub enum Output {
     ResumeReading { conn: ConnId },
 }
 
-struct Connection {
-    peer: String,
-    /// Who is on the other end; every request of the connection runs as it.
-    session: Arc<Session>,
-    frames: FrameDecoder,
-    /// Responses in request order; `None` until the request's task has finished.
-    pending: VecDeque<(TaskId, Option<Bytes>)>,
-    /// Requests being worked on (including acks=0 produces, which hold no response slot).
-    active: usize,
-    /// What they hold (see `Task::held_bytes`).
-    active_bytes: usize,
-    /// Whether the runtime was told to stop reading.
-    paused: bool,
-    /// Whether it has as many requests in progress as it may.
-    busy: bool,
-    /// Bytes reserved for the large frame under way (see [`UNRESERVED_FRAME_BYTES`]), and
-    /// whether it waits for a reservation.
-    reserved: usize,
-    waiting_for_memory: bool,
-}
 
 struct Task {
     conn: ConnId,
@@ -108,10 +103,6 @@ struct Task {
     held_appends: Option<Vec<StorageCommand>>,
 }
 
-struct Parked {
-    deadline: u64,
-    keys: Vec<WaitKey>,
-}
 
 pub struct Broker {
     config: BrokerConfig,
@@ -144,11 +135,6 @@ pub struct Broker {
     storage_warnings: RateLimit,
 }
 
-#[derive(Default)]
-struct RateLimit {
-    last_ms: Option<u64>,
-    suppressed: u64,
-}
 
 impl Broker {
     /// `seed` feeds the broker's PRNG (topic ids); runtimes pass entropy, the simulator its seed.
@@ -203,25 +189,6 @@ impl Broker {
         self.tasks.len()
     }
 
-    /// Sets the live brokers, e.g. from the registry in storage. Groups whose coordinator is
-    /// now another broker are handed over: dropped here, their waiting requests answered with
-    /// NOT_COORDINATOR.
-    pub fn set_live_brokers(&mut self, live: Vec<BrokerInfo>, now: Time) {
-        let before: Vec<i32> = self.cluster.brokers().iter().map(|b| b.id).collect();
-        self.cluster.update(&self.this, live);
-        let after: Vec<i32> = self.cluster.brokers().iter().map(|b| b.id).collect();
-        if before == after {
-            return;
-        }
-        log::info!("live brokers: {after:?} (were {before:?})");
-        let (cluster, this) = (&self.cluster, self.this.id);
-        let moved = self.groups.hand_over(|group| cluster.coordinator_for(group).id == this);
-        if !moved.is_empty() {
-            log::info!("{} consumer groups moved to other coordinators: {}", moved.len(), moved.join(", "));
-        }
-        self.wake_changed_groups(now);
-        self.announce_timeout();
-    }
 
     pub fn handle_cluster_event(&mut self, event: ClusterEvent, now: Time) {
         match event {
@@ -289,98 +256,11 @@ impl Broker {
         self.announce_timeout();
     }
 
-    /// Starts the connection's buffered requests while fewer than [`MAX_CONCURRENT_REQUESTS`]
-    /// and `max_bytes_in_progress` are in progress, reserves memory for a large frame under way,
-    /// and tells the runtime to pause or resume reading accordingly.
-    fn take_frames(&mut self, conn: ConnId, now: Time) {
-        let max_bytes = self.config.max_bytes_in_progress;
-        loop {
-            let Some(connection) = self.conns.get_mut(&conn) else { return };
-            connection.busy = connection.active >= MAX_CONCURRENT_REQUESTS || connection.active_bytes >= max_bytes;
-            if connection.busy {
-                break;
-            }
-            match connection.frames.next_frame() {
-                Ok(Some(frame)) => {
-                    self.release_frame_memory(conn);
-                    self.handle_frame(conn, frame, now);
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    self.close(conn, err.to_string());
-                    return;
-                }
-            }
-        }
-        self.reserve_frame_memory(conn);
-        self.update_reading(conn);
-    }
 
-    /// Tells the runtime to stop reading a connection that is busy or waits for frame memory,
-    /// and to read it again once neither holds.
-    fn update_reading(&mut self, conn: ConnId) {
-        let Some(connection) = self.conns.get_mut(&conn) else { return };
-        let pause = connection.busy || connection.waiting_for_memory;
-        if pause != connection.paused {
-            connection.paused = pause;
-            self.outputs.push_back(if pause { Output::PauseReading { conn } } else { Output::ResumeReading { conn } });
-        }
-    }
 
-    /// Reserves the announced size of a large frame under way on the connection from
-    /// `max_incoming_frame_bytes`, or queues the connection until others release enough: the
-    /// memory that frames in the making hold stays bounded however many connections announce
-    /// large frames. Returns whether the connection may read on.
-    fn reserve_frame_memory(&mut self, conn: ConnId) -> bool {
-        let budget = self.config.max_incoming_frame_bytes.max(self.config.max_request_size + 4);
-        let Some(connection) = self.conns.get_mut(&conn) else { return false };
-        let size = match connection.frames.incomplete_frame() {
-            // An oversized frame is refused by the decoder, not queued for memory it may not have.
-            Some(size) if size > UNRESERVED_FRAME_BYTES && size <= self.config.max_request_size + 4 && connection.reserved == 0 => size,
-            _ => return true,
-        };
-        if self.frame_memory + size <= budget {
-            self.frame_memory += size;
-            connection.reserved = size;
-            connection.waiting_for_memory = false;
-            return true;
-        }
-        if !connection.waiting_for_memory {
-            connection.waiting_for_memory = true;
-            self.frame_memory_waiters.push_back(conn);
-        }
-        false
-    }
 
-    /// Returns a connection's frame reservation once its frame is complete.
-    fn release_frame_memory(&mut self, conn: ConnId) {
-        let Some(connection) = self.conns.get_mut(&conn) else { return };
-        if connection.reserved > 0 {
-            self.frame_memory -= std::mem::take(&mut connection.reserved);
-            self.grant_frame_memory();
-        }
-    }
 
-    /// Gives waiting connections their reservations, oldest first, while the budget allows.
-    fn grant_frame_memory(&mut self) {
-        while let Some(&conn) = self.frame_memory_waiters.front() {
-            if !self.reserve_frame_memory(conn) {
-                break;
-            }
-            self.frame_memory_waiters.pop_front();
-            self.update_reading(conn);
-        }
-    }
 
-    /// Forgets a finished request and, if its connection was paused, starts the next ones.
-    fn finish_task(&mut self, conn: ConnId, held_bytes: usize, now: Time) {
-        let Some(connection) = self.conns.get_mut(&conn) else { return };
-        connection.active = connection.active.saturating_sub(1);
-        connection.active_bytes = connection.active_bytes.saturating_sub(held_bytes);
-        if connection.paused {
-            self.take_frames(conn, now);
-        }
-    }
 
     pub fn handle_storage_reply(&mut self, op: OpId, reply: StorageReply, now: Time) {
         let Some((task_id, index)) = self.ops.remove(&op) else { return };
@@ -514,22 +394,8 @@ impl Broker {
                 self.leave_append_order(conn, task_id);
                 self.resume(task_id, Vec::new(), now);
             }
-            Step::Append(commands) => {
-                let my_turn = self.append_order.get(&conn).and_then(|order| order.front()) == Some(&task_id);
-                if my_turn {
-                    self.issue(task_id, commands);
-                    self.leave_append_order(conn, task_id);
-                } else if let Some(task) = self.tasks.get_mut(&task_id) {
-                    task.held_appends = Some(commands);
-                }
-            }
-            Step::Park { deadline, keys } => {
-                self.timers.insert((deadline, task_id));
-                for key in &keys {
-                    self.waiters.entry(key.clone()).or_default().push(task_id);
-                }
-                task.parked = Some(Parked { deadline, keys });
-            }
+            Step::Append(commands) => self.append_in_turn(conn, task_id, commands),
+            Step::Park { deadline, keys } => self.park(task_id, deadline, keys),
             Step::Respond(response) => {
                 self.leave_append_order(conn, task_id);
                 if let Some(task) = self.tasks.remove(&task_id) {
@@ -581,128 +447,13 @@ impl Broker {
         }
     }
 
-    /// Takes a request out of its connection's order of appends (it issued its appends, or
-    /// finished without any), then issues the appends that were held behind it, in order.
-    fn leave_append_order(&mut self, conn: ConnId, task_id: TaskId) {
-        let Some(order) = self.append_order.get_mut(&conn) else { return };
-        let Some(position) = order.iter().position(|t| *t == task_id) else { return };
-        order.remove(position);
-        while let Some(&next) = self.append_order.get(&conn).and_then(VecDeque::front) {
-            let Some(held) = self.tasks.get_mut(&next).and_then(|t| t.held_appends.take()) else { break };
-            if let Some(order) = self.append_order.get_mut(&conn) {
-                order.pop_front();
-            }
-            self.issue(next, held);
-        }
-        if self.append_order.get(&conn).is_some_and(VecDeque::is_empty) {
-            self.append_order.remove(&conn);
-        }
-    }
 
-    /// Stores the records of groups left empty (their generation moved without a JoinGroup
-    /// answer, which would have stored it). Nobody waits for these writes: a lost one only means
-    /// a later coordinator shows the group's previous generation.
-    fn save_group_records(&mut self) {
-        for (group, record) in self.groups.take_records() {
-            let op = self.next_id();
-            self.ops.insert(op, (NO_TASK, 0));
-            self.outputs.push_back(Output::Storage { op, command: StorageCommand::SaveGroup { group, record } });
-        }
-    }
 
-    fn wake_changed_groups(&mut self, now: Time) {
-        self.save_group_records();
-        let changed = self.groups.take_changed();
-        if changed.is_empty() {
-            return;
-        }
-        let keys: Vec<WaitKey> = changed.into_iter().map(WaitKey::Group).collect();
-        self.wake(&keys, now);
-        self.group_deadline = self.groups.next_deadline();
-    }
 
-    fn wake(&mut self, keys: &[WaitKey], now: Time) {
-        let mut woken = Vec::new();
-        for key in keys {
-            if let Some(tasks) = self.waiters.remove(key) {
-                woken.extend(tasks);
-            }
-        }
-        woken.sort_unstable();
-        woken.dedup();
-        for task_id in woken {
-            if self.tasks.get(&task_id).is_some_and(|t| t.parked.is_some()) {
-                self.unpark(task_id);
-                self.resume(task_id, Vec::new(), now);
-            }
-        }
-    }
 
-    fn unpark(&mut self, task_id: TaskId) {
-        let Some(parked) = self.tasks.get_mut(&task_id).and_then(|t| t.parked.take()) else { return };
-        self.timers.remove(&(parked.deadline, task_id));
-        for key in parked.keys {
-            if let Some(tasks) = self.waiters.get_mut(&key) {
-                tasks.retain(|t| *t != task_id);
-                if tasks.is_empty() {
-                    self.waiters.remove(&key);
-                }
-            }
-        }
-    }
 
-    /// Encodes a finished request's response into its slot, then releases every response at the
-    /// head of the connection's queue that is ready, preserving request order.
-    fn complete(&mut self, conn: ConnId, task_id: TaskId, meta: &RequestMeta, response: Option<ResponseKind>, elapsed_us: u64) {
-        self.stats.api(api_name(meta.api_key)).latency.record(elapsed_us);
-        let encoded = match response.map(|r| encode_response(meta, &r)) {
-            Some(Ok(bytes)) => Some(bytes),
-            Some(Err(err)) => {
-                let client = meta.client_id.as_deref().unwrap_or("-");
-                self.close(conn, format!("cannot encode {:?} v{} response for client {client}: {err}", meta.api_key, meta.version));
-                return;
-            }
-            None => None,
-        };
-        let Some(connection) = self.conns.get_mut(&conn) else { return };
-        if let Some(slot) = connection.pending.iter_mut().find(|(id, _)| *id == task_id) {
-            slot.1 = Some(encoded.unwrap_or_default());
-        }
-        let mut ready = BytesMut::new();
-        while connection.pending.front().is_some_and(|(_, r)| r.is_some()) {
-            if let Some((_, Some(bytes))) = connection.pending.pop_front() {
-                ready.extend_from_slice(&bytes);
-            }
-        }
-        if !ready.is_empty() {
-            self.outputs.push_back(Output::Transmit { conn, bytes: ready.freeze() });
-        }
-    }
 
-    fn close(&mut self, conn: ConnId, reason: String) {
-        if let Some(connection) = self.conns.get(&conn) {
-            log::warn!("closing connection {conn} from {}: {reason}", connection.peer);
-            self.outputs.push_back(Output::Close { conn, reason });
-        }
-        self.handle_disconnect(conn, Time { mono_us: 0, wall_ms: 0 });
-    }
 
-    /// Logs a storage failure, at most one line per second: during an outage every request
-    /// fails, and the log must stay readable.
-    fn warn_storage_failure(&mut self, message: &str, now: Time) {
-        let quiet = &mut self.storage_warnings;
-        if quiet.last_ms.is_some_and(|last| now.mono_ms() < last + 1_000) {
-            quiet.suppressed += 1;
-            return;
-        }
-        if quiet.suppressed > 0 {
-            log::warn!("storage command failed: {message} ({} more failures in the last second not shown)", quiet.suppressed);
-        } else {
-            log::warn!("storage command failed: {message}");
-        }
-        quiet.last_ms = Some(now.mono_ms());
-        quiet.suppressed = 0;
-    }
 
     fn announce_timeout(&mut self) {
         let next = self.timers.first().map(|(deadline, _)| *deadline).into_iter().chain(self.group_deadline).min();
@@ -725,18 +476,3 @@ fn missing_reply() -> StorageReply {
     StorageReply::Failed(crate::storage::StorageError::fatal("storage reply missing"))
 }
 
-/// Frames a response: size, header (v0 for ApiVersions at every version, as clients expect,
-/// since they cannot know the flexible header before versions are negotiated), body.
-fn encode_response(meta: &RequestMeta, response: &ResponseKind) -> anyhow::Result<Bytes> {
-    let header_version = match meta.api_key {
-        ApiKey::ApiVersions => 0,
-        key => key.response_header_version(meta.version),
-    };
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
-    ResponseHeader::default().with_correlation_id(meta.correlation_id).encode(&mut buf, header_version)?;
-    response.encode(&mut buf, meta.version)?;
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf.freeze())
-}
