@@ -8,8 +8,7 @@ use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use crate::rt::{Listener, Rt};
-use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use korvet_runtime_common::Runtime;
 
 /// What the health endpoints report.
 #[derive(Default)]
@@ -50,9 +49,9 @@ pub fn respond(path: &str, health: &Health, metrics: &Metrics) -> Response {
 }
 
 /// Serves the endpoints until the process exits.
-pub async fn serve(rt: Rt, listener: Listener, health: Arc<Health>, metrics: Arc<Metrics>) {
+pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>, metrics: Arc<Metrics>) {
     loop {
-        let Ok(mut socket) = listener.accept().await else {
+        let Ok((mut reader, mut writer, _)) = rt.accept(&listener).await else {
             rt.sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -63,7 +62,7 @@ pub async fn serve(rt: Rt, listener: Listener, health: Arc<Health>, metrics: Arc
             let mut len = 0;
             let read = rt.timeout(Duration::from_secs(5), async {
                 while len < buf.len() {
-                    let n = socket.read(&mut buf[len..]).await.ok()?;
+                    let n = R::read(&mut reader, &mut buf[len..]).await.ok()?;
                     if n == 0 {
                         return None;
                     }
@@ -97,9 +96,9 @@ pub async fn serve(rt: Rt, listener: Listener, health: Arc<Health>, metrics: Arc
                 response.content_type,
                 response.body.len()
             );
-            let _ = socket.write_all(head.as_bytes()).await;
-            let _ = socket.write_all(response.body.as_bytes()).await;
-            let _ = socket.close().await;
+            let _ = R::write_all(&mut writer, head.as_bytes()).await;
+            let _ = R::write_all(&mut writer, response.body.as_bytes()).await;
+            R::close(writer).await;
         });
     }
 }

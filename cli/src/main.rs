@@ -4,7 +4,6 @@ mod actuator;
 mod admin;
 mod logging;
 mod metrics;
-mod rt;
 mod serve;
 mod settings;
 

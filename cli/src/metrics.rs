@@ -95,8 +95,8 @@ impl StorageDriver for MeteredStorage {
 /// Refreshes `korvet_consumer_lag` every `every` for the groups this broker coordinates, so that
 /// each group's lag is exported by exactly one broker of the cluster. Stopped groups count too:
 /// their lag is what grows.
-pub async fn refresh_consumer_lag(
-    rt: crate::rt::Rt,
+pub async fn refresh_consumer_lag<R: korvet_runtime_common::Runtime>(
+    rt: R,
     metrics: Arc<Metrics>,
     storage: Arc<dyn StorageDriver>,
     stats: watch::Receiver<Stats>,

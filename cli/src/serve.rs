@@ -1,7 +1,9 @@
 //! `korvet serve`: configuration, storage selection and the broker's lifetime.
 
 use crate::metrics::{self, Metrics, MeteredStorage};
-use crate::rt::{Listener, Rt};
+use korvet_runtime_common::Runtime;
+use korvet_runtime_smol::Smol;
+use korvet_runtime_tokio::Tokio;
 use futures_util::StreamExt;
 use crate::{actuator, logging};
 use crate::settings::{self, Given, Settings, Source, SPECS};
@@ -230,7 +232,7 @@ pub fn run(args: ServeArgs) -> i32 {
             std::env::set_var("SMOL_THREADS", threads.to_string());
         }
         log::info!("running on smol");
-        return smol::block_on(serve(args, Rt::Smol));
+        return smol::block_on(serve(args, Smol));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -239,11 +241,11 @@ pub fn run(args: ServeArgs) -> i32 {
             return 1;
         }
     };
-    runtime.block_on(serve(args, Rt::Tokio))
+    runtime.block_on(serve(args, Tokio))
 }
 
 /// The storage driver and, for Redis, a handle to check that it is reachable.
-async fn connect_storage(rt: Rt, args: &ServeConfig) -> (Arc<dyn StorageDriver>, Option<RedisStorage>) {
+async fn connect_storage<R: Runtime>(rt: R, args: &ServeConfig) -> (Arc<dyn StorageDriver>, Option<RedisStorage>) {
     let Some(uri) = &args.redis_uri else {
         log::warn!("**********************************************************************");
         log::warn!("NO REDIS CONFIGURED: korvet is running on an embedded in-memory store.");
@@ -284,7 +286,7 @@ pub fn redact(uri: &str) -> String {
     }
 }
 
-async fn serve(args: ServeConfig, rt: Rt) -> i32 {
+async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
     let config = args.broker_config();
     let address = format!("{}:{}", args.host, args.port);
     let listen: SocketAddr = match rt.resolve(&address) {
@@ -374,14 +376,7 @@ async fn serve(args: ServeConfig, rt: Rt) -> i32 {
             });
         }
     };
-    match listener {
-        Listener::Tokio(listener) => {
-            korvet_runtime_tokio::serve(listener, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
-        }
-        Listener::Smol(listener) => {
-            korvet_runtime_smol::serve(listener, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
-        }
-    }
+    korvet_runtime_common::serve(rt, listener, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
     if let Some(registry) = registry {
         match rt.timeout(Duration::from_secs(5), registry.deregister()).await {
             Some(Ok(())) => log::info!("left the broker registry"),
@@ -395,7 +390,7 @@ async fn serve(args: ServeConfig, rt: Rt) -> i32 {
 
 /// Registers this broker in the registry and tells it which brokers are live. Refuses (exit code
 /// 1) when a live broker already holds the id.
-async fn join_cluster(rt: Rt, args: &ServeConfig, redis: &RedisStorage, broker: &mut Broker, seed: u64) -> Result<Registry, i32> {
+async fn join_cluster<R: Runtime>(rt: R, args: &ServeConfig, redis: &RedisStorage, broker: &mut Broker, seed: u64) -> Result<Registry, i32> {
     let config = broker.config();
     let this = BrokerInfo { id: config.broker_id, host: config.advertised_host.clone(), port: config.advertised_port, rack: config.rack.clone() };
     let instance = format!("{:016x}", seed);
@@ -439,7 +434,7 @@ const MEMORY_POLICY_CHECK: Duration = Duration::from_secs(10);
 /// Pings Redis every second so that readiness reflects whether storage is reachable, and reads
 /// its maxmemory-policy every [`MEMORY_POLICY_CHECK`]: readiness is DOWN while korvet refuses a
 /// Redis that may evict its keys.
-async fn watch_storage(rt: Rt, redis: RedisStorage, health: Arc<actuator::Health>) {
+async fn watch_storage<R: Runtime>(rt: R, redis: RedisStorage, health: Arc<actuator::Health>) {
     let mut refused = redis.refusal().is_some();
     let mut since_check = Duration::ZERO;
     loop {

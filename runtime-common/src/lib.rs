@@ -6,9 +6,15 @@
 //! order the core emitted them, so that commands to one partition reach Redis in order.
 //!
 //! Everything here is runtime-agnostic: channels and `select!` from tokio's executor-independent
-//! `sync` and `macros` parts, and timers supplied by the runtime as a `sleep_until` function.
+//! `sync` and `macros` parts, and sockets, timers and spawning through the [`Runtime`] trait, so
+//! that the accept, read and write loops ([`serve`]) exist once for both runtimes.
+
+mod runtime;
+
+pub use runtime::Runtime;
 
 use bytes::Bytes;
+use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use korvet_core::cluster::ClusterEvent;
 use korvet_core::storage::{StorageDriver, StorageReply};
@@ -19,7 +25,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Responses queued for a connection but not yet written: a client that sends requests and
 /// never reads the answers is disconnected at this point instead of filling the broker's memory.
@@ -151,25 +157,122 @@ impl Peer {
 }
 
 /// What the broker task needs besides the broker.
-pub struct BrokerTask<S> {
+pub struct BrokerTask<R> {
     pub storage: Arc<dyn StorageDriver>,
     pub events: mpsc::Receiver<Event>,
     pub cluster: mpsc::UnboundedReceiver<ClusterEvent>,
     pub drain: Duration,
     pub stats: watch::Sender<korvet_core::stats::Stats>,
-    /// The runtime's timer.
-    pub sleep_until: S,
+    pub rt: R,
+}
+
+/// Serves Kafka clients on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish for at most `drain`, and returns the broker. The broker's counters
+/// are published on `stats` about once a second; what the rest of the cluster reports arrives on
+/// `cluster` (its sender may simply be dropped when there is no cluster).
+pub async fn serve<R: Runtime>(
+    rt: R,
+    listener: R::Listener,
+    broker: Broker,
+    storage: Arc<dyn StorageDriver>,
+    cluster: mpsc::UnboundedReceiver<ClusterEvent>,
+    shutdown: impl Future<Output = ()> + Send,
+    drain: Duration,
+    stats: watch::Sender<korvet_core::stats::Stats>,
+) -> Broker {
+    let (events_tx, events) = mpsc::channel::<Event>(1024);
+    let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
+    rt.spawn(accept_loop(rt, listener, events_tx, accepting_stopped));
+    let broker = run_broker(broker, BrokerTask { storage, events, cluster, drain, stats, rt }, shutdown).await;
+    drop(stop_accepting);
+    broker
+}
+
+async fn accept_loop<R: Runtime>(rt: R, listener: R::Listener, events: mpsc::Sender<Event>, mut stopped: oneshot::Receiver<()>) {
+    let mut next_conn: ConnId = 1;
+    loop {
+        let accepted = match select(std::pin::pin!(rt.accept(&listener)), &mut stopped).await {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right(_) => return,
+        };
+        let (reader, writer, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Typically EMFILE: back off instead of spinning.
+                log::warn!("accept failed: {err}");
+                rt.sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let conn = next_conn;
+        next_conn += 1;
+        let (sender, outgoing) = self::writer();
+        rt.spawn(write_loop::<R>(writer, outgoing));
+        // The reader starts paused: the broker lets it read once it has seen `Connected`, so
+        // that no bytes of this connection can reach the broker before the connection does.
+        let (pause, paused) = watch::channel(true);
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        rt.spawn(read_loop::<R>(conn, reader, events.clone(), paused, cancelled));
+        let cancel: Cancel = Box::new(move || {
+            let _ = cancel.send(());
+        });
+        let event = Event::Connected { conn, peer: peer.to_string(), writer: sender, reader: cancel, pause };
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Forwards what the connection receives to the broker until it closes (then says so), the
+/// broker is gone, or the broker cancels it (it closed the connection itself).
+async fn read_loop<R: Runtime>(
+    conn: ConnId,
+    mut reader: R::Reader,
+    events: mpsc::Sender<Event>,
+    mut paused: watch::Receiver<bool>,
+    mut cancelled: oneshot::Receiver<()>,
+) {
+    let mut buf = ReadBuffer::default();
+    loop {
+        let read = async {
+            if !wait_until_readable(&mut paused).await {
+                return None;
+            }
+            Some(R::read(&mut reader, buf.space()).await)
+        };
+        let read = match select(std::pin::pin!(read), &mut cancelled).await {
+            Either::Left((Some(read), _)) => read,
+            // The broker is gone, or closed the connection and forgot it.
+            Either::Left((None, _)) | Either::Right(_) => return,
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if events.send(Event::Received { conn, bytes: buf.take(n) }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = events.send(Event::Disconnected { conn }).await;
+}
+
+async fn write_loop<R: Runtime>(mut writer: R::Writer, mut outgoing: Outgoing) {
+    while let Some(bytes) = outgoing.receiver.recv().await {
+        let written = R::write_all(&mut writer, &bytes).await;
+        outgoing.written(bytes.len());
+        if written.is_err() {
+            break;
+        }
+    }
+    R::close(writer).await;
 }
 
 /// Runs the broker until `shutdown` resolves, then stops taking events, lets in-flight requests
 /// finish for at most `drain`, and returns the broker. Publishes its counters on `stats` about
 /// once a second.
-pub async fn run_broker<S, F>(mut broker: Broker, task: BrokerTask<S>, shutdown: impl Future<Output = ()> + Send) -> Broker
-where
-    S: Fn(Instant) -> F,
-    F: Future<Output = ()> + Send,
-{
-    let BrokerTask { storage, mut events, mut cluster, drain, stats, sleep_until } = task;
+pub async fn run_broker<R: Runtime>(mut broker: Broker, task: BrokerTask<R>, shutdown: impl Future<Output = ()> + Send) -> Broker {
+    let BrokerTask { storage, mut events, mut cluster, drain, stats, rt } = task;
     let clock = Clock { start: Instant::now() };
     let mut peers: HashMap<ConnId, Peer> = HashMap::new();
     let mut pending: FuturesUnordered<StorageFuture> = FuturesUnordered::new();
@@ -179,12 +282,12 @@ where
     let mut shutdown = Box::pin(shutdown);
     // One timer for whatever comes first: the core's timeout, the stats tick, the drain limit.
     // It is armed again only when that moment changes, not on every event.
-    let mut sleep: Option<(Instant, Pin<Box<F>>)> = None;
+    let mut sleep: Option<(Instant, Pin<Box<dyn Future<Output = ()> + Send>>)> = None;
 
     loop {
         let wake_at = [timer, Some(next_stats), stopping].into_iter().flatten().min().unwrap_or(next_stats);
         if sleep.as_ref().is_none_or(|(at, _)| *at != wake_at) {
-            sleep = Some((wake_at, Box::pin(sleep_until(wake_at))));
+            sleep = Some((wake_at, Box::pin(rt.sleep_until(wake_at))));
         }
         let Some((_, sleeping)) = sleep.as_mut() else { continue };
         tokio::select! {

@@ -1,94 +1,66 @@
-//! korvet-runtime-smol: drives the sans-IO core with smol (the successor of async-std): smol's
-//! executor, networking and timers. Only the I/O lives here; the broker task is
-//! `korvet-runtime-common`'s, the same as under tokio.
+//! korvet-runtime-smol: the [`Runtime`] of korvet on smol, the successor of async-std (smol's
+//! executor, networking, timers; async-signal for signals). The accept, read and write loops and
+//! the broker task are `korvet-runtime-common`'s, the same as under tokio.
 
-use korvet_core::cluster::ClusterEvent;
-use korvet_core::storage::StorageDriver;
-use korvet_core::{Broker, ConnId};
-use korvet_runtime_common::{run_broker, wait_until_readable, BrokerTask, Event, Outgoing, ReadBuffer};
+use futures_util::{Stream, StreamExt};
+use korvet_runtime_common::Runtime;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Instant;
 
-/// Serves Kafka clients on `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish for at most `drain`, and returns the broker (see
-/// `korvet_runtime_tokio::serve`, which this mirrors).
-pub async fn serve(
-    listener: TcpListener,
-    broker: Broker,
-    storage: Arc<dyn StorageDriver>,
-    cluster: mpsc::UnboundedReceiver<ClusterEvent>,
-    shutdown: impl Future<Output = ()> + Send,
-    drain: Duration,
-    stats: watch::Sender<korvet_core::stats::Stats>,
-) -> Broker {
-    let (events_tx, events) = mpsc::channel::<Event>(1024);
-    let acceptor = smol::spawn(accept_loop(listener, events_tx));
-    let sleep_until = |at: std::time::Instant| async move {
-        smol::Timer::at(at).await;
-    };
-    let task = BrokerTask { storage, events, cluster, drain, stats, sleep_until };
-    let broker = run_broker(broker, task, shutdown).await;
-    drop(acceptor); // cancels it
-    broker
-}
+/// smol, as the runtime korvet runs on (its global executor).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Smol;
 
-async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>) {
-    let mut next_conn: ConnId = 1;
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                // Typically EMFILE: back off instead of spinning.
-                log::warn!("accept failed: {err}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+impl Runtime for Smol {
+    type Listener = TcpListener;
+    /// Both directions are clones of one stream.
+    type Reader = TcpStream;
+    type Writer = TcpStream;
+
+    fn spawn(self, future: impl Future<Output = ()> + Send + 'static) {
+        smol::spawn(future).detach();
+    }
+
+    fn sleep_until(self, at: Instant) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            smol::Timer::at(at).await;
+        }
+    }
+
+    async fn bind(self, address: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::bind(address).await
+    }
+
+    async fn accept(self, listener: &TcpListener) -> io::Result<(TcpStream, TcpStream, SocketAddr)> {
+        let (stream, peer) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let conn = next_conn;
-        next_conn += 1;
-        let (writer, outgoing) = korvet_runtime_common::writer();
-        smol::spawn(write_loop(stream.clone(), outgoing)).detach();
-        // The reader starts paused: the broker lets it read once it has seen `Connected`, so
-        // that no bytes of this connection can reach the broker before the connection does.
-        let (pause, paused) = watch::channel(true);
-        let reader = smol::spawn(read_loop(conn, stream, events.clone(), paused));
-        // Dropping a smol task cancels it.
-        let cancel = Box::new(move || drop(reader));
-        let event = Event::Connected { conn, peer: peer.to_string(), writer, reader: cancel, pause };
-        if events.send(event).await.is_err() {
-            return;
-        }
+        Ok((stream.clone(), stream, peer))
     }
-}
 
-async fn read_loop(conn: ConnId, mut socket: TcpStream, events: mpsc::Sender<Event>, mut paused: watch::Receiver<bool>) {
-    let mut buf = ReadBuffer::default();
-    while wait_until_readable(&mut paused).await {
-        match socket.read(buf.space()).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let bytes = buf.take(n);
-                if events.send(Event::Received { conn, bytes }).await.is_err() {
-                    return;
-                }
+    async fn read(reader: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        reader.read(buf).await
+    }
+
+    async fn write_all(writer: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+        writer.write_all(bytes).await
+    }
+
+    async fn close(writer: TcpStream) {
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn signals(self) -> Pin<Box<dyn Stream<Item = ()> + Send>> {
+        match async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]) {
+            Ok(signals) => Box::pin(signals.map(|_| ())),
+            Err(err) => {
+                log::error!("cannot listen for signals: {err}");
+                Box::pin(futures_util::stream::pending())
             }
         }
     }
-    let _ = events.send(Event::Disconnected { conn }).await;
-}
-
-async fn write_loop(mut socket: TcpStream, mut outgoing: Outgoing) {
-    while let Some(bytes) = outgoing.receiver.recv().await {
-        let written = socket.write_all(&bytes).await;
-        outgoing.written(bytes.len());
-        if written.is_err() {
-            break;
-        }
-    }
-    let _ = socket.shutdown(std::net::Shutdown::Both);
 }
