@@ -1,14 +1,13 @@
 //! Prometheus metrics through the `prometheus` crate. The core only counts, in plain structs
 //! ([`Stats`]); a collector turns its latest snapshot into metric families at scrape time.
-//! Storage command latency and errors are measured here, around the storage driver, and
-//! consumer lag is refreshed from storage in the background.
+//! Storage command latency and errors are measured here, around the storage driver; consumer
+//! lag is computed by the core's own background job and exported from its snapshot.
 
-use korvet_core::cluster::ClusterView;
 use korvet_core::stats::{Histogram, Stats, LATENCY_BOUNDS_US};
 use korvet_core::storage::{StorageCommand, StorageDriver, StorageReply};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +20,6 @@ pub struct Metrics {
     registry: Registry,
     storage_latency: HistogramVec,
     storage_errors: IntCounterVec,
-    consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -38,23 +36,14 @@ impl Metrics {
             &["command"],
         )
         .expect("valid metric");
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new(
-                "korvet_consumer_lag",
-                "Records between a group's committed offset and the partition's high watermark, for groups this broker coordinates.",
-            ),
-            &["group", "topic", "partition"],
-        )
-        .expect("valid metric");
         for collector in [
             Box::new(StatsCollector::new(stats)) as Box<dyn Collector>,
             Box::new(storage_latency.clone()),
             Box::new(storage_errors.clone()),
-            Box::new(consumer_lag.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Arc::new(Metrics { registry, storage_latency, storage_errors, consumer_lag })
+        Arc::new(Metrics { registry, storage_latency, storage_errors })
     }
 
     /// The Prometheus text exposition of every metric.
@@ -92,61 +81,6 @@ impl StorageDriver for MeteredStorage {
     }
 }
 
-/// Refreshes `korvet_consumer_lag` every `every` for the groups this broker coordinates, so that
-/// each group's lag is exported by exactly one broker of the cluster. Stopped groups count too:
-/// their lag is what grows.
-pub async fn refresh_consumer_lag<R: korvet_runtime_common::Runtime>(
-    rt: R,
-    metrics: Arc<Metrics>,
-    storage: Arc<dyn StorageDriver>,
-    stats: watch::Receiver<Stats>,
-    this: i32,
-    every: Duration,
-) {
-    loop {
-        rt.sleep(every).await;
-        let brokers = stats.borrow().live_brokers.clone();
-        let Some(first) = brokers.first().cloned() else { continue };
-        let mut cluster = ClusterView::single(first.clone());
-        cluster.update(&first, brokers);
-        match consumer_lag(&*storage, |group| cluster.coordinator_for(group).id == this).await {
-            Some(lags) => {
-                metrics.consumer_lag.reset();
-                for ((group, topic, partition), lag) in lags {
-                    metrics.consumer_lag.with_label_values(&[&group, &topic, &partition.to_string()]).set(lag);
-                }
-            }
-            None => log::debug!("cannot refresh consumer lag: storage unavailable"),
-        }
-    }
-}
-
-type LagKey = (String, String, i32);
-
-async fn consumer_lag(storage: &dyn StorageDriver, mine: impl Fn(&str) -> bool) -> Option<HashMap<LagKey, i64>> {
-    let StorageReply::GroupNames(groups) = storage.execute(StorageCommand::ListGroups).await else { return None };
-    let mut lags = HashMap::new();
-    let mut high_watermarks: HashMap<(String, i32), i64> = HashMap::new();
-    for group in groups.into_iter().filter(|g| mine(g)) {
-        let reply = storage.execute(StorageCommand::FetchOffsets { group: group.clone(), partitions: None }).await;
-        let StorageReply::CommittedOffsets(commits) = reply else { return None };
-        for commit in commits {
-            let key = (commit.topic.clone(), commit.partition);
-            let high_watermark = match high_watermarks.get(&key) {
-                Some(hw) => *hw,
-                None => {
-                    let command = StorageCommand::PartitionOffsets { topic: commit.topic.clone(), partition: commit.partition };
-                    let StorageReply::Offsets(offsets) = storage.execute(command).await else { continue };
-                    high_watermarks.insert(key, offsets.high_watermark);
-                    offsets.high_watermark
-                }
-            };
-            lags.insert((group.clone(), commit.topic, commit.partition), (high_watermark - commit.offset).max(0));
-        }
-    }
-    Some(lags)
-}
-
 /// Exports a [`Stats`] snapshot.
 struct StatsCollector {
     stats: watch::Receiver<Stats>,
@@ -169,6 +103,12 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("korvet_bytes_out_total", "Record payload bytes returned by Fetch, per topic.", MetricType::COUNTER, &["topic"]),
     ("korvet_live_brokers", "Brokers in the registry that this broker sees as live (itself included).", MetricType::GAUGE, &[]),
     ("korvet_consumer_groups", "Consumer groups this broker coordinates and holds in memory, per state.", MetricType::GAUGE, &["state"]),
+    (
+        "korvet_consumer_lag",
+        "Records between a group's committed offset and the partition's high watermark, for groups this broker coordinates.",
+        MetricType::GAUGE,
+        &["group", "partition", "topic"],
+    ),
 ];
 
 impl StatsCollector {
@@ -256,6 +196,15 @@ impl Collector for StatsCollector {
                     "korvet_request_duration_seconds" => stats.apis.iter().map(|(api, a)| histogram(&[("api", api)], &a.latency)).collect(),
                     "korvet_storage_errors_total" => vec![sample(kind, &[], stats.storage_errors as f64)],
                     "korvet_live_brokers" => vec![sample(kind, &[], stats.live_brokers.len() as f64)],
+                    "korvet_consumer_lag" => stats
+                        .consumer_lag
+                        .iter()
+                        .map(|((group, topic, partition), lag)| {
+                            let partition = partition.to_string();
+                            // Labels in name order, as the prometheus crate's own vectors write them.
+                            sample(kind, &[("group", group), ("partition", &partition), ("topic", topic)], *lag as f64)
+                        })
+                        .collect(),
                     "korvet_consumer_groups" => {
                         let mut by_state: Vec<_> = states.iter().collect();
                         by_state.sort();

@@ -1,6 +1,6 @@
 //! `korvet serve`: configuration, storage selection and the broker's lifetime.
 
-use crate::metrics::{self, Metrics, MeteredStorage};
+use crate::metrics::{Metrics, MeteredStorage};
 use korvet_runtime_common::Runtime;
 use korvet_runtime_smol::Smol;
 use korvet_runtime_tokio::Tokio;
@@ -171,6 +171,7 @@ impl ServeConfig {
             initial_rebalance_delay_ms: self.rebalance_delay.as_millis() as u64,
             group_min_session_timeout_ms: self.group_min_session_timeout.as_millis().min(i32::MAX as u128) as i32,
             group_max_session_timeout_ms: self.group_max_session_timeout.as_millis().min(i32::MAX as u128) as i32,
+            consumer_lag_interval_ms: Some(CONSUMER_LAG_REFRESH.as_millis() as u64),
             ..BrokerConfig::default()
         }
     }
@@ -310,7 +311,6 @@ async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
     rt.spawn(actuator::serve(rt, management, health.clone(), metrics.clone()));
     let (storage, redis) = connect_storage(rt, &args).await;
     let storage: Arc<dyn StorageDriver> = Arc::new(MeteredStorage { inner: storage, metrics: metrics.clone() });
-    rt.spawn(metrics::refresh_consumer_lag(rt, metrics, storage.clone(), stats_rx, args.broker_id, CONSUMER_LAG_REFRESH));
     health.storage_ok.store(redis.as_ref().is_none_or(|r| r.refusal().is_none()), Ordering::Relaxed);
     if let Some(redis) = &redis {
         rt.spawn(watch_storage(rt, redis.clone(), health.clone()));

@@ -17,7 +17,7 @@ fn config() -> SimConfig {
 #[test]
 fn every_seed_keeps_every_invariant() {
     let config = config();
-    let (mut acknowledged, mut crashes, mut generations, mut read) = (0, 0, 0, 0);
+    let (mut acknowledged, mut crashes, mut generations, mut read, mut lags) = (0, 0, 0, 0, 0);
     for seed in seeds() {
         match run(seed, &config) {
             Ok(outcome) => {
@@ -25,6 +25,7 @@ fn every_seed_keeps_every_invariant() {
                 crashes += outcome.crashes;
                 generations += outcome.generations;
                 read += outcome.read;
+                lags += outcome.lags;
             }
             Err(failure) => panic!("{failure}"),
         }
@@ -35,6 +36,7 @@ fn every_seed_keeps_every_invariant() {
     assert!(read > runs * 1_000, "{read} records read");
     assert!(crashes > runs, "{crashes} broker crashes");
     assert!(generations > runs, "{generations} group generations");
+    assert!(lags > runs, "{lags} consumer lag entries computed by the brokers' background jobs");
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub struct BrokerConfig {
     /// `group.max.session.timeout.ms`.
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// How often the broker computes consumer lag for the groups it coordinates (into
+    /// `Stats::consumer_lag`); `None` for never.
+    pub consumer_lag_interval_ms: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -54,6 +57,7 @@ impl Default for BrokerConfig {
             initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            consumer_lag_interval_ms: None,
         }
     }
 }

@@ -644,6 +644,35 @@ fn current_join_result(group: &Group, member_id: &str) -> JoinResult {
     }
 }
 
+impl crate::coordinator::Coordinator for Groups {
+    fn what(&self) -> &'static str {
+        "consumer groups"
+    }
+
+    fn hand_over(&mut self, keep: &dyn Fn(&str) -> bool) -> Vec<String> {
+        Groups::hand_over(self, keep)
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        Groups::next_deadline(self)
+    }
+
+    fn tick(&mut self, now: u64) {
+        Groups::tick(self, now)
+    }
+
+    fn take_changed(&mut self) -> Vec<crate::handlers::WaitKey> {
+        Groups::take_changed(self).into_iter().map(crate::handlers::WaitKey::Group).collect()
+    }
+
+    /// The records of groups left empty (their generation moved without a JoinGroup answer,
+    /// which would have stored it): a lost one only means a later coordinator shows the group's
+    /// previous generation.
+    fn take_writes(&mut self) -> Vec<crate::storage::StorageCommand> {
+        self.take_records().into_iter().map(|(group, record)| crate::storage::StorageCommand::SaveGroup { group, record }).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod cluster;
 pub mod config;
+mod coordinator;
 pub mod errors;
 pub mod frame;
 pub mod groups;

@@ -56,6 +56,9 @@ pub struct Stats {
     pub live_brokers: Vec<crate::cluster::BrokerInfo>,
     /// Consumer groups this broker coordinates and holds in memory, with their state.
     pub groups: BTreeMap<String, &'static str>,
+    /// (group, topic, partition) -> high watermark minus committed offset, for the groups this
+    /// broker coordinates, as last computed by its consumer-lag job.
+    pub consumer_lag: BTreeMap<(String, String, i32), i64>,
 }
 
 impl Stats {

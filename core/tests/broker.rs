@@ -703,3 +703,14 @@ fn large_frames_under_way_share_one_memory_budget() {
     h.broker.handle_disconnect(CONN, h.now);
     assert!(outputs(&mut h).contains(&Output::ResumeReading { conn: 2 }));
 }
+
+#[test]
+fn the_broker_computes_consumer_lag_on_its_own() {
+    let config = BrokerConfig { consumer_lag_interval_ms: Some(1_000), ..BrokerConfig::default() };
+    let mut h = Harness::with_config(config);
+    h.call(RequestKind::Produce(produce_request("lagging", &["a", "b", "c"])), ApiKey::Produce, 9);
+    h.call(RequestKind::OffsetCommit(commit_request("g", "lagging", 0, 1)), ApiKey::OffsetCommit, 8);
+    h.advance(1_000);
+    let lag = h.broker.stats().consumer_lag.get(&("g".to_string(), "lagging".to_string(), 0)).copied();
+    assert_eq!(lag, Some(2), "three records, committed at 1");
+}

@@ -173,6 +173,22 @@ pub fn check_final(world: &mut World) -> Result<(), String> {
             }
         }
     }
+    // Consumer lag, as the brokers' background job last computed it, is never negative and
+    // never more than the partition holds.
+    let ends: Vec<i64> = (0..PARTITIONS)
+        .map(|partition| match world.store.execute(StorageCommand::PartitionOffsets { topic: TOPIC.into(), partition }) {
+            StorageReply::Offsets(offsets) => offsets.high_watermark,
+            _ => 0,
+        })
+        .collect();
+    for (broker, lags) in world.consumer_lags() {
+        for ((group, topic, partition), lag) in lags {
+            let end = ends.get(partition as usize).copied().unwrap_or(0);
+            if lag < 0 || lag > end || topic != TOPIC || group != GROUP {
+                return Err(format!("broker {broker} reports a lag of {lag} for {group} on {topic}-{partition} (end {end})"));
+            }
+        }
+    }
     let reply = world.store.execute(StorageCommand::FetchOffsets { group: GROUP.into(), partitions: None });
     if let StorageReply::CommittedOffsets(commits) = reply {
         for commit in commits {

@@ -63,6 +63,8 @@ pub struct Outcome {
     pub commits: usize,
     pub generations: usize,
     pub crashes: usize,
+    /// Consumer lag entries the brokers' background jobs reported at the end.
+    pub lags: usize,
 }
 
 /// A broken invariant, with what led to it.
@@ -238,6 +240,7 @@ impl World {
             initial_rebalance_delay_ms: 200,
             group_min_session_timeout_ms: 1_000,
             topic_cache_ttl_ms: 1_000,
+            consumer_lag_interval_ms: Some(1_000),
             ..BrokerConfig::default()
         };
         Broker::new(config, self.seed ^ (id as u64) << 32 ^ incarnation)
@@ -357,7 +360,9 @@ impl World {
             self.now += 1;
         }
         self.finish().map_err(|message| self.failure(message))?;
+        let lags = self.consumer_lags().iter().map(|(_, lags)| lags.len()).sum();
         Ok(Outcome {
+            lags,
             trace_hash: self.trace_hash,
             acknowledged: self.ledger.acknowledged(),
             read: self.ledger.read,
@@ -542,6 +547,17 @@ impl World {
         };
         let incarnation = self.brokers[broker].incarnation;
         self.schedule(at, Event::Execute { broker, incarnation, op, command, fail });
+    }
+
+    /// What each live broker last computed as consumer lag.
+    pub(crate) fn consumer_lags(&mut self) -> Vec<(usize, Vec<((String, String, i32), i64)>)> {
+        let mut all = Vec::new();
+        for (id, broker) in self.brokers.iter_mut().enumerate() {
+            if let Some(core) = &mut broker.core {
+                all.push((id, core.stats().consumer_lag.clone().into_iter().collect()));
+            }
+        }
+        all
     }
 
     fn finish(&mut self) -> Result<(), String> {

@@ -7,18 +7,20 @@
 //!
 //! One concern per submodule: `connection` (framing, backpressure, the memory of frames still
 //! arriving), `append_order` (a connection's appends in arrival order), `parking` (long polls:
-//! deadlines and wake-ups), `responses` (release in request order, encoding), `handover` (live
-//! brokers and groups moving between coordinators), `rate_limit` (storage failure logging). This
+//! deadlines and wake-ups), `responses` (release in request order, encoding), `coordinators` (the
+//! plumbing every coordinator shares: live brokers, hand-over, deadlines, their writes), `rate_limit` (storage failure logging). This
 //! file holds the inputs and outputs and runs handlers step by step.
 
 mod append_order;
+mod background;
 mod connection;
-mod handover;
+mod coordinators;
 mod parking;
 mod rate_limit;
 mod responses;
 
 use self::connection::Connection;
+use self::coordinators::Coordinators;
 use self::parking::Parked;
 use self::rate_limit::RateLimit;
 use crate::cluster::{BrokerInfo, ClusterEvent, ClusterView};
@@ -33,7 +35,7 @@ use crate::storage::{StorageCommand, StorageReply};
 use crate::topics::TopicCache;
 use crate::Time;
 use bytes::Bytes;
-use kafka_protocol::messages::RequestKind;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -60,6 +62,8 @@ pub type OpId = u64;
 type TaskId = u64;
 /// Owner of storage operations whose reply nobody waits for (task ids start at 1).
 const NO_TASK: TaskId = 0;
+/// The connection of the broker's own background jobs (runtimes number connections from 1).
+const BACKGROUND: ConnId = 0;
 
 /// What the runtime must do after an input.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +87,8 @@ pub enum Output {
 
 struct Task {
     conn: ConnId,
-    meta: RequestMeta,
+    /// `None` for background jobs.
+    meta: Option<RequestMeta>,
     /// The connection's session when the request arrived.
     session: Arc<Session>,
     handler: Box<dyn Handler>,
@@ -118,9 +123,8 @@ pub struct Broker {
     timers: BTreeSet<(u64, TaskId)>,
     /// Parked tasks by what wakes them.
     waiters: HashMap<WaitKey, Vec<TaskId>>,
-    groups: Groups,
-    /// When the group coordinator next has timeouts to enforce.
-    group_deadline: Option<u64>,
+    /// The classic group coordinator and its future siblings.
+    coordinators: Coordinators,
     append_counts: HashMap<(String, i32), u64>,
     /// Per connection, the requests that may still append, in arrival order. Kept apart from
     /// `conns` because a request whose connection closed still appends what it was sent.
@@ -133,12 +137,15 @@ pub struct Broker {
     next_id: u64,
     announced_timeout: Option<u64>,
     storage_warnings: RateLimit,
+    /// Work the broker does on its own schedule (see `background`).
+    jobs: Vec<background::Job>,
 }
 
 
 impl Broker {
     /// `seed` feeds the broker's PRNG (topic ids); runtimes pass entropy, the simulator its seed.
     pub fn new(config: BrokerConfig, seed: u64) -> Self {
+        let jobs = background::jobs(&config);
         let this = BrokerInfo {
             id: config.broker_id,
             host: config.advertised_host.clone(),
@@ -147,10 +154,10 @@ impl Broker {
         };
         Broker {
             topics: TopicCache::new(config.topic_cache_ttl_ms),
-            groups: Groups::with_session_timeouts(
+            coordinators: Coordinators::new(Groups::with_session_timeouts(
                 config.initial_rebalance_delay_ms,
                 config.group_min_session_timeout_ms..=config.group_max_session_timeout_ms,
-            ),
+            )),
             cluster: ClusterView::single(this.clone()),
             this,
             config,
@@ -161,7 +168,6 @@ impl Broker {
             ops: HashMap::new(),
             timers: BTreeSet::new(),
             waiters: HashMap::new(),
-            group_deadline: None,
             append_counts: HashMap::new(),
             append_order: HashMap::new(),
             frame_memory: 0,
@@ -170,6 +176,7 @@ impl Broker {
             next_id: 1,
             announced_timeout: None,
             storage_warnings: RateLimit::default(),
+            jobs,
         }
     }
 
@@ -180,7 +187,7 @@ impl Broker {
     /// The counters, with the cluster view and the groups held here filled in.
     pub fn stats(&mut self) -> &Stats {
         self.stats.live_brokers = self.cluster.brokers().to_vec();
-        self.stats.groups = self.groups.all().map(|(name, group)| (name.clone(), group.state.name())).collect();
+        self.stats.groups = self.coordinators.groups.all().map(|(name, group)| (name.clone(), group.state.name())).collect();
         &self.stats
     }
 
@@ -282,11 +289,8 @@ impl Broker {
 
     /// Wakes parked requests whose deadline has passed. Spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Time) {
-        if self.group_deadline.is_some_and(|d| d <= now.mono_ms()) {
-            self.groups.tick(now.mono_ms());
-            self.group_deadline = self.groups.next_deadline();
-            self.wake_changed_groups(now);
-        }
+        self.tick_coordinators(now);
+        self.run_due_jobs(now);
         while let Some(&(deadline, task_id)) = self.timers.first() {
             if deadline > now.mono_ms() {
                 break;
@@ -346,7 +350,7 @@ impl Broker {
             task_id,
             Task {
                 conn,
-                meta,
+                meta: Some(meta),
                 session,
                 handler,
                 replies: Vec::new(),
@@ -376,9 +380,9 @@ impl Broker {
                 now,
                 appended: &mut appended,
                 append_counts: &self.append_counts,
-                groups: &mut self.groups,
+                groups: &mut self.coordinators.groups,
                 peer,
-                client_id: task.meta.client_id.as_deref().unwrap_or(""),
+                client_id: task.meta.as_ref().and_then(|m| m.client_id.as_deref()).unwrap_or(""),
                 session: &task.session,
             };
             task.handler.resume(&mut cx, replies)
@@ -396,26 +400,8 @@ impl Broker {
             }
             Step::Append(commands) => self.append_in_turn(conn, task_id, commands),
             Step::Park { deadline, keys } => self.park(task_id, deadline, keys),
-            Step::Respond(response) => {
-                self.leave_append_order(conn, task_id);
-                if let Some(task) = self.tasks.remove(&task_id) {
-                    if task.responds {
-                        let elapsed = now.mono_us.saturating_sub(task.started_us);
-                        self.complete(task.conn, task_id, &task.meta, Some(response), elapsed);
-                    }
-                    self.finish_task(task.conn, task.held_bytes, now);
-                }
-            }
-            Step::Done => {
-                self.leave_append_order(conn, task_id);
-                if let Some(task) = self.tasks.remove(&task_id) {
-                    if task.responds {
-                        let elapsed = now.mono_us.saturating_sub(task.started_us);
-                        self.complete(task.conn, task_id, &task.meta, None, elapsed);
-                    }
-                    self.finish_task(task.conn, task.held_bytes, now);
-                }
-            }
+            Step::Respond(response) => self.finish(task_id, Some(response), now),
+            Step::Done => self.finish(task_id, None, now),
         }
         if !appended.is_empty() {
             for partition in &appended {
@@ -424,7 +410,24 @@ impl Broker {
             let keys: Vec<WaitKey> = appended.into_iter().map(|(t, p)| WaitKey::Partition(t, p)).collect();
             self.wake(&keys, now);
         }
-        self.wake_changed_groups(now);
+        self.coordinators_changed(now);
+    }
+
+    /// Forgets a finished task, answering its request with `response` if it has one.
+    fn finish(&mut self, task_id: TaskId, response: Option<ResponseKind>, now: Time) {
+        let Some(task) = self.tasks.get(&task_id) else { return };
+        let conn = task.conn;
+        self.leave_append_order(conn, task_id);
+        let Some(task) = self.tasks.remove(&task_id) else { return };
+        if conn == BACKGROUND {
+            self.job_finished(task_id, now);
+            return;
+        }
+        if let (true, Some(meta)) = (task.responds, &task.meta) {
+            let elapsed = now.mono_us.saturating_sub(task.started_us);
+            self.complete(conn, task_id, meta, response, elapsed);
+        }
+        self.finish_task(conn, task.held_bytes, now);
     }
 
     /// Sends a task's storage commands to the runtime; the task resumes once all have replies.
@@ -456,7 +459,7 @@ impl Broker {
 
 
     fn announce_timeout(&mut self) {
-        let next = self.timers.first().map(|(deadline, _)| *deadline).into_iter().chain(self.group_deadline).min();
+        let next = self.timers.first().map(|(deadline, _)| *deadline).into_iter().chain(self.coordinators.deadline).chain(self.next_job()).min();
         if next != self.announced_timeout {
             self.announced_timeout = next;
             if let Some(at) = next {

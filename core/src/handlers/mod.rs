@@ -18,6 +18,7 @@
 
 mod alter_topics;
 mod api_versions;
+pub(crate) mod consumer_lag;
 mod create_topics;
 mod delete_topics;
 mod describe_configs;
