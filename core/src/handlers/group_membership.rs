@@ -81,17 +81,24 @@ fn str_bytes(s: &str) -> StrBytes {
 pub(crate) struct JoinGroup {
     request: JoinGroupRequest,
     version: i16,
-    /// Whether the group's stored record has been looked up (once, when unknown here).
-    loaded: bool,
-    /// Set once the member is waiting for the join phase to complete.
-    waiting: Option<(String, u64)>,
+    phase: JoinPhase,
+}
+
+/// Where a JoinGroup stands; each phase allows only its next steps.
+enum JoinPhase {
+    Start,
+    /// The group is unknown here (new, or taken over after a restart): its stored record is
+    /// being read, once.
+    Loading,
+    /// The member waits for the join phase of the group to complete.
+    Waiting { member_id: String, deadline: u64 },
     /// The answer, held back until the generation it announces is stored.
-    saving: Option<JoinResult>,
+    Saving(JoinResult),
 }
 
 impl JoinGroup {
     pub fn new(request: JoinGroupRequest, version: i16) -> Self {
-        JoinGroup { request, version, loaded: false, waiting: None, saving: None }
+        JoinGroup { request, version, phase: JoinPhase::Start }
     }
 
     /// Answers with a new generation only once it is stored. Otherwise a coordinator that dies
@@ -108,7 +115,7 @@ impl JoinGroup {
             protocol: result.protocol_name.clone(),
             leader: Some(result.leader.clone()),
         };
-        self.saving = Some(result);
+        self.phase = JoinPhase::Saving(result);
         Step::Storage(vec![StorageCommand::SaveGroup { group: group.to_string(), record }])
     }
 
@@ -148,7 +155,8 @@ impl Handler for JoinGroup {
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
         let now = cx.now.mono_ms();
-        if let Some(result) = self.saving.take() {
+        let phase = std::mem::replace(&mut self.phase, JoinPhase::Start);
+        if let JoinPhase::Saving(result) = phase {
             return match replies.first() {
                 Some(StorageReply::Failed(_)) | None => {
                     // The member retries, finding the coordinator again.
@@ -160,29 +168,33 @@ impl Handler for JoinGroup {
         if !cx.coordinates(&group) {
             return self.respond(JoinResult::error(errors::NOT_COORDINATOR, self.request.member_id.as_str()));
         }
-        if !self.loaded && !group.is_empty() && !cx.groups.knows(&group) {
-            // First sight of this group here (new, or taken over after a restart): continue
-            // from what a previous coordinator stored.
-            self.loaded = true;
-            return Step::Storage(vec![StorageCommand::LoadGroup { group }]);
-        }
-        match replies.first() {
-            Some(StorageReply::Group(Some(record))) => cx.groups.restore(&group, record),
-            Some(StorageReply::Failed(_)) => {
-                // Without the stored generation this coordinator could hand out numbers already
-                // used: the member retries instead.
-                return self.respond(JoinResult::error(errors::COORDINATOR_LOAD_IN_PROGRESS, self.request.member_id.as_str()));
+        match phase {
+            JoinPhase::Start if !group.is_empty() && !cx.groups.knows(&group) => {
+                // First sight of this group here (new, or taken over after a restart): continue
+                // from what a previous coordinator stored.
+                self.phase = JoinPhase::Loading;
+                return Step::Storage(vec![StorageCommand::LoadGroup { group }]);
             }
-            _ => {}
-        }
-        if let Some((member_id, deadline)) = self.waiting.clone() {
-            if let Some(result) = cx.groups.take_join_result(&group, &member_id) {
-                return self.finish(&group, result);
+            JoinPhase::Loading => match replies.first() {
+                Some(StorageReply::Group(Some(record))) => cx.groups.restore(&group, record),
+                Some(StorageReply::Failed(_)) => {
+                    // Without the stored generation this coordinator could hand out numbers
+                    // already used: the member retries instead.
+                    return self.respond(JoinResult::error(errors::COORDINATOR_LOAD_IN_PROGRESS, self.request.member_id.as_str()));
+                }
+                _ => {}
+            },
+            JoinPhase::Waiting { member_id, deadline } => {
+                if let Some(result) = cx.groups.take_join_result(&group, &member_id) {
+                    return self.finish(&group, result);
+                }
+                if !cx.groups.is_member(&group, &member_id) || now >= deadline {
+                    return self.respond(JoinResult::error(errors::UNKNOWN_MEMBER_ID, &member_id));
+                }
+                self.phase = JoinPhase::Waiting { member_id, deadline };
+                return Step::Park { deadline, keys: vec![WaitKey::Group(group)] };
             }
-            if !cx.groups.is_member(&group, &member_id) || now >= deadline {
-                return self.respond(JoinResult::error(errors::UNKNOWN_MEMBER_ID, &member_id));
-            }
-            return Step::Park { deadline, keys: vec![WaitKey::Group(group)] };
+            JoinPhase::Start | JoinPhase::Saving(_) => {}
         }
         let client_id = if cx.client_id.is_empty() { "consumer" } else { cx.client_id };
         let new_member_id = format!("{client_id}-{}", uuid::Uuid::from_bytes(cx.rng.uuid()));
@@ -210,7 +222,7 @@ impl Handler for JoinGroup {
                 if let Some(result) = cx.groups.take_join_result(&group, &member_id) {
                     return self.finish(&group, result);
                 }
-                self.waiting = Some((member_id, deadline));
+                self.phase = JoinPhase::Waiting { member_id, deadline };
                 Step::Park { deadline, keys: vec![WaitKey::Group(group)] }
             }
         }
@@ -220,12 +232,18 @@ impl Handler for JoinGroup {
 pub(crate) struct SyncGroup {
     request: SyncGroupRequest,
     version: i16,
-    deadline: Option<u64>,
+    phase: SyncPhase,
+}
+
+enum SyncPhase {
+    Start,
+    /// The member waits, until `deadline`, for the leader's assignment.
+    Waiting { deadline: u64 },
 }
 
 impl SyncGroup {
     pub fn new(request: SyncGroupRequest, version: i16) -> Self {
-        SyncGroup { request, version, deadline: None }
+        SyncGroup { request, version, phase: SyncPhase::Start }
     }
 
     fn respond(&self, cx: &Context<'_>, error: i16, assignment: Bytes) -> Step {
@@ -248,7 +266,7 @@ impl Handler for SyncGroup {
         if !cx.coordinates(&group) {
             return self.respond(cx, errors::NOT_COORDINATOR, Bytes::new());
         }
-        if let Some(deadline) = self.deadline {
+        if let SyncPhase::Waiting { deadline } = self.phase {
             return match cx.groups.sync_result(&group, self.request.generation_id, &member_id) {
                 Some((error, assignment)) => self.respond(cx, error, assignment),
                 None if now >= deadline => self.respond(cx, errors::REBALANCE_IN_PROGRESS, Bytes::new()),
@@ -266,7 +284,7 @@ impl Handler for SyncGroup {
                     .and_then(|g| g.members.get(&member_id))
                     .map_or(30_000, |m| m.rebalance_timeout_ms);
                 let deadline = now + timeout;
-                self.deadline = Some(deadline);
+                self.phase = SyncPhase::Waiting { deadline };
                 Step::Park { deadline, keys: vec![WaitKey::Group(group)] }
             }
         }

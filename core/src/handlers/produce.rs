@@ -31,12 +31,19 @@ pub(crate) const SPEC: ApiSpec = ApiSpec {
 
 pub(crate) struct Produce {
     request: ProduceRequest,
-    lookup: Option<TopicLookup>,
+    phase: ProducePhase,
     /// Per topic, per partition: the outcome so far.
     results: Vec<Vec<PartitionResult>>,
     /// (topic index, partition index, records, payload bytes) of each append sent.
     sent: Vec<(usize, usize, u64, u64)>,
-    appending: bool,
+}
+
+/// Where a produce request stands: its topics are looked up, then its appends are out (issued
+/// in the connection's order, see `Step::Append`), then it answers.
+enum ProducePhase {
+    Start,
+    LookingUp(TopicLookup),
+    Appending,
 }
 
 #[derive(Clone)]
@@ -66,11 +73,10 @@ impl Produce {
             .iter()
             .map(|t| vec![PartitionResult::ok(); t.partition_data.len()])
             .collect();
-        Produce { request, lookup: None, results, sent: Vec::new(), appending: false }
+        Produce { request, phase: ProducePhase::Start, results, sent: Vec::new() }
     }
 
-    fn plan_appends(&mut self, cx: &mut Context<'_>) -> Vec<StorageCommand> {
-        let Some(lookup) = self.lookup.as_ref() else { return Vec::new() };
+    fn plan_appends(&mut self, cx: &mut Context<'_>, lookup: &TopicLookup) -> Vec<StorageCommand> {
         let mut commands = Vec::new();
         for (ti, topic) in self.request.topic_data.iter().enumerate() {
             let name = topic_name(&topic.name);
@@ -199,19 +205,19 @@ fn batch_error_code(err: &BatchError) -> i16 {
 
 impl Handler for Produce {
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
-        if self.appending {
-            self.absorb_appends(cx, replies);
-            return if self.request.acks == 0 { Step::Done } else { Step::Respond(self.response()) };
-        }
-        let lookup = self.lookup.get_or_insert_with(|| {
-            let names = self.request.topic_data.iter().map(|t| topic_name(&t.name)).collect();
-            TopicLookup::new(names, true)
-        });
+        let mut lookup = match std::mem::replace(&mut self.phase, ProducePhase::Appending) {
+            ProducePhase::Appending => {
+                self.absorb_appends(cx, replies);
+                return if self.request.acks == 0 { Step::Done } else { Step::Respond(self.response()) };
+            }
+            ProducePhase::Start => TopicLookup::new(self.request.topic_data.iter().map(|t| topic_name(&t.name)).collect(), true),
+            ProducePhase::LookingUp(lookup) => lookup,
+        };
         if let Some(commands) = lookup.step(cx, replies) {
+            self.phase = ProducePhase::LookingUp(lookup);
             return Step::Storage(commands);
         }
-        self.appending = true;
-        Step::Append(self.plan_appends(cx))
+        Step::Append(self.plan_appends(cx, &lookup))
     }
 
     fn appends(&self) -> bool {
