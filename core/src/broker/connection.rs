@@ -26,10 +26,19 @@ pub(super) struct Connection {
     pub(super) paused: bool,
     /// Whether it has as many requests in progress as it may.
     pub(super) busy: bool,
-    /// Bytes reserved for the large frame under way (see [`UNRESERVED_FRAME_BYTES`]), and
-    /// whether it waits for a reservation.
-    pub(super) reserved: usize,
-    pub(super) waiting_for_memory: bool,
+    /// Memory for the large frame under way (see [`UNRESERVED_FRAME_BYTES`]).
+    pub(super) frame_memory: FrameMemory,
+}
+
+/// A connection's share of `max_incoming_frame_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FrameMemory {
+    /// No large frame under way (small frames need no reservation).
+    None,
+    /// Queued for a reservation; the connection is not read meanwhile.
+    Waiting,
+    /// This many bytes are reserved for the frame under way.
+    Reserved(usize),
 }
 
 impl Broker {
@@ -64,7 +73,7 @@ impl Broker {
     /// and to read it again once neither holds.
     pub(super) fn update_reading(&mut self, conn: ConnId) {
         let Some(connection) = self.conns.get_mut(&conn) else { return };
-        let pause = connection.busy || connection.waiting_for_memory;
+        let pause = connection.busy || connection.frame_memory == FrameMemory::Waiting;
         if pause != connection.paused {
             connection.paused = pause;
             self.outputs.push_back(if pause { Output::PauseReading { conn } } else { Output::ResumeReading { conn } });
@@ -80,17 +89,19 @@ impl Broker {
         let Some(connection) = self.conns.get_mut(&conn) else { return false };
         let size = match connection.frames.incomplete_frame() {
             // An oversized frame is refused by the decoder, not queued for memory it may not have.
-            Some(size) if size > UNRESERVED_FRAME_BYTES && size <= self.config.max_request_size + 4 && connection.reserved == 0 => size,
+            Some(size) if size > UNRESERVED_FRAME_BYTES && size <= self.config.max_request_size + 4 => size,
             _ => return true,
         };
-        if self.frame_memory + size <= budget {
-            self.frame_memory += size;
-            connection.reserved = size;
-            connection.waiting_for_memory = false;
+        if let FrameMemory::Reserved(_) = connection.frame_memory {
             return true;
         }
-        if !connection.waiting_for_memory {
-            connection.waiting_for_memory = true;
+        if self.frame_memory + size <= budget {
+            self.frame_memory += size;
+            connection.frame_memory = FrameMemory::Reserved(size);
+            return true;
+        }
+        if connection.frame_memory == FrameMemory::None {
+            connection.frame_memory = FrameMemory::Waiting;
             self.frame_memory_waiters.push_back(conn);
         }
         false
@@ -99,8 +110,8 @@ impl Broker {
     /// Returns a connection's frame reservation once its frame is complete.
     pub(super) fn release_frame_memory(&mut self, conn: ConnId) {
         let Some(connection) = self.conns.get_mut(&conn) else { return };
-        if connection.reserved > 0 {
-            self.frame_memory -= std::mem::take(&mut connection.reserved);
+        if let FrameMemory::Reserved(size) = std::mem::replace(&mut connection.frame_memory, FrameMemory::None) {
+            self.frame_memory -= size;
             self.grant_frame_memory();
         }
     }

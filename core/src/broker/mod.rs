@@ -19,7 +19,7 @@ mod parking;
 mod rate_limit;
 mod responses;
 
-use self::connection::Connection;
+use self::connection::{Connection, FrameMemory};
 use self::coordinators::Coordinators;
 use self::parking::Parked;
 use self::rate_limit::RateLimit;
@@ -229,8 +229,7 @@ impl Broker {
                 active_bytes: 0,
                 paused: false,
                 busy: false,
-                reserved: 0,
-                waiting_for_memory: false,
+                frame_memory: FrameMemory::None,
             },
         );
     }
@@ -239,8 +238,8 @@ impl Broker {
         let Some(connection) = self.conns.remove(&conn) else { return };
         log::debug!("connection {conn} from {} closed", connection.peer);
         self.frame_memory_waiters.retain(|c| *c != conn);
-        if connection.reserved > 0 {
-            self.frame_memory -= connection.reserved;
+        if let FrameMemory::Reserved(size) = connection.frame_memory {
+            self.frame_memory -= size;
             self.grant_frame_memory();
         }
         self.stats.active_connections = self.stats.active_connections.saturating_sub(1);
