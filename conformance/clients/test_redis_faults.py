@@ -90,6 +90,28 @@ def test_a_silent_redis_connection_is_replaced(own_redis):
         proxy.close()
 
 
+def test_redis_unreachable_then_back_is_survived(own_redis):
+    # Open connections go silent and new ones are swallowed (a blackholed route): readiness goes
+    # DOWN and produce fails with retriable errors; once the route is back, korvet recovers by
+    # itself.
+    proxy = FaultProxy(own_redis.port)
+    broker = Korvet(redis_uri=proxy.uri, extra_env={"KORVET_REDIS_COMMAND_TIMEOUT": "2s"})
+    try:
+        assert deliver(broker.bootstrap, "blackhole", [b"before"]) == [None]
+        wait_for(broker.ready, 10, "readiness before the fault")
+        proxy.blackhole = True
+        proxy.silence_existing()
+        wait_for(lambda: not broker.ready(), 20, "readiness DOWN while Redis cannot be reached")
+        [err] = deliver(broker.bootstrap, "blackhole", [b"during"], retries=0, **{"message.timeout.ms": 10000})
+        assert err is not None, "acknowledged while Redis could not be reached"
+        proxy.blackhole = False
+        wait_for(broker.ready, 40, "readiness once Redis can be reached again")
+        assert deliver(broker.bootstrap, "blackhole", [b"after"], **{"message.timeout.ms": 30000}) == [None]
+    finally:
+        broker.stop()
+        proxy.close()
+
+
 def test_an_unknown_outcome_is_answered_request_timed_out(own_redis):
     proxy = FaultProxy(own_redis.port)
     broker = Korvet(redis_uri=proxy.uri, extra_env={"KORVET_REDIS_COMMAND_TIMEOUT": "2s"})

@@ -9,6 +9,7 @@
 //! TCP keepalive and `TCP_USER_TIMEOUT` (see [`tcp_settings`]) make the kernel close
 //! connections to a peer that is gone altogether.
 
+use futures_util::future::{select, Either};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,15 +38,18 @@ pub struct MainConnection {
 struct Shared {
     client: redis::Client,
     config: ConnectionManagerConfig,
+    /// How long one attempt to open a replacement may take: a peer that accepts connections and
+    /// never answers (a blackholed route) must not hold the replacement up for good.
+    attempt_limit: Duration,
     /// The connection in use and how many times it was replaced.
     current: Mutex<(u64, ConnectionManager)>,
     replacing: AtomicBool,
 }
 
 impl MainConnection {
-    pub async fn connect(client: redis::Client, config: ConnectionManagerConfig) -> RedisResult<Self> {
+    pub async fn connect(client: redis::Client, config: ConnectionManagerConfig, attempt_limit: Duration) -> RedisResult<Self> {
         let manager = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-        let shared = Shared { client, config, current: Mutex::new((0, manager)), replacing: AtomicBool::new(false) };
+        let shared = Shared { client, config, attempt_limit, current: Mutex::new((0, manager)), replacing: AtomicBool::new(false) };
         Ok(MainConnection { shared: Arc::new(shared) })
     }
 
@@ -65,19 +69,46 @@ impl MainConnection {
         if self.shared.replacing.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Cleared however this ends: the caller may drop the command (a health check that
+        // gave up), and a replacement left marked as under way would never be tried again.
+        let _replacing = Replacing(&self.shared.replacing);
         if self.current().0 == silent {
-            match ConnectionManager::new_with_config(self.shared.client.clone(), self.shared.config.clone()).await {
-                Ok(fresh) => {
+            let attempt = ConnectionManager::new_with_config(self.shared.client.clone(), self.shared.config.clone());
+            match within(self.shared.attempt_limit, attempt).await {
+                None => log::warn!("the Redis connection stopped answering and a new one could not be opened within {:?}", self.shared.attempt_limit),
+                Some(Ok(fresh)) => {
                     let mut guard = self.shared.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     if guard.0 == silent {
                         *guard = (silent + 1, fresh);
                         log::warn!("the Redis connection stopped answering; replaced it with a new one");
                     }
                 }
-                Err(err) => log::warn!("the Redis connection stopped answering and a new one cannot be opened yet: {err}"),
+                Some(Err(err)) => log::warn!("the Redis connection stopped answering and a new one cannot be opened yet: {err}"),
             }
         }
-        self.shared.replacing.store(false, Ordering::Release);
+    }
+}
+
+/// Marks a replacement as under way for as long as it lives.
+struct Replacing<'a>(&'a AtomicBool);
+
+impl Drop for Replacing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// `future`'s output, or `None` after `limit`. The timer is a thread of its own: this crate
+/// serves tokio and smol alike, and replacements are rare.
+async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
+    let (expire, expired) = futures_channel::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let _ = expire.send(());
+    });
+    match select(std::pin::pin!(future), expired).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
     }
 }
 

@@ -132,7 +132,8 @@ impl RedisStorage {
             .set_connection_timeout(Some(options.connect_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let mut conn = MainConnection::connect(client.clone(), config).await?;
+        let attempt_limit = options.connect_timeout + options.response_timeout;
+        let mut conn = MainConnection::connect(client.clone(), config, attempt_limit).await?;
         let keys = Keys::new(&options.keyspace);
         if let Err(err) = topics::upgrade_format(&mut conn, &keys).await {
             log::warn!("cannot bring the keyspace's storage format up to date yet: {err}");
