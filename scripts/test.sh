@@ -5,13 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suites=0
+started=$SECONDS
+# Prints how long the suite that just ran took, and the total so far.
+took() { echo "-- $1 took $((SECONDS - mark)) s (total $((SECONDS - started)) s)"; mark=$SECONDS; }
+mark=$SECONDS
 
 echo "== building"
 cargo build --workspace --all-targets --quiet
+took building
 
 echo "== cargo test"
 cargo test --workspace
 suites=$((suites + 1))
+took "cargo test"
 
 echo "== fuzzing the request path (short run)"
 # cargo-fuzz wants a nightly compiler for sanitizer flags; RUSTC_BOOTSTRAP lets the stable
@@ -27,17 +33,21 @@ for target in request record_batch; do
     -max_total_time="${KORVET_FUZZ_SECONDS:-30}" -rss_limit_mb=4096 2>&1 | tail -n 1
 done
 suites=$((suites + 1))
+took fuzzing
 
 echo "== real-client suite on tokio (confluent-kafka, kafka-python, aiokafka, kcat, kafkajs, rdkafka)"
 (cd conformance/clients && python3 -m pytest -q -p no:warnings)
 suites=$((suites + 1))
+took "client suite on tokio"
 
 echo "== the same real-client suite on smol"
 (cd conformance/clients && KORVET_RUNTIME=smol python3 -m pytest -q -p no:warnings)
 suites=$((suites + 1))
+took "client suite on smol"
 
 echo "== kafka-python's own integration tests against korvet"
 python3 conformance/peer/run_kafka_python.py -p no:warnings
 suites=$((suites + 1))
+took "kafka-python's suite"
 
 echo "suites: $suites passed, 0 failed"
