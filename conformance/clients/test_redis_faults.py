@@ -1,6 +1,7 @@
 """What korvet does when Redis is slow, silent, full or evicting, and when clients announce frames
 they never send: each test drives a real korvet on a real redis-server (through the fault proxy
 where the fault is on the wire) with real clients."""
+import contextlib
 import socket
 import struct
 import time
@@ -18,6 +19,18 @@ def own_redis():
     server = Redis()
     yield server
     server.close()
+
+
+@contextlib.contextmanager
+def behind_proxy(redis, **env):
+    """A broker whose Redis connections go through a fault proxy; yields (proxy, broker)."""
+    proxy = FaultProxy(redis.port)
+    broker = Korvet(redis_uri=proxy.uri, extra_env=env)
+    try:
+        yield proxy, broker
+    finally:
+        broker.stop()
+        proxy.close()
 
 
 def deliver(bootstrap, topic, values, **config):
@@ -40,10 +53,8 @@ def deliver(bootstrap, topic, values, **config):
 def test_one_producers_records_stay_in_order_under_redis_latency(own_redis):
     # 20 ms between korvet and Redis: every 5 s the topic cache expires and requests that need a
     # reload overlap with later ones that do not (the old code reordered about 50 in 25 s).
-    proxy = FaultProxy(own_redis.port)
-    proxy.latency = 0.02
-    broker = Korvet(redis_uri=proxy.uri)
-    try:
+    with behind_proxy(own_redis) as (proxy, broker):
+        proxy.latency = 0.02
         producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": False, "acks": "all",
                              "linger.ms": 1, "retries": 0})  # librdkafka allows 1,000,000 requests in flight
         failures = []
@@ -60,15 +71,10 @@ def test_one_producers_records_stay_in_order_under_redis_latency(own_redis):
         values = [int(r["value"]) for r in confluent_consume(broker.bootstrap, "ordered", 1, sent)]
         out_of_order = [(a, b) for a, b in zip(values, values[1:]) if b != a + 1]
         assert values[0] == 0 and not out_of_order, f"{len(out_of_order)} reorderings, e.g. {out_of_order[:5]}"
-    finally:
-        broker.stop()
-        proxy.close()
 
 
 def test_a_silent_redis_connection_is_replaced(own_redis):
-    proxy = FaultProxy(own_redis.port)
-    broker = Korvet(redis_uri=proxy.uri, extra_env={"KORVET_REDIS_COMMAND_TIMEOUT": "2s"})
-    try:
+    with behind_proxy(own_redis, KORVET_REDIS_COMMAND_TIMEOUT="2s") as (proxy, broker):
         assert deliver(broker.bootstrap, "silence", [b"before"]) == [None]
         wait_for(broker.ready, 10, "readiness before the fault")
         proxy.silence_existing()  # open connections stop answering; new ones work
@@ -85,18 +91,13 @@ def test_a_silent_redis_connection_is_replaced(own_redis):
         assert "replaced it with a new one" in broker.logs()
         values = [r["value"] for r in confluent_consume(broker.bootstrap, "silence", 1, 2)]
         assert values[0] == "before" and "after" in values
-    finally:
-        broker.stop()
-        proxy.close()
 
 
 def test_redis_unreachable_then_back_is_survived(own_redis):
     # Open connections go silent and new ones are swallowed (a blackholed route): readiness goes
     # DOWN and produce fails with retriable errors; once the route is back, korvet recovers by
     # itself.
-    proxy = FaultProxy(own_redis.port)
-    broker = Korvet(redis_uri=proxy.uri, extra_env={"KORVET_REDIS_COMMAND_TIMEOUT": "2s"})
-    try:
+    with behind_proxy(own_redis, KORVET_REDIS_COMMAND_TIMEOUT="2s") as (proxy, broker):
         assert deliver(broker.bootstrap, "blackhole", [b"before"]) == [None]
         wait_for(broker.ready, 10, "readiness before the fault")
         proxy.blackhole = True
@@ -107,28 +108,18 @@ def test_redis_unreachable_then_back_is_survived(own_redis):
         proxy.blackhole = False
         wait_for(broker.ready, 40, "readiness once Redis can be reached again")
         assert deliver(broker.bootstrap, "blackhole", [b"after"], **{"message.timeout.ms": 30000}) == [None]
-    finally:
-        broker.stop()
-        proxy.close()
 
 
 def test_an_unknown_outcome_is_answered_request_timed_out(own_redis):
-    proxy = FaultProxy(own_redis.port)
-    broker = Korvet(redis_uri=proxy.uri, extra_env={"KORVET_REDIS_COMMAND_TIMEOUT": "2s"})
-    try:
+    with behind_proxy(own_redis, KORVET_REDIS_COMMAND_TIMEOUT="2s") as (proxy, broker):
         assert deliver(broker.bootstrap, "unknown", [b"first"]) == [None]
         proxy.silence_existing()  # the append is sent, its reply never comes
         [err] = deliver(broker.bootstrap, "unknown", [b"second"], retries=0, **{"message.timeout.ms": 30000})
         assert err is not None and err.code() == KafkaError.REQUEST_TIMED_OUT, err
-    finally:
-        broker.stop()
-        proxy.close()
 
 
 def test_a_redis_reset_costs_no_acknowledged_record(own_redis):
-    proxy = FaultProxy(own_redis.port)
-    broker = Korvet(redis_uri=proxy.uri)
-    try:
+    with behind_proxy(own_redis) as (proxy, broker):
         producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "acks": "all"})
         acked = []
         for i in range(3000):
@@ -140,9 +131,6 @@ def test_a_redis_reset_costs_no_acknowledged_record(own_redis):
         assert producer.flush(60) == 0
         values = {r["value"].encode() for r in confluent_consume(broker.bootstrap, "resets", 1, len(acked))}
         assert set(acked) <= values and len(acked) == 3000
-    finally:
-        broker.stop()
-        proxy.close()
 
 
 def test_a_full_redis_keeps_serving_reads_and_producing_recovers():
