@@ -188,6 +188,7 @@ def test_eviction_can_be_allowed_explicitly():
     try:
         wait_for(broker.ready, 10, "readiness with eviction allowed")
         assert deliver(broker.bootstrap, "allowed", [b"yes"]) == [None]
+        assert "may evict korvet's keys" in broker.logs(), "the risk is still named in the log"
     finally:
         broker.stop()
         redis.close()

@@ -102,6 +102,8 @@ struct Inner {
     allow_eviction: bool,
     /// Why storage commands are refused (a Redis that may evict korvet's keys), if they are.
     refusal: std::sync::Mutex<Option<String>>,
+    /// Whether an evicting policy allowed by the operator was warned about already.
+    warned_eviction: std::sync::atomic::AtomicBool,
 }
 
 /// The Redis storage driver. Cheap to clone; all clones share one multiplexed connection that
@@ -150,6 +152,7 @@ impl RedisStorage {
                 append: Script::new(APPEND_SCRIPT),
                 allow_eviction: options.allow_eviction,
                 refusal: std::sync::Mutex::new(None),
+                warned_eviction: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -190,6 +193,13 @@ impl RedisStorage {
                  accept the risk with KORVET_REDIS_ALLOW_EVICTION=true"
             )
         });
+        let allowed = policy != "noeviction" && self.inner.allow_eviction;
+        if allowed && !self.inner.warned_eviction.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::warn!(
+                "Redis maxmemory-policy is {policy}: Redis may evict korvet's keys and lose acknowledged records \
+                 (allowed by KORVET_REDIS_ALLOW_EVICTION)"
+            );
+        }
         let mut current = self.inner.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if *current != refusal {
             match &refusal {
