@@ -217,12 +217,23 @@ def test_offsets_are_never_reused_when_a_partition_lost_its_counter(own_redis):
         broker.stop()
 
 
-def test_announced_but_unsent_frames_cost_no_memory(own_redis):
-    broker = Korvet(redis_uri=own_redis.uri)
+@contextlib.contextmanager
+def warm_broker_with_sockets(redis):
+    """A broker that has served one produce; yields (broker, its RSS then, a list of sockets to
+    fill), closing the sockets and stopping the broker afterwards."""
+    broker = Korvet(redis_uri=redis.uri)
     sockets = []
     try:
-        assert deliver(broker.bootstrap, "frames", [b"warm"]) == [None]
-        before = broker.rss_bytes()
+        assert deliver(broker.bootstrap, "warm", [b"warm"]) == [None]
+        yield broker, broker.rss_bytes(), sockets
+    finally:
+        for s in sockets:
+            s.close()
+        broker.stop()
+
+
+def test_announced_but_unsent_frames_cost_no_memory(own_redis):
+    with warm_broker_with_sockets(own_redis) as (broker, before, sockets):
         for _ in range(1000):
             s = socket.create_connection(("127.0.0.1", broker.port), timeout=5)
             s.sendall(struct.pack(">i", 100_000_000))
@@ -232,25 +243,13 @@ def test_announced_but_unsent_frames_cost_no_memory(own_redis):
         during = broker.rss_bytes()
         assert during - before < 200 * 1024 * 1024, (before, during)
         print(f"RSS {before >> 20} MiB before, {during >> 20} MiB with 1,000 frames of 100 MB announced")
-    finally:
-        for s in sockets:
-            s.close()
-        broker.stop()
 
 
 def test_idle_connections_are_cheap(own_redis):
-    broker = Korvet(redis_uri=own_redis.uri)
-    sockets = []
-    try:
-        assert deliver(broker.bootstrap, "idle", [b"warm"]) == [None]
-        before = broker.rss_bytes()
+    with warm_broker_with_sockets(own_redis) as (broker, before, sockets):
         for _ in range(2000):
             sockets.append(socket.create_connection(("127.0.0.1", broker.port), timeout=5))
         wait_for(lambda: deliver(broker.bootstrap, "idle", [b"x"]) == [None], 30, "a produce with 2,000 idle connections")
         grown = broker.rss_bytes() - before
         print(f"2,000 idle connections: +{grown >> 10} KiB resident ({grown // 2000} bytes each)")
         assert grown < 2000 * 16 * 1024, grown
-    finally:
-        for s in sockets:
-            s.close()
-        broker.stop()

@@ -100,8 +100,10 @@ struct Inner {
     keys: Keys,
     append: Script,
     allow_eviction: bool,
-    /// Why storage commands are refused (a Redis that may evict korvet's keys), if they are.
+    /// Why storage commands are refused (a Redis that may evict korvet's keys), if they are;
+    /// `refusing` says whether there is a reason, so that commands need not take the lock.
     refusal: std::sync::Mutex<Option<String>>,
+    refusing: std::sync::atomic::AtomicBool,
     /// Whether an evicting policy allowed by the operator was warned about already.
     warned_eviction: std::sync::atomic::AtomicBool,
 }
@@ -152,6 +154,7 @@ impl RedisStorage {
                 append: Script::new(APPEND_SCRIPT),
                 allow_eviction: options.allow_eviction,
                 refusal: std::sync::Mutex::new(None),
+                refusing: std::sync::atomic::AtomicBool::new(false),
                 warned_eviction: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -206,6 +209,7 @@ impl RedisStorage {
                 Some(why) => log::error!("{why}"),
                 None => log::info!("Redis maxmemory-policy is {policy}: storage commands are served again"),
             }
+            self.inner.refusing.store(refusal.is_some(), std::sync::atomic::Ordering::Relaxed);
             *current = refusal.clone();
         }
         Ok(refusal)
@@ -214,6 +218,9 @@ impl RedisStorage {
     /// Why storage commands are refused at the moment, if they are (see
     /// [`RedisStorage::check_memory_policy`]).
     pub fn refusal(&self) -> Option<String> {
+        if !self.inner.refusing.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         self.inner.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 

@@ -6,7 +6,6 @@
 //! metadata change; existing records stay where they are.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, topic_configs, Handler, Step};
 use super::Context;
@@ -20,41 +19,11 @@ use kafka_protocol::messages::{incremental_alter_configs_response, ResponseKind}
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 
-pub(crate) const CREATE_PARTITIONS: ApiSpec = ApiSpec {
-    key: ApiKey::CreatePartitions,
-    name: "CreatePartitions",
-    min: 0,
-    max: 3,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::CreatePartitions(req) => Started::new(CreatePartitions::new(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const CREATE_PARTITIONS: ApiSpec = api_spec!(CreatePartitions, 0..=3, decodable from 0, |req, meta| Started::new(CreatePartitions::new(req), true));
 
-pub(crate) const ALTER_CONFIGS: ApiSpec = ApiSpec {
-    key: ApiKey::AlterConfigs,
-    name: "AlterConfigs",
-    min: 0,
-    max: 2,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::AlterConfigs(req) => Started::new(AlterConfigs::new(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const ALTER_CONFIGS: ApiSpec = api_spec!(AlterConfigs, 0..=2, decodable from 0, |req, meta| Started::new(AlterConfigs::new(req), true));
 
-pub(crate) const INCREMENTAL_ALTER_CONFIGS: ApiSpec = ApiSpec {
-    key: ApiKey::IncrementalAlterConfigs,
-    name: "IncrementalAlterConfigs",
-    min: 0,
-    max: 1,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::IncrementalAlterConfigs(req) => Started::new(IncrementalAlterConfigs::new(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const INCREMENTAL_ALTER_CONFIGS: ApiSpec = api_spec!(IncrementalAlterConfigs, 0..=1, decodable from 0, |req, meta| Started::new(IncrementalAlterConfigs::new(req), true));
 
 const TOPIC_RESOURCE: i8 = 2;
 const BROKER_RESOURCE: i8 = 4;

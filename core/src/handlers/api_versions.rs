@@ -1,7 +1,6 @@
 //! ApiVersions: the API table clients negotiate against.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{Handler, Step};
 use super::Context;
 use crate::errors;
@@ -9,17 +8,7 @@ use crate::storage::StorageReply;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use kafka_protocol::messages::ResponseKind;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::ApiVersions,
-    name: "ApiVersions",
-    min: 0,
-    max: 3,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::ApiVersions(_) => Started::new(ApiVersions, true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(ApiVersions, 0..=3, decodable from 0, |_request, meta| Started::new(ApiVersions, true));
 
 pub(crate) struct ApiVersions;
 

@@ -1,7 +1,6 @@
 //! CreateTopics, including validate-only requests.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_configs;
 use super::{topic_name, Handler, Step};
 use super::Context;
@@ -14,17 +13,7 @@ use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashSet};
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::CreateTopics,
-    name: "CreateTopics",
-    min: 0,
-    max: 7,
-    decodable_min: 2,
-    start: |request, meta| match request {
-        RequestKind::CreateTopics(req) => Started::new(CreateTopics::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(CreateTopics, 0..=7, decodable from 2, |req, meta| Started::new(CreateTopics::new(req, meta.version), true));
 
 pub(crate) struct CreateTopics {
     request: CreateTopicsRequest,

@@ -1,7 +1,6 @@
 //! DeleteTopics, by name (all versions) or by topic id (v6).
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{topic_name, Handler, Step};
 use super::Context;
 use crate::errors;
@@ -11,17 +10,7 @@ use kafka_protocol::messages::delete_topics_response::*;
 use kafka_protocol::messages::{ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::DeleteTopics,
-    name: "DeleteTopics",
-    min: 0,
-    max: 6,
-    decodable_min: 1,
-    start: |request, meta| match request {
-        RequestKind::DeleteTopics(req) => Started::new(DeleteTopics::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(DeleteTopics, 0..=6, decodable from 1, |req, meta| Started::new(DeleteTopics::new(req, meta.version), true));
 
 pub(crate) struct DeleteTopics {
     version: i16,

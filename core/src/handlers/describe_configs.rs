@@ -1,7 +1,6 @@
 //! DescribeConfigs for topics (overrides plus Kafka's defaults) and brokers.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_configs::{self, ConfigType};
 use super::topic_lookup::TopicLookup;
 use super::{Handler, Step};
@@ -13,17 +12,7 @@ use kafka_protocol::messages::describe_configs_response::*;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::StrBytes;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::DescribeConfigs,
-    name: "DescribeConfigs",
-    min: 0,
-    max: 4,
-    decodable_min: 1,
-    start: |request, meta| match request {
-        RequestKind::DescribeConfigs(req) => Started::new(DescribeConfigs::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(DescribeConfigs, 0..=4, decodable from 1, |req, meta| Started::new(DescribeConfigs::new(req, meta.version), true));
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

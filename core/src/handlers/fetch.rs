@@ -5,7 +5,6 @@
 //! which every client supports.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
 use super::{Context, WaitKey};
@@ -17,17 +16,7 @@ use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::*;
 use kafka_protocol::messages::ResponseKind;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::Fetch,
-    name: "Fetch",
-    min: 0,
-    max: 12,
-    decodable_min: 4,
-    start: |request, meta| match request {
-        RequestKind::Fetch(req) => Started::new(Fetch::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(Fetch, 0..=12, decodable from 4, |req, meta| Started::new(Fetch::new(req, meta.version), true));
 
 pub(crate) struct Fetch {
     request: FetchRequest,

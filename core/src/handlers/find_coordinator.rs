@@ -1,7 +1,6 @@
 //! FindCoordinator for consumer groups, single-key (v0–3) and batched (v4) forms.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{Handler, Step};
 use super::Context;
 use crate::errors;
@@ -11,17 +10,7 @@ use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoord
 use kafka_protocol::messages::{BrokerId, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::FindCoordinator,
-    name: "FindCoordinator",
-    min: 0,
-    max: 4,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::FindCoordinator(req) => Started::new(FindCoordinator::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(FindCoordinator, 0..=4, decodable from 0, |req, meta| Started::new(FindCoordinator::new(req, meta.version), true));
 
 const GROUP_KEY: i8 = 0;
 

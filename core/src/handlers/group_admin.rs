@@ -3,7 +3,6 @@
 //! reported as Empty, as Kafka does.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{topic_name, Handler, Step};
 use super::Context;
 use crate::errors;
@@ -21,53 +20,13 @@ use kafka_protocol::messages::{GroupId, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 
-pub(crate) const DESCRIBE_GROUPS: ApiSpec = ApiSpec {
-    key: ApiKey::DescribeGroups,
-    name: "DescribeGroups",
-    min: 0,
-    max: 5,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::DescribeGroups(req) => Started::new(DescribeGroups::new(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const DESCRIBE_GROUPS: ApiSpec = api_spec!(DescribeGroups, 0..=5, decodable from 0, |req, meta| Started::new(DescribeGroups::new(req), true));
 
-pub(crate) const LIST_GROUPS: ApiSpec = ApiSpec {
-    key: ApiKey::ListGroups,
-    name: "ListGroups",
-    min: 0,
-    max: 4,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::ListGroups(req) => Started::new(ListGroups::new(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const LIST_GROUPS: ApiSpec = api_spec!(ListGroups, 0..=4, decodable from 0, |req, meta| Started::new(ListGroups::new(req), true));
 
-pub(crate) const DELETE_GROUPS: ApiSpec = ApiSpec {
-    key: ApiKey::DeleteGroups,
-    name: "DeleteGroups",
-    min: 0,
-    max: 2,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::DeleteGroups(req) => Started::new(DeleteGroups::new(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const DELETE_GROUPS: ApiSpec = api_spec!(DeleteGroups, 0..=2, decodable from 0, |req, meta| Started::new(DeleteGroups::new(req), true));
 
-pub(crate) const OFFSET_DELETE: ApiSpec = ApiSpec {
-    key: ApiKey::OffsetDelete,
-    name: "OffsetDelete",
-    min: 0,
-    max: 0,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::OffsetDelete(req) => Started::new(OffsetDelete::new(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const OFFSET_DELETE: ApiSpec = api_spec!(OffsetDelete, 0..=0, decodable from 0, |req, meta| Started::new(OffsetDelete::new(req), true));
 
 fn owned(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())

@@ -3,7 +3,6 @@
 //! that answers them.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{Handler, Step};
 use super::{Context, WaitKey};
 use crate::errors;
@@ -22,53 +21,13 @@ use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::StrBytes;
 
-pub(crate) const JOIN_GROUP: ApiSpec = ApiSpec {
-    key: ApiKey::JoinGroup,
-    name: "JoinGroup",
-    min: 0,
-    max: 9,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::JoinGroup(req) => Started::new(JoinGroup::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const JOIN_GROUP: ApiSpec = api_spec!(JoinGroup, 0..=9, decodable from 0, |req, meta| Started::new(JoinGroup::new(req, meta.version), true));
 
-pub(crate) const SYNC_GROUP: ApiSpec = ApiSpec {
-    key: ApiKey::SyncGroup,
-    name: "SyncGroup",
-    min: 0,
-    max: 5,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::SyncGroup(req) => Started::new(SyncGroup::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SYNC_GROUP: ApiSpec = api_spec!(SyncGroup, 0..=5, decodable from 0, |req, meta| Started::new(SyncGroup::new(req, meta.version), true));
 
-pub(crate) const HEARTBEAT: ApiSpec = ApiSpec {
-    key: ApiKey::Heartbeat,
-    name: "Heartbeat",
-    min: 0,
-    max: 4,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::Heartbeat(req) => Started::new(Heartbeat(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const HEARTBEAT: ApiSpec = api_spec!(Heartbeat, 0..=4, decodable from 0, |req, meta| Started::new(Heartbeat(req), true));
 
-pub(crate) const LEAVE_GROUP: ApiSpec = ApiSpec {
-    key: ApiKey::LeaveGroup,
-    name: "LeaveGroup",
-    min: 0,
-    max: 5,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::LeaveGroup(req) => Started::new(LeaveGroup::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const LEAVE_GROUP: ApiSpec = api_spec!(LeaveGroup, 0..=5, decodable from 0, |req, meta| Started::new(LeaveGroup::new(req, meta.version), true));
 
 fn text(s: &StrBytes) -> String {
     s.as_str().to_string()

@@ -2,7 +2,6 @@
 //! not implement transactions.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{Handler, Step};
 use super::Context;
 use crate::errors;
@@ -11,17 +10,7 @@ use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::{ProducerId, ResponseKind};
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::InitProducerId,
-    name: "InitProducerId",
-    min: 0,
-    max: 4,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::InitProducerId(req) => Started::new(InitProducerId::new(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(InitProducerId, 0..=4, decodable from 0, |req, meta| Started::new(InitProducerId::new(req), true));
 
 pub(crate) struct InitProducerId {
     request: InitProducerIdRequest,

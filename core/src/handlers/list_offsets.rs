@@ -2,7 +2,6 @@
 //! timestamp.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
 use super::Context;
@@ -12,17 +11,7 @@ use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use kafka_protocol::messages::list_offsets_response::*;
 use kafka_protocol::messages::ResponseKind;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::ListOffsets,
-    name: "ListOffsets",
-    min: 0,
-    max: 7,
-    decodable_min: 1,
-    start: |request, meta| match request {
-        RequestKind::ListOffsets(req) => Started::new(ListOffsets::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(ListOffsets, 0..=7, decodable from 1, |req, meta| Started::new(ListOffsets::new(req, meta.version), true));
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

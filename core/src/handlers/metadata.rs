@@ -1,7 +1,6 @@
 //! Metadata: brokers, topics and partition leaders; auto-creates topics when allowed.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
 use super::Context;
@@ -11,17 +10,7 @@ use kafka_protocol::messages::metadata_response::*;
 use kafka_protocol::messages::{BrokerId, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::Metadata,
-    name: "Metadata",
-    min: 0,
-    max: 12,
-    decodable_min: 0,
-    start: |request, meta| match request {
-        RequestKind::Metadata(req) => Started::new(Metadata::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(Metadata, 0..=12, decodable from 0, |req, meta| Started::new(Metadata::new(req, meta.version), true));
 
 pub(crate) struct Metadata {
     /// Requested names, or `None` for every topic.

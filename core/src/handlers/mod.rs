@@ -16,6 +16,24 @@
 //! stop where a newer version would need a feature korvet lacks: Fetch 13 and Produce 12+
 //! address topics by id only, ListOffsets 8+ asks for tiered-storage offsets.
 
+/// An API's [`ApiSpec`]: `api_spec!(Produce, 0..=11, decodable from 3, |req, meta| ...)` with an
+/// expression giving the [`Started`] handler for the decoded request `req`.
+macro_rules! api_spec {
+    ($key:ident, $min:literal..=$max:literal, decodable from $decodable:literal, |$req:ident, $meta:ident| $start:expr) => {
+        ApiSpec {
+            key: kafka_protocol::messages::ApiKey::$key,
+            name: stringify!($key),
+            min: $min,
+            max: $max,
+            decodable_min: $decodable,
+            start: |request, $meta| match request {
+                kafka_protocol::messages::RequestKind::$key($req) => $start,
+                other => Started::mismatch(other, $meta),
+            },
+        }
+    };
+}
+
 mod alter_topics;
 mod api_versions;
 pub(crate) mod consumer_lag;

@@ -5,7 +5,6 @@
 //! stale generations and unknown members are refused with Kafka's error codes, never accepted.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
 use super::Context;
@@ -15,17 +14,7 @@ use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use kafka_protocol::messages::offset_commit_response::*;
 use kafka_protocol::messages::ResponseKind;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::OffsetCommit,
-    name: "OffsetCommit",
-    min: 0,
-    max: 8,
-    decodable_min: 2,
-    start: |request, meta| match request {
-        RequestKind::OffsetCommit(req) => Started::new(OffsetCommit::new(req), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(OffsetCommit, 0..=8, decodable from 2, |req, meta| Started::new(OffsetCommit::new(req), true));
 
 /// Kafka's `offset.metadata.max.bytes`.
 const MAX_METADATA_BYTES: usize = 4096;

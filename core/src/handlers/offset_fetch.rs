@@ -2,7 +2,6 @@
 //! answer offset -1, as in Kafka.
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::{topic_name, Handler, Step};
 use super::Context;
 use crate::errors;
@@ -12,17 +11,7 @@ use kafka_protocol::messages::offset_fetch_response::*;
 use kafka_protocol::messages::{GroupId, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::OffsetFetch,
-    name: "OffsetFetch",
-    min: 0,
-    max: 8,
-    decodable_min: 1,
-    start: |request, meta| match request {
-        RequestKind::OffsetFetch(req) => Started::new(OffsetFetch::new(req, meta.version), true),
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(OffsetFetch, 0..=8, decodable from 1, |req, meta| Started::new(OffsetFetch::new(req, meta.version), true));
 
 /// One group's question: all partitions (`None`) or these.
 struct Query {

@@ -2,7 +2,6 @@
 //! storage has confirmed every write (never before: nothing acknowledged may be lost).
 
 use super::{ApiSpec, Started};
-use kafka_protocol::messages::{ApiKey, RequestKind};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
 use super::Context;
@@ -14,20 +13,10 @@ use kafka_protocol::messages::produce_response::*;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::StrBytes;
 
-pub(crate) const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::Produce,
-    name: "Produce",
-    min: 0,
-    max: 11,
-    decodable_min: 3,
-    start: |request, meta| match request {
-        RequestKind::Produce(req) => {
-            let responds = req.acks != 0;
-            Started::new(Produce::new(req, meta.version), responds)
-        },
-        other => Started::mismatch(other, meta),
-    },
-};
+pub(crate) const SPEC: ApiSpec = api_spec!(Produce, 0..=11, decodable from 3, |req, meta| {
+    let responds = req.acks != 0;
+    Started::new(Produce::new(req, meta.version), responds)
+});
 
 pub(crate) struct Produce {
     request: ProduceRequest,
