@@ -338,6 +338,118 @@ async fn group_offsets(store: &dyn StorageDriver) {
     assert_eq!(run(store, StorageCommand::ListGroups).await, StorageReply::GroupNames(vec![]));
 }
 
+async fn trim(store: &dyn StorageDriver, topic: &str, to: TrimTo) -> TrimOutcome {
+    match run(store, StorageCommand::TrimPartition { topic: topic.into(), partition: 0, to, compacted: false }).await {
+        StorageReply::Trimmed(outcome) => outcome,
+        other => panic!("trim answered {other:?}"),
+    }
+}
+
+async fn offsets_of(store: &dyn StorageDriver, topic: &str) -> PartitionOffsets {
+    match run(store, StorageCommand::PartitionOffsets { topic: topic.into(), partition: 0 }).await {
+        StorageReply::Offsets(offsets) => offsets,
+        other => panic!("offsets answered {other:?}"),
+    }
+}
+
+async fn offset_for_timestamp(store: &dyn StorageDriver, topic: &str, timestamp: i64) -> Option<(i64, i64)> {
+    match run(store, StorageCommand::OffsetForTimestamp { topic: topic.into(), partition: 0, timestamp }).await {
+        StorageReply::TimestampOffset(found) => found,
+        other => panic!("offset for timestamp answered {other:?}"),
+    }
+}
+
+/// DeleteRecords' trims: the start moves forward only, never past the high watermark, and
+/// offsets go on densely after it.
+async fn trimming_to_an_offset(store: &dyn StorageDriver) {
+    let t = "trim-offset";
+    create(store, t).await;
+    append(store, t, None, (0..10).map(|i| sized(i, 10)).collect()).await;
+    assert_eq!(trim(store, t, TrimTo::Offset(4)).await, TrimOutcome::Trimmed { log_start: 4, removed: 4 });
+    let (records, offsets) = read(store, t, 0, 1 << 20).await;
+    assert_eq!(offsets.log_start, 4);
+    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), (4..10).collect::<Vec<_>>(), "nothing below the start");
+    assert_eq!(records[0].record, sized(4, 10));
+    assert_eq!(trim(store, t, TrimTo::Offset(2)).await, TrimOutcome::Trimmed { log_start: 4, removed: 0 }, "never back");
+    assert_eq!(trim(store, t, TrimTo::Offset(11)).await, TrimOutcome::OffsetOutOfRange { high_watermark: 10 });
+    assert_eq!(offset_for_timestamp(store, t, 0).await, Some((4, 4)), "the earliest record by time is the start's");
+    assert_eq!(trim(store, t, TrimTo::HighWatermark).await, TrimOutcome::Trimmed { log_start: 10, removed: 6 });
+    assert_eq!(offset_for_timestamp(store, t, 0).await, None);
+    assert_eq!(append(store, t, None, vec![sized(10, 10)]).await, AppendOutcome::Appended { base_offset: 10 });
+    assert_eq!(offsets_of(store, t).await.log_start, 10);
+    assert_eq!(read(store, t, 10, 1 << 20).await.0.len(), 1);
+    let missing = StorageCommand::TrimPartition { topic: "no-such-topic".into(), partition: 0, to: TrimTo::HighWatermark, compacted: false };
+    assert_eq!(run(store, missing).await, StorageReply::Trimmed(TrimOutcome::UnknownPartition));
+}
+
+/// Retention by time removes the records whose running maximum timestamp is older than the
+/// cutoff, and keeps the rest, late records included.
+async fn trimming_by_time(store: &dyn StorageDriver) {
+    let t = "trim-time";
+    create(store, t).await;
+    let timestamps = [100, 300, 200, 400, 250, 500, 600];
+    let records = timestamps.iter().enumerate().map(|(i, &ts)| Record { timestamp: ts, ..sized(i, 10) }).collect();
+    append(store, t, None, records).await;
+    // Running maximum: 100 300 300 400 400 500 600; older than 350 are offsets 0..3.
+    assert_eq!(trim(store, t, TrimTo::OlderThan(350)).await, TrimOutcome::Trimmed { log_start: 3, removed: 3 });
+    assert_eq!(offset_for_timestamp(store, t, 0).await, Some((3, 400)));
+    assert_eq!(offset_for_timestamp(store, t, 450).await, Some((5, 500)));
+    assert_eq!(trim(store, t, TrimTo::OlderThan(350)).await, TrimOutcome::Trimmed { log_start: 3, removed: 0 });
+    assert_eq!(trim(store, t, TrimTo::OlderThan(10_000)).await, TrimOutcome::Trimmed { log_start: 7, removed: 4 });
+}
+
+/// Retention by size keeps the newest records whose payload fits the limit.
+async fn trimming_by_size(store: &dyn StorageDriver) {
+    let t = "trim-size";
+    create(store, t).await;
+    // Records of keys, values and headers of several shapes: their payload is what counts.
+    append(store, t, None, (0..20).map(|i| record(i, i as i64)).collect()).await;
+    let sizes: Vec<u64> = (0..21).map(|i| record(i, 0).payload_len() as u64).collect();
+    let limit = sizes[12..20].iter().sum::<u64>() + 3;
+    assert_eq!(trim(store, t, TrimTo::KeepBytes(limit)).await, TrimOutcome::Trimmed { log_start: 12, removed: 12 });
+    assert_eq!(trim(store, t, TrimTo::KeepBytes(limit)).await, TrimOutcome::Trimmed { log_start: 12, removed: 0 });
+    append(store, t, None, vec![record(20, 20)]).await;
+    let expected_start = (12..=21).find(|&s| sizes[s..].iter().sum::<u64>() <= limit).unwrap();
+    let TrimOutcome::Trimmed { log_start, .. } = trim(store, t, TrimTo::KeepBytes(limit)).await else { panic!() };
+    assert_eq!(log_start, expected_start as i64, "the payload of the appended record counts too");
+    let left = 21 - expected_start as u64;
+    assert_eq!(trim(store, t, TrimTo::KeepBytes(0)).await, TrimOutcome::Trimmed { log_start: 21, removed: left });
+}
+
+/// A trim larger than one step (Redis removes a thousand entries per script call) is carried
+/// out whole by one command.
+async fn a_large_trim_completes(store: &dyn StorageDriver) {
+    let t = "trim-large";
+    create(store, t).await;
+    for chunk in 0..5 {
+        append(store, t, None, (0..700).map(|i| sized(chunk * 700 + i, 20)).collect()).await;
+    }
+    assert_eq!(trim(store, t, TrimTo::Offset(3200)).await, TrimOutcome::Trimmed { log_start: 3200, removed: 3200 });
+    let (records, _) = read(store, t, 0, 1 << 20).await;
+    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), (3200..3500).collect::<Vec<_>>());
+    assert_eq!(trim(store, t, TrimTo::KeepBytes(20 * 100)).await, TrimOutcome::Trimmed { log_start: 3400, removed: 200 });
+}
+
+/// Compaction removes single records: the others keep their offsets, reads skip the gaps, and
+/// retention by size counts only what is left.
+async fn removed_records_leave_gaps(store: &dyn StorageDriver) {
+    let t = "compacted";
+    create(store, t).await;
+    append(store, t, None, (0..8).map(|i| sized(i, 10)).collect()).await;
+    let remove = |offsets: Vec<i64>| StorageCommand::RemoveRecords { topic: t.into(), partition: 0, offsets };
+    assert_eq!(run(store, remove(vec![1, 3, 4, 42])).await, StorageReply::RecordsRemoved(3));
+    assert_eq!(run(store, remove(vec![1])).await, StorageReply::RecordsRemoved(0));
+    let (records, offsets) = read(store, t, 1, 1 << 20).await;
+    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![2, 5, 6, 7]);
+    assert!(records.iter().all(|r| r.record == sized(r.offset as usize, 10)), "each record at its own offset");
+    assert_eq!((offsets.log_start, offsets.high_watermark), (0, 8));
+    assert_eq!(offset_for_timestamp(store, t, 3).await, Some((5, 5)), "the next record present");
+    assert_eq!(read(store, t, 3, 15).await.0.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![5], "budgets count records present");
+    // 5 records of 10 bytes are left: keeping 30 bytes drops 0 and 2 (the start moves past 2).
+    let compacted_trim = StorageCommand::TrimPartition { topic: t.into(), partition: 0, to: TrimTo::KeepBytes(30), compacted: true };
+    assert_eq!(run(store, compacted_trim).await, StorageReply::Trimmed(TrimOutcome::Trimmed { log_start: 3, removed: 2 }));
+}
+
 async fn all_cases(store: &dyn StorageDriver) {
     group_offsets(store).await;
     topics_lifecycle(store).await;
@@ -351,6 +463,11 @@ async fn all_cases(store: &dyn StorageDriver) {
     appends_go_only_to_partitions_that_exist(store).await;
     appends_issued_together_keep_order_and_verdicts(store).await;
     producer_ids_are_unique(store).await;
+    trimming_to_an_offset(store).await;
+    trimming_by_time(store).await;
+    trimming_by_size(store).await;
+    a_large_trim_completes(store).await;
+    removed_records_leave_gaps(store).await;
 }
 
 #[tokio::test]
@@ -481,4 +598,93 @@ async fn an_older_keyspace_is_upgraded_at_start() {
 fn uuid_text(id: &[u8; 16]) -> String {
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// Entries removed behind korvet's back (a user's XTRIM) never pass for present: the next trim
+/// moves the start up to the first entry left, and records keep their own offsets meanwhile.
+#[tokio::test]
+async fn a_users_xtrim_moves_the_start_past_what_is_gone() {
+    let redis = RedisServer::start();
+    let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "xtrim")).await.expect("connect");
+    create(&store, "t").await;
+    append(&store, "t", None, (0..10).map(|i| sized(i, 10)).collect()).await;
+    let direct = redis::Client::open(redis.uri()).expect("uri");
+    let mut conn = direct.get_multiplexed_async_connection().await.expect("direct connection");
+    let _: i64 = redis::cmd("XTRIM").arg("xtrim:stream:{t:0}").arg("MAXLEN").arg(6).query_async(&mut conn).await.expect("XTRIM");
+    let (records, _) = read(&store, "t", 0, 1 << 20).await;
+    assert!(records.iter().all(|r| r.record == sized(r.offset as usize, 10)), "no record is served at another's offset");
+    assert_eq!(trim(&store, "t", TrimTo::Offset(0)).await, TrimOutcome::Trimmed { log_start: 4, removed: 0 });
+    let _: i64 = redis::cmd("DEL").arg("xtrim:stream:{t:0}").query_async(&mut conn).await.expect("DEL");
+    assert_eq!(trim(&store, "t", TrimTo::Offset(0)).await, TrimOutcome::Trimmed { log_start: 10, removed: 0 });
+}
+
+/// One "broker" appends, another trims, a third reads, each on connections of its own: reads
+/// only ever see records at their own offsets, at or above the start they report, and the start
+/// never moves back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trims_race_appends_and_reads_through_other_brokers() {
+    let redis = RedisServer::start();
+    let options = RedisOptions::new(redis.uri(), "race");
+    create(&RedisStorage::connect(&options).await.expect("connect"), "t").await;
+    let writer = {
+        let store = RedisStorage::connect(&options).await.expect("connect");
+        tokio::spawn(async move {
+            for batch in 0..400 {
+                let records = (0..5).map(|i| sized(batch * 5 + i, 10)).collect();
+                assert_eq!(append(&store, "t", None, records).await, AppendOutcome::Appended { base_offset: batch as i64 * 5 });
+            }
+        })
+    };
+    let trimmer = {
+        let store = RedisStorage::connect(&options).await.expect("connect");
+        tokio::spawn(async move {
+            let mut starts = Vec::new();
+            for round in 0..200 {
+                let to = if round % 2 == 0 { TrimTo::KeepBytes(300) } else { TrimTo::Offset(round * 9) };
+                match trim(&store, "t", to).await {
+                    TrimOutcome::Trimmed { log_start, .. } => starts.push(log_start),
+                    TrimOutcome::OffsetOutOfRange { .. } => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            starts
+        })
+    };
+    let store = RedisStorage::connect(&options).await.expect("connect");
+    let mut next = 0;
+    let mut reads = 0;
+    while next < 2000 && reads < 100_000 {
+        reads += 1;
+        let (records, offsets) = read(&store, "t", next, 200).await;
+        for r in &records {
+            assert!(r.offset >= offsets.log_start && r.offset >= next, "offset {} read from {next}, start {}", r.offset, offsets.log_start);
+            assert_eq!(r.record, sized(r.offset as usize, 10), "the record at offset {}", r.offset);
+        }
+        next = records.last().map_or(next.max(offsets.log_start), |r| r.offset + 1);
+    }
+    writer.await.expect("writer");
+    let starts = trimmer.await.expect("trimmer");
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "the start moved back: {starts:?}");
+    assert_eq!(next, 2000, "the reader got to the end");
+}
+
+/// Trimming two hundred thousand records never holds Redis for long: SLOWLOG records no
+/// command of 10 ms or more.
+#[tokio::test]
+async fn a_large_trim_never_blocks_redis() {
+    let redis = RedisServer::start();
+    let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "slow")).await.expect("connect");
+    create(&store, "t").await;
+    for chunk in 0..100 {
+        append(&store, "t", None, (0..2000).map(|i| sized(chunk * 2000 + i, 50)).collect()).await;
+    }
+    let direct = redis::Client::open(redis.uri()).expect("uri");
+    let mut conn = direct.get_multiplexed_async_connection().await.expect("direct connection");
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("slowlog-log-slower-than").arg(10_000).query_async(&mut conn).await.expect("CONFIG");
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(&mut conn).await.expect("SLOWLOG RESET");
+    assert_eq!(trim(&store, "t", TrimTo::KeepBytes(50 * 1000)).await, TrimOutcome::Trimmed { log_start: 199_000, removed: 199_000 });
+    let slow: i64 = redis::cmd("SLOWLOG").arg("LEN").query_async(&mut conn).await.expect("SLOWLOG LEN");
+    assert_eq!(slow, 0, "commands of 10 ms or more during the trim");
+    let entries: i64 = redis::cmd("XLEN").arg("slow:stream:{t:0}").query_async(&mut conn).await.expect("XLEN");
+    assert_eq!(entries, 1000);
 }

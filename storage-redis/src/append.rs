@@ -195,7 +195,7 @@ pub fn push_batches(cmd: &mut redis::Cmd, batches: &[Batch]) {
             Some(p) => cmd.arg(p.producer_id).arg(p.producer_epoch).arg(p.base_sequence),
             None => cmd.arg(-1).arg(0).arg(0),
         };
-        cmd.arg(batch.records.len());
+        cmd.arg(batch.records.len()).arg(batch.bytes());
         codec::push_append_args(cmd, &batch.records);
     }
 }

@@ -65,9 +65,9 @@ const TIMESTAMP: &[u8] = b"timestamp";
 const HEADER: &[u8] = b"header:";
 const NULL_HEADER: &[u8] = b"nullheader:";
 
-/// Appends the append script's arguments from ARGV[7] on (see `scripts/append.lua`): the
-/// records' common field count, the records that raise the batch's running maximum timestamp,
-/// then each record's timestamp and fields.
+/// Appends a batch's arguments to the append script after its producer fields, record count and
+/// payload size (see `scripts/append.lua`): the records' common field count, the records that
+/// raise the batch's running maximum timestamp, then each record's timestamp and fields.
 pub fn push_append_args(cmd: &mut Cmd, records: &[Record]) {
     let field_count = |r: &Record| usize::from(r.key.is_some()) + usize::from(r.value.is_some()) + r.headers.len();
     let uniform = records.first().map(field_count).filter(|&first| records.iter().all(|r| field_count(r) == first));

@@ -25,6 +25,7 @@ mod read_ahead;
 mod read_connection;
 mod resp;
 mod topics;
+mod trim;
 pub mod keys;
 pub mod membership;
 pub mod notify;
@@ -42,6 +43,19 @@ use std::time::Duration;
 pub use keys::Keys;
 
 const APPEND_SCRIPT: &str = include_str!("scripts/append.lua");
+const TRIM_SCRIPT: &str = include_str!("scripts/trim.lua");
+const REMOVE_SCRIPT: &str = include_str!("scripts/remove.lua");
+/// The first record at or after a timestamp (by the time index), at or after the log start and
+/// present (compaction leaves gaps): `{offset, timestamp}`, or nothing. KEYS[1] time index,
+/// KEYS[2] partition hash, KEYS[3] stream; ARGV[1] the timestamp.
+const OFFSET_FOR_TIMESTAMP_SCRIPT: &str = "local reached = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'LIMIT', 0, 1) \
+if #reached == 0 then return {} end \
+local from = tonumber(reached[1]) \
+local start = tonumber(redis.call('HGET', KEYS[2], 'start') or '0') \
+if start > from then from = start end \
+local found = redis.call('XRANGE', KEYS[3], string.format('%d-1', from), '+', 'COUNT', 1) \
+if #found == 0 then return {} end \
+return {tonumber(string.match(found[1][1], '^(%d+)')), tonumber(found[1][2][2])}";
 /// Stores a group's record unless the stored one has a higher generation: generations never go
 /// back, whichever broker saves last. KEYS[1] group hash; ARGV generation, then field/value pairs.
 const SAVE_GROUP_SCRIPT: &str = "local stored = tonumber(redis.call('HGET', KEYS[1], 'generation') or '-1') \
@@ -78,7 +92,7 @@ impl RedisOptions {
     }
 }
 
-struct Script {
+pub(crate) struct Script {
     source: &'static str,
     sha: String,
 }
@@ -99,6 +113,9 @@ struct Inner {
     origin: i32,
     keys: Keys,
     append: Script,
+    trim: Script,
+    remove: Script,
+    offset_for_timestamp: Script,
     allow_eviction: bool,
     /// Why storage commands are refused (a Redis that may evict korvet's keys), if they are;
     /// `refusing` says whether there is a reason, so that commands need not take the lock.
@@ -152,6 +169,9 @@ impl RedisStorage {
                 origin: options.broker_id,
                 keys,
                 append: Script::new(APPEND_SCRIPT),
+                trim: Script::new(TRIM_SCRIPT),
+                remove: Script::new(REMOVE_SCRIPT),
+                offset_for_timestamp: Script::new(OFFSET_FOR_TIMESTAMP_SCRIPT),
                 allow_eviction: options.allow_eviction,
                 refusal: std::sync::Mutex::new(None),
                 refusing: std::sync::atomic::AtomicBool::new(false),
@@ -303,18 +323,25 @@ impl RedisStorage {
                 Ok(StorageReply::Offsets(codec::offsets(meta)))
             }
             StorageCommand::OffsetForTimestamp { topic, partition, timestamp } => {
-                let found: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
-                    .arg(keys.time_index(&topic, partition))
-                    .arg(timestamp)
-                    .arg("+inf")
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(1)
-                    .query_async(&mut conn)
-                    .await?;
-                let hit = found.into_iter().next().and_then(|(offset, ts)| Some((offset.parse().ok()?, ts as i64)));
-                Ok(StorageReply::TimestampOffset(hit))
+                let script = &inner.offset_for_timestamp;
+                let partition_keys = [keys.time_index(&topic, partition), keys.partition(&topic, partition), keys.stream(&topic, partition)];
+                let mut cmd = script_cmd(script, &partition_keys);
+                cmd.arg(timestamp);
+                let found: Vec<i64> = run_script(&mut conn, script, cmd).await?;
+                Ok(StorageReply::TimestampOffset(match found[..] {
+                    [offset, timestamp] => Some((offset, timestamp)),
+                    _ => None,
+                }))
+            }
+            StorageCommand::TrimPartition { topic, partition, to, compacted } => {
+                let at = trim::Target { keys, topic: &topic, partition };
+                let outcome = trim::trim(&mut conn, &inner.trim, at, to, compacted).await?;
+                Ok(StorageReply::Trimmed(outcome))
+            }
+            StorageCommand::RemoveRecords { topic, partition, offsets } => {
+                let at = trim::Target { keys, topic: &topic, partition };
+                let removed = trim::remove(&mut conn, &inner.remove, at, &offsets).await?;
+                Ok(StorageReply::RecordsRemoved(removed))
             }
             StorageCommand::AllocateProducerId => {
                 let id: i64 = redis::cmd("INCR").arg(keys.producer_ids()).query_async(&mut conn).await?;
@@ -417,7 +444,7 @@ fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')).map(str::trim)
 }
 
-fn script_cmd(script: &Script, keys: &[String]) -> Cmd {
+pub(crate) fn script_cmd(script: &Script, keys: &[String]) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(&script.sha).arg(keys.len()).arg(keys);
     cmd
@@ -425,7 +452,7 @@ fn script_cmd(script: &Script, keys: &[String]) -> Cmd {
 
 /// Runs a script by its SHA; if Redis does not know it (first use, or Redis restarted and lost
 /// its script cache) sends the source once with EVAL, which also caches it.
-async fn run_script<T: redis::FromRedisValue>(conn: &mut MainConnection, script: &Script, cmd: Cmd) -> Result<T, RedisError> {
+pub(crate) async fn run_script<T: redis::FromRedisValue>(conn: &mut MainConnection, script: &Script, cmd: Cmd) -> Result<T, RedisError> {
     match cmd.query_async(conn).await {
         Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             let mut eval = redis::cmd("EVAL");

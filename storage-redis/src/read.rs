@@ -209,6 +209,10 @@ impl Budgeted {
         self.records.reserve(entries);
         for _ in 0..entries {
             let record = codec::decode_entry(reply)?;
+            if record.offset < self.offsets.log_start {
+                // Below the start, and not yet removed by the trim under way.
+                continue;
+            }
             if record.offset >= self.offsets.high_watermark {
                 self.done = true;
                 return Ok(());

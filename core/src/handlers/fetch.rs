@@ -208,11 +208,14 @@ fn read_share(partitions: usize) -> usize {
     (MAX_FETCH_READ / partitions.max(1)).max(MIN_PARTITION_SHARE)
 }
 
-/// Records read from one partition are always at consecutive offsets: one batch holds them.
+/// Records read from one partition go in one batch, each at its own offset: compaction may
+/// have left gaps between them.
 fn encode_records(records: &[StoredRecord]) -> Bytes {
-    let Some(first) = records.first() else { return Bytes::new() };
+    if records.is_empty() {
+        return Bytes::new();
+    }
     let mut out = BytesMut::with_capacity(records.iter().map(|r| r.record.payload_len() + 32).sum::<usize>() + 64);
-    records::encode_batch(&mut out, first.offset, records.iter().map(|r| &r.record));
+    records::encode_batch_at(&mut out, records.iter().map(|r| (r.offset, &r.record)));
     out.freeze()
 }
 

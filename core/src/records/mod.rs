@@ -209,12 +209,19 @@ fn read_nullable_bytes(buf: &mut Bytes) -> Result<Option<Bytes>, BatchError> {
 /// Packs records that sit at consecutive offsets from `base_offset` into one uncompressed v2
 /// batch, appending it to `out`.
 pub fn encode_batch<'a>(out: &mut BytesMut, base_offset: i64, records: impl ExactSizeIterator<Item = &'a Record> + Clone) {
+    encode_batch_at(out, records.enumerate().map(move |(i, r)| (base_offset + i as i64, r)));
+}
+
+/// Like [`encode_batch`], for records at the given ascending offsets, which may have gaps
+/// (records removed by compaction): each record's offset delta is its own, and the batch ends
+/// at the last one.
+pub fn encode_batch_at<'a>(out: &mut BytesMut, records: impl ExactSizeIterator<Item = (i64, &'a Record)> + Clone) {
     let count = records.len();
-    if count == 0 {
-        return;
-    }
-    let base_timestamp = records.clone().map(|r| r.timestamp).min().unwrap_or(0);
-    let max_timestamp = records.clone().map(|r| r.timestamp).max().unwrap_or(0);
+    let Some((base_offset, _)) = records.clone().next() else { return };
+    let last_offset = records.clone().last().map_or(base_offset, |(offset, _)| offset);
+    let records = records.map(move |(offset, r)| ((offset - base_offset) as i32, r));
+    let base_timestamp = records.clone().map(|(_, r)| r.timestamp).min().unwrap_or(0);
+    let max_timestamp = records.clone().map(|(_, r)| r.timestamp).max().unwrap_or(0);
     let start = out.len();
     out.put_i64(base_offset);
     out.put_i32(0); // batch length, patched below
@@ -222,7 +229,7 @@ pub fn encode_batch<'a>(out: &mut BytesMut, base_offset: i64, records: impl Exac
     out.put_i8(2); // magic
     out.put_u32(0); // crc, patched below
     out.put_i16(0); // attributes: no compression, CreateTime
-    out.put_i32(count as i32 - 1);
+    out.put_i32((last_offset - base_offset) as i32); // last offset delta
     out.put_i64(base_timestamp);
     out.put_i64(max_timestamp);
     out.put_i64(-1); // producer id
@@ -230,11 +237,11 @@ pub fn encode_batch<'a>(out: &mut BytesMut, base_offset: i64, records: impl Exac
     out.put_i32(-1); // base sequence
     out.put_i32(count as i32);
     let mut scratch = BytesMut::new();
-    for (delta, record) in records.enumerate() {
+    for (delta, record) in records {
         scratch.clear();
         scratch.put_i8(0);
         varint::put_varlong(&mut scratch, record.timestamp - base_timestamp);
-        varint::put_varint(&mut scratch, delta as i32);
+        varint::put_varint(&mut scratch, delta);
         put_nullable_bytes(&mut scratch, record.key.as_deref());
         put_nullable_bytes(&mut scratch, record.value.as_deref());
         varint::put_varint(&mut scratch, record.headers.len() as i32);

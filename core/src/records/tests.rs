@@ -116,3 +116,15 @@ fn varints_round_trip_at_the_edges() {
     let mut endless = Bytes::from(vec![0xffu8; 11]);
     assert!(varint::read_varlong(&mut endless).is_err());
 }
+
+#[test]
+fn a_batch_with_gaps_carries_each_records_own_offset() {
+    let records = sample(3);
+    let mut out = BytesMut::new();
+    encode_batch_at(&mut out, [(10, &records[0]), (13, &records[1]), (17, &records[2])].into_iter());
+    let batch = out.freeze();
+    assert_eq!(i64::from_be_bytes(batch[0..8].try_into().unwrap()), 10, "base offset");
+    assert_eq!(i32::from_be_bytes(batch[23..27].try_into().unwrap()), 7, "last offset delta reaches the last record");
+    let decoded = decode_batches(batch, 1 << 20).expect("a valid batch, CRC included");
+    assert_eq!(decoded[0].records, records);
+}

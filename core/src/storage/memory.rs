@@ -23,7 +23,10 @@ pub struct MemoryStore {
 #[derive(Default, Clone)]
 struct PartitionLog {
     log_start: i64,
-    records: Vec<Record>,
+    /// The next offset to assign: the high watermark.
+    next: i64,
+    /// The records at or above the log start, by offset; compaction leaves gaps.
+    records: BTreeMap<i64, Record>,
     /// (running maximum timestamp, first offset that reached it), ascending.
     time_index: Vec<(i64, i64)>,
     producers: BTreeMap<i64, ProducerState>,
@@ -65,13 +68,9 @@ pub fn sequence_after(sequence: i32, delta: i64) -> i32 {
 }
 
 impl PartitionLog {
-    fn high_watermark(&self) -> i64 {
-        self.log_start + self.records.len() as i64
-    }
-
     fn offsets(&self) -> PartitionOffsets {
         let max_timestamp = self.time_index.last().map(|&(ts, offset)| (offset, ts));
-        PartitionOffsets { log_start: self.log_start, high_watermark: self.high_watermark(), max_timestamp }
+        PartitionOffsets { log_start: self.log_start, high_watermark: self.next, max_timestamp }
     }
 
     fn append(&mut self, producer: Option<ProducerInfo>, records: Vec<Record>) -> AppendOutcome {
@@ -81,14 +80,16 @@ impl PartitionLog {
                 return outcome;
             }
         }
-        let base_offset = self.high_watermark();
-        for (i, record) in records.iter().enumerate() {
+        let base_offset = self.next;
+        for (i, record) in records.into_iter().enumerate() {
+            let offset = base_offset + i as i64;
             let running_max = self.time_index.last().map_or(i64::MIN, |&(ts, _)| ts);
             if record.timestamp > running_max {
-                self.time_index.push((record.timestamp, base_offset + i as i64));
+                self.time_index.push((record.timestamp, offset));
             }
+            self.records.insert(offset, record);
         }
-        self.records.extend(records);
+        self.next = base_offset + count as i64;
         if let Some(producer) = producer {
             let state = self.producers.entry(producer.producer_id).or_default();
             if state.epoch != producer.producer_epoch {
@@ -105,18 +106,61 @@ impl PartitionLog {
     }
 
     fn read(&self, offset: i64, max_bytes: usize) -> Vec<StoredRecord> {
-        let start = offset.max(self.log_start);
         let mut out = Vec::new();
         let mut bytes = 0;
-        for (i, record) in self.records.iter().enumerate().skip((start - self.log_start) as usize) {
+        for (&offset, record) in self.records.range(offset.max(self.log_start)..) {
             let size = record.payload_len();
             if !out.is_empty() && bytes + size > max_bytes {
                 break;
             }
             bytes += size;
-            out.push(StoredRecord { offset: self.log_start + i as i64, record: record.clone() });
+            out.push(StoredRecord { offset, record: record.clone() });
         }
         out
+    }
+
+    /// The first record at or after the start whose running maximum timestamp reaches
+    /// `timestamp`.
+    fn offset_for_timestamp(&self, timestamp: i64) -> Option<(i64, i64)> {
+        // The index entry that reaches the timestamp; one below the start still covers the
+        // records from the start on.
+        let reached = self.time_index.iter().find(|(ts, _)| *ts >= timestamp)?.1;
+        let (&offset, record) = self.records.range(reached.max(self.log_start)..).next()?;
+        Some((offset, record.timestamp))
+    }
+
+    fn trim(&mut self, to: TrimTo) -> TrimOutcome {
+        let new_start = match to {
+            TrimTo::Offset(offset) if offset > self.next => {
+                return TrimOutcome::OffsetOutOfRange { high_watermark: self.next }
+            }
+            TrimTo::Offset(offset) => offset,
+            TrimTo::HighWatermark => self.next,
+            TrimTo::OlderThan(cutoff) => {
+                self.time_index.iter().find(|(ts, _)| *ts >= cutoff).map_or(self.next, |&(_, offset)| offset)
+            }
+            TrimTo::KeepBytes(limit) => {
+                let mut kept: u64 = self.records.values().map(|r| r.payload_len() as u64).sum();
+                let mut start = self.log_start;
+                for (&offset, record) in &self.records {
+                    if kept <= limit {
+                        break;
+                    }
+                    kept -= record.payload_len() as u64;
+                    start = offset + 1;
+                }
+                start
+            }
+        };
+        let before = self.records.len();
+        if new_start > self.log_start {
+            self.log_start = new_start.min(self.next);
+            self.records = self.records.split_off(&self.log_start);
+            // Keep the index entry that covers the new start; drop those before it.
+            let covering = self.time_index.iter().rposition(|&(_, offset)| offset <= self.log_start).unwrap_or(0);
+            self.time_index.drain(..covering);
+        }
+        TrimOutcome::Trimmed { log_start: self.log_start, removed: (before - self.records.len()) as u64 }
     }
 }
 
@@ -165,11 +209,20 @@ impl MemoryStore {
             }
             StorageCommand::PartitionOffsets { topic, partition } => StorageReply::Offsets(self.log(topic, partition).offsets()),
             StorageCommand::OffsetForTimestamp { topic, partition, timestamp } => {
-                let log = self.log(topic, partition);
-                let found = log.time_index.iter().find(|(ts, _)| *ts >= timestamp).map(|&(_, offset)| {
-                    (offset, log.records[(offset - log.log_start) as usize].timestamp)
-                });
-                StorageReply::TimestampOffset(found)
+                StorageReply::TimestampOffset(self.log(topic, partition).offset_for_timestamp(timestamp))
+            }
+            StorageCommand::TrimPartition { topic, partition, to, compacted: _ } => {
+                StorageReply::Trimmed(match self.partitions.get_mut(&(topic, partition)) {
+                    Some(log) => log.trim(to),
+                    None => TrimOutcome::UnknownPartition,
+                })
+            }
+            StorageCommand::RemoveRecords { topic, partition, offsets } => {
+                let Some(log) = self.partitions.get_mut(&(topic, partition)) else {
+                    return StorageReply::RecordsRemoved(0);
+                };
+                let removed = offsets.iter().filter(|offset| log.records.remove(offset).is_some()).count();
+                StorageReply::RecordsRemoved(removed as u64)
             }
             StorageCommand::AllocateProducerId => {
                 self.next_producer_id += 1;

@@ -64,14 +64,28 @@ pub enum StorageCommand {
     /// their topic take appends: an append never creates a partition, so one whose topic was
     /// deleted (or whose keys vanished from Redis) never starts again at offset 0.
     Append { topic: String, partition: i32, producer: Option<ProducerInfo>, records: Vec<Record> },
-    /// Records from `offset` on, at least one if any exists there, then as many more as fit in
-    /// `max_bytes` of payload.
+    /// Records from `offset` (or the log start, if later) on, at least one if any exists there,
+    /// then as many more as fit in `max_bytes` of payload. Offsets of removed records
+    /// (compaction) are skipped: the records come with their own offsets, not always
+    /// consecutive.
     Read { topic: String, partition: i32, offset: i64, max_bytes: usize },
     /// Log start offset and high watermark of a partition.
     PartitionOffsets { topic: String, partition: i32 },
-    /// The first offset whose record timestamp (as a running maximum, like Kafka's time index) is
-    /// at or after `timestamp`.
+    /// The first record at or after the log start whose timestamp (as a running maximum, like
+    /// Kafka's time index) is at or after `timestamp`.
     OffsetForTimestamp { topic: String, partition: i32, timestamp: i64 },
+    /// Moves a partition's log start forward to the point `to` names and removes the records
+    /// below it. The start never moves back nor past the high watermark; offsets above it are
+    /// untouched, and appends and reads racing the trim (through any broker) see either the old
+    /// or the new start. Stores remove records in bounded chunks, so that no single step holds
+    /// up other clients for long. Unless the partition is `compacted` (gaps are expected), a
+    /// store whose entries can be removed behind korvet's back (a user's XTRIM on Redis) also
+    /// moves the start past entries missing from the front, so that what is gone is never
+    /// reported as present.
+    TrimPartition { topic: String, partition: i32, to: TrimTo, compacted: bool },
+    /// Removes the records at `offsets` (those superseded in a compacted partition), leaving
+    /// gaps; offsets stay where they are, and the log start and high watermark do not move.
+    RemoveRecords { topic: String, partition: i32, offsets: Vec<i64> },
     /// A fresh producer id, unique across every broker sharing the store.
     AllocateProducerId,
     /// Stores a group's committed offsets, replacing earlier commits of the same partitions.
@@ -109,6 +123,8 @@ impl StorageCommand {
             StorageCommand::Read { .. } => "Read",
             StorageCommand::PartitionOffsets { .. } => "PartitionOffsets",
             StorageCommand::OffsetForTimestamp { .. } => "OffsetForTimestamp",
+            StorageCommand::TrimPartition { .. } => "TrimPartition",
+            StorageCommand::RemoveRecords { .. } => "RemoveRecords",
             StorageCommand::AllocateProducerId => "AllocateProducerId",
             StorageCommand::CommitOffsets { .. } => "CommitOffsets",
             StorageCommand::FetchOffsets { .. } => "FetchOffsets",
@@ -135,6 +151,36 @@ pub enum AppendOutcome {
     UnknownPartition,
 }
 
+/// Where [`StorageCommand::TrimPartition`] moves the log start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrimTo {
+    /// To this offset (DeleteRecords); past the high watermark is refused.
+    Offset(i64),
+    /// To the high watermark: every record goes (DeleteRecords with offset -1).
+    HighWatermark,
+    /// Past every record whose running maximum timestamp is older than this (ms since the
+    /// epoch): retention by time. Records are kept from the first one whose timestamp, or that
+    /// of a record before it, is at or after the cutoff, as Kafka keeps a segment whose largest
+    /// timestamp is recent.
+    OlderThan(i64),
+    /// Past the oldest records until the payload kept (keys, values and headers) is at most
+    /// this many bytes: retention by size.
+    KeepBytes(u64),
+}
+
+/// What a trim did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrimOutcome {
+    Trimmed {
+        log_start: i64,
+        /// Records removed by this trim.
+        removed: u64,
+    },
+    /// [`TrimTo::Offset`] beyond the high watermark; nothing changed.
+    OffsetOutOfRange { high_watermark: i64 },
+    UnknownPartition,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionOffsets {
     pub log_start: i64,
@@ -157,6 +203,9 @@ pub enum StorageReply {
     Offsets(PartitionOffsets),
     /// `(offset, timestamp)` of the match, or `None` when every record is older.
     TimestampOffset(Option<(i64, i64)>),
+    Trimmed(TrimOutcome),
+    /// How many of the records named were there and are now removed.
+    RecordsRemoved(u64),
     ProducerId(i64),
     OffsetsCommitted,
     CommittedOffsets(Vec<CommittedOffset>),

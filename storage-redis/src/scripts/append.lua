@@ -7,7 +7,8 @@
 -- KEYS[1] stream, KEYS[2] partition hash, KEYS[3] time index (sorted set)
 -- ARGV[1] notification channel, ARGV[2] notification message, ARGV[3] number of batches, then
 -- per batch:
---   producer id ("-1" for none), producer epoch, base sequence, number of records N,
+--   producer id ("-1" for none), producer epoch, base sequence, number of records N, their
+--   payload bytes (keys, values, headers; the partition's `bytes` counts what it keeps),
 --   fields per record F when every record has the same number (else "-1"),
 --   number R of records that raise the batch's running maximum timestamp, then R pairs
 --   (position in the batch from 0, timestamp),
@@ -49,6 +50,7 @@ local max_ts_offset = nil
 -- Producer states read or changed by this call: id -> {epoch, history}; written back at the end.
 local producers = {}
 local results = {}
+local appended_bytes = 0
 
 -- state: "epoch|first,last,offset|first,last,offset..." (oldest batch first, at most 5)
 local function producer_state(id)
@@ -128,8 +130,9 @@ end
 local i = 4
 for _ = 1, tonumber(ARGV[3]) do
   local producer, epoch, first_seq = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local count, uniform, raisers = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
-  local raisers_at = i + 6
+  local count, payload = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  local uniform, raisers = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+  local raisers_at = i + 7
   i = raisers_at + 2 * raisers
   local status, offset, known, last_seq = 0, nil, nil, nil
   if producer ~= '-1' then
@@ -152,6 +155,7 @@ for _ = 1, tonumber(ARGV[3]) do
       end
     end
     i = write_records(i, count, uniform)
+    appended_bytes = appended_bytes + payload
     if known then
       if known.epoch ~= epoch then known.history = {} end
       known.epoch = epoch
@@ -166,6 +170,7 @@ end
 
 if next_offset ~= first_offset then
   redis.call('HSET', partition, 'next', string.format('%d', next_offset))
+  redis.call('HINCRBY', partition, 'bytes', appended_bytes)
   if max_ts_offset then
     redis.call('HSET', partition, 'max-timestamp', string.format('%d', max_ts),
       'max-timestamp-offset', string.format('%d', max_ts_offset))
