@@ -38,6 +38,11 @@ pub struct BrokerConfig {
     /// How often the broker computes consumer lag for the groups it coordinates (into
     /// `Stats::consumer_lag`); `None` for never.
     pub consumer_lag_interval_ms: Option<u64>,
+    /// What topics keep and accept unless they set their own configs.
+    pub log: crate::log_config::LogDefaults,
+    /// How often the broker trims and compacts the partitions it leads (Kafka's
+    /// `log.retention.check.interval.ms`); `None` for never.
+    pub retention_check_interval_ms: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -58,6 +63,8 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             consumer_lag_interval_ms: None,
+            log: crate::log_config::LogDefaults::default(),
+            retention_check_interval_ms: None,
         }
     }
 }

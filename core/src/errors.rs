@@ -40,6 +40,8 @@ pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
 pub const INVALID_RECORD: i16 = 87;
+pub const POLICY_VIOLATION: i16 = 44;
+pub const INVALID_TIMESTAMP: i16 = 32;
 
 use crate::storage::StorageError;
 

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod frame;
 pub mod groups;
 mod handlers;
+pub mod log_config;
 pub mod records;
 pub mod rng;
 pub mod stats;

@@ -42,6 +42,10 @@ pub struct TopicStats {
     pub bytes_in: u64,
     pub records_out: u64,
     pub bytes_out: u64,
+    /// Records removed by DeleteRecords and by retention.
+    pub records_deleted: u64,
+    /// Records removed by compaction (superseded by a later record of their key).
+    pub records_compacted: u64,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -304,6 +304,11 @@ fn every_api_answers_at_every_decodable_version() {
                             .with_name(StrBytes::from_static_str("retention.ms"))
                             .with_value(Some(StrBytes::from_static_str("1000")))])]),
                 ),
+                ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
+                    delete_records_request::DeleteRecordsTopic::default().with_name(topic("t")).with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(-1),
+                    ]),
+                ])),
                 other => panic!("no test request for {other:?}"),
             };
             let id = h.send(request, api.key, version);

@@ -118,6 +118,7 @@ pub mod versions {
     pub const DELETE_GROUPS: i16 = 2;
     pub const OFFSET_FETCH: i16 = 8;
     pub const OFFSET_COMMIT: i16 = 8;
+    pub const DELETE_RECORDS: i16 = 2;
 }
 
 /// A connection to the cluster through its bootstrap servers.

@@ -1,4 +1,4 @@
-//! `korvet topics create|list|describe|delete|alter`.
+//! `korvet topics create|list|describe|delete|alter|delete-records`.
 
 use super::client::{error_name, versions, Admin, AdminError, Result};
 use super::table::Table;
@@ -43,6 +43,16 @@ pub enum TopicsCommand {
         #[arg(long = "delete-config", value_name = "KEY")]
         delete_configs: Vec<String>,
     },
+    /// Delete the records below an offset (DeleteRecords): the log start moves up to it.
+    DeleteRecords {
+        topic: String,
+        /// Only this partition [default: every partition].
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Delete the records below this offset [default: all of them, up to the end].
+        #[arg(long, value_name = "OFFSET", allow_negative_numbers = true)]
+        before: Option<i64>,
+    },
 }
 
 fn name(topic: &str) -> TopicName {
@@ -67,6 +77,7 @@ pub fn run(admin: &mut Admin, command: TopicsCommand) -> Result<String> {
         TopicsCommand::Create { topic, partitions, configs } => create(admin, &topic, partitions, &configs),
         TopicsCommand::Delete { topics } => delete(admin, &topics),
         TopicsCommand::Alter { topic, partitions, configs, delete_configs } => alter(admin, &topic, partitions, &configs, &delete_configs),
+        TopicsCommand::DeleteRecords { topic, partition, before } => delete_records(admin, &topic, partition, before.unwrap_or(-1)),
     }
 }
 
@@ -242,4 +253,45 @@ fn alter(admin: &mut Admin, topic: &str, partitions: Option<i32>, configs: &[Str
         out.push_str(&format!("Updated the configs of topic {topic}.\n"));
     }
     Ok(out)
+}
+
+fn delete_records(admin: &mut Admin, topic: &str, partition: Option<i32>, before: i64) -> Result<String> {
+    let partitions: Vec<i32> = match partition {
+        Some(p) => vec![p],
+        None => {
+            let metadata = admin.metadata(Some(&[topic.to_string()]))?;
+            let described = metadata.topics.first().ok_or_else(|| AdminError::io("empty Metadata response"))?;
+            if described.error_code != 0 {
+                return Err(refused(&format!("topic {topic}"), described.error_code, None));
+            }
+            let mut all: Vec<i32> = described.partitions.iter().map(|p| p.partition_index).collect();
+            all.sort();
+            all
+        }
+    };
+    let request = DeleteRecordsRequest::default().with_timeout_ms(30_000).with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+        .with_name(name(topic))
+        .with_partitions(
+            partitions.iter().map(|&p| delete_records_request::DeleteRecordsPartition::default().with_partition_index(p).with_offset(before)).collect(),
+        )]);
+    let ResponseKind::DeleteRecords(response) = admin.call(RequestKind::DeleteRecords(request), ApiKey::DeleteRecords, versions::DELETE_RECORDS)? else {
+        return Err(AdminError::io("unexpected response to DeleteRecords"));
+    };
+    let mut results: Vec<_> = response.topics.into_iter().flat_map(|t| t.partitions).collect();
+    results.sort_by_key(|p| p.partition_index);
+    let mut table = Table::new(&["PARTITION", "START-OFFSET"]);
+    let mut failures = Vec::new();
+    for result in results {
+        if result.error_code == 0 {
+            table.row(vec![result.partition_index.to_string(), result.low_watermark.to_string()]);
+        } else {
+            failures.push(format!("cannot delete records of {topic}-{}: {}", result.partition_index, error_name(result.error_code)));
+        }
+    }
+    if failures.is_empty() {
+        Ok(table.render())
+    } else {
+        print!("{}", table.render());
+        Err(AdminError::refused(failures.join("\n")))
+    }
 }

@@ -38,6 +38,7 @@ mod alter_topics;
 mod api_versions;
 pub(crate) mod consumer_lag;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
@@ -128,6 +129,7 @@ pub const APIS: &[&ApiSpec] = &[
     &alter_topics::CREATE_PARTITIONS,
     &alter_topics::ALTER_CONFIGS,
     &alter_topics::INCREMENTAL_ALTER_CONFIGS,
+    &delete_records::SPEC,
 ];
 
 /// The spec of an API korvet serves.
