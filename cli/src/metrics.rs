@@ -7,7 +7,7 @@ use korvet_core::stats::{Histogram, Stats, LATENCY_BOUNDS_US};
 use korvet_core::storage::{StorageCommand, StorageDriver, StorageReply};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +20,8 @@ pub struct Metrics {
     registry: Registry,
     storage_latency: HistogramVec,
     storage_errors: IntCounterVec,
+    redis_used_memory: IntGauge,
+    redis_max_memory: IntGauge,
 }
 
 impl Metrics {
@@ -36,14 +38,28 @@ impl Metrics {
             &["command"],
         )
         .expect("valid metric");
+        let redis_used_memory = IntGauge::new("korvet_redis_used_memory_bytes", "Memory Redis uses (INFO used_memory), read every 10 s.").expect("valid metric");
+        let redis_max_memory =
+            IntGauge::new("korvet_redis_max_memory_bytes", "Redis's maxmemory limit (0: none), read every 10 s.").expect("valid metric");
         for collector in [
             Box::new(StatsCollector::new(stats)) as Box<dyn Collector>,
             Box::new(storage_latency.clone()),
             Box::new(storage_errors.clone()),
+            Box::new(redis_used_memory.clone()),
+            Box::new(redis_max_memory.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Arc::new(Metrics { registry, storage_latency, storage_errors })
+        // CPU seconds, resident memory, open file descriptors, threads and start time of the
+        // korvet process (Linux only).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("metric names are unique");
+        Arc::new(Metrics { registry, storage_latency, storage_errors, redis_used_memory, redis_max_memory })
+    }
+
+    pub fn set_redis_memory(&self, used: u64, max: u64) {
+        self.redis_used_memory.set(used.min(i64::MAX as u64) as i64);
+        self.redis_max_memory.set(max.min(i64::MAX as u64) as i64);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -101,6 +117,11 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("korvet_bytes_in_total", "Record payload bytes appended, per topic.", MetricType::COUNTER, &["topic"]),
     ("korvet_records_out_total", "Records returned by Fetch, per topic.", MetricType::COUNTER, &["topic"]),
     ("korvet_bytes_out_total", "Record payload bytes returned by Fetch, per topic.", MetricType::COUNTER, &["topic"]),
+    ("korvet_records_deleted_total", "Records removed by retention and DeleteRecords through this broker, per topic.", MetricType::COUNTER, &["topic"]),
+    ("korvet_records_compacted_total", "Records removed by compaction on this broker, per topic.", MetricType::COUNTER, &["topic"]),
+    ("korvet_partition_log_start_offset", "Log start offset of the partitions this broker leads, as its log cleaner last read it.", MetricType::GAUGE, &["partition", "topic"]),
+    ("korvet_partition_high_watermark", "High watermark of the partitions this broker leads, as its log cleaner last read it.", MetricType::GAUGE, &["partition", "topic"]),
+    ("korvet_partition_retained_records", "Offsets between log start and high watermark of the partitions this broker leads (compacted partitions hold fewer records).", MetricType::GAUGE, &["partition", "topic"]),
     ("korvet_live_brokers", "Brokers in the registry that this broker sees as live (itself included).", MetricType::GAUGE, &[]),
     ("korvet_consumer_groups", "Consumer groups this broker coordinates and holds in memory, per state.", MetricType::GAUGE, &["state"]),
     (
@@ -205,6 +226,19 @@ impl Collector for StatsCollector {
                             sample(kind, &[("group", group), ("partition", &partition), ("topic", topic)], *lag as f64)
                         })
                         .collect(),
+                    "korvet_partition_log_start_offset" | "korvet_partition_high_watermark" | "korvet_partition_retained_records" => stats
+                        .partitions
+                        .iter()
+                        .map(|((topic, partition), &(start, end))| {
+                            let value = match name {
+                                "korvet_partition_log_start_offset" => start,
+                                "korvet_partition_high_watermark" => end,
+                                _ => end - start,
+                            };
+                            let partition = partition.to_string();
+                            sample(kind, &[("partition", &partition), ("topic", topic)], value as f64)
+                        })
+                        .collect(),
                     "korvet_consumer_groups" => {
                         let mut by_state: Vec<_> = states.iter().collect();
                         by_state.sort();
@@ -218,6 +252,8 @@ impl Collector for StatsCollector {
                                 "korvet_records_in_total" => t.records_in,
                                 "korvet_bytes_in_total" => t.bytes_in,
                                 "korvet_records_out_total" => t.records_out,
+                                "korvet_records_deleted_total" => t.records_deleted,
+                                "korvet_records_compacted_total" => t.records_compacted,
                                 _ => t.bytes_out,
                             };
                             sample(kind, &[("topic", topic)], value as f64)

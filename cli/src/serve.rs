@@ -116,6 +116,8 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub registry_ttl: Duration,
+    pub log_defaults: korvet_core::log_config::LogDefaults,
+    pub retention_check_interval: Duration,
     pub log_level: String,
     pub log_format: String,
     pub runtime: String,
@@ -146,6 +148,12 @@ impl ServeConfig {
             shutdown_timeout: s.duration("server.shutdown-timeout"),
             heartbeat_interval: s.duration("registry.heartbeat-interval"),
             registry_ttl: s.duration("registry.ttl"),
+            log_defaults: korvet_core::log_config::LogDefaults {
+                retention_ms: s.int("server.log-retention-ms").unwrap_or(604_800_000),
+                retention_bytes: s.int("server.log-retention-bytes").unwrap_or(-1),
+                message_max_bytes: s.int("server.message-max-bytes").unwrap_or(1_048_588),
+            },
+            retention_check_interval: s.duration("server.retention-check-interval"),
             log_level: s.required("log.level").to_string(),
             log_format: s.required("log.format").to_string(),
             runtime: s.required("server.runtime").to_string(),
@@ -172,6 +180,8 @@ impl ServeConfig {
             group_min_session_timeout_ms: self.group_min_session_timeout.as_millis().min(i32::MAX as u128) as i32,
             group_max_session_timeout_ms: self.group_max_session_timeout.as_millis().min(i32::MAX as u128) as i32,
             consumer_lag_interval_ms: Some(CONSUMER_LAG_REFRESH.as_millis() as u64),
+            log: self.log_defaults.clone(),
+            retention_check_interval_ms: Some(self.retention_check_interval.as_millis().max(1) as u64),
             ..BrokerConfig::default()
         }
     }
@@ -313,7 +323,7 @@ async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
     let storage: Arc<dyn StorageDriver> = Arc::new(MeteredStorage { inner: storage, metrics: metrics.clone() });
     health.storage_ok.store(redis.as_ref().is_none_or(|r| r.refusal().is_none()), Ordering::Relaxed);
     if let Some(redis) = &redis {
-        rt.spawn(watch_storage(rt, redis.clone(), health.clone()));
+        rt.spawn(watch_storage(rt, redis.clone(), health.clone(), metrics.clone()));
     }
     let listener = match rt.bind(listen).await {
         Ok(listener) => listener,
@@ -434,7 +444,7 @@ const MEMORY_POLICY_CHECK: Duration = Duration::from_secs(10);
 /// Pings Redis every second so that readiness reflects whether storage is reachable, and reads
 /// its maxmemory-policy every [`MEMORY_POLICY_CHECK`]: readiness is DOWN while korvet refuses a
 /// Redis that may evict its keys.
-async fn watch_storage<R: Runtime>(rt: R, redis: RedisStorage, health: Arc<actuator::Health>) {
+async fn watch_storage<R: Runtime>(rt: R, redis: RedisStorage, health: Arc<actuator::Health>, metrics: Arc<Metrics>) {
     let mut refused = redis.refusal().is_some();
     let mut since_check = Duration::ZERO;
     loop {
@@ -442,8 +452,9 @@ async fn watch_storage<R: Runtime>(rt: R, redis: RedisStorage, health: Arc<actua
         since_check += Duration::from_secs(1);
         if since_check >= MEMORY_POLICY_CHECK {
             since_check = Duration::ZERO;
-            if let Some(Ok(refusal)) = rt.timeout(Duration::from_secs(2), redis.check_memory_policy()).await {
-                refused = refusal.is_some();
+            if let Some(Ok(report)) = rt.timeout(Duration::from_secs(2), redis.check_memory_policy()).await {
+                refused = report.refusal.is_some();
+                metrics.set_redis_memory(report.used_memory, report.max_memory);
             }
         }
         let reachable = matches!(rt.timeout(Duration::from_secs(2), redis.ping()).await, Some(Ok(())));

@@ -63,6 +63,9 @@ pub struct Stats {
     /// (group, topic, partition) -> high watermark minus committed offset, for the groups this
     /// broker coordinates, as last computed by its consumer-lag job.
     pub consumer_lag: BTreeMap<(String, String, i32), i64>,
+    /// (topic, partition) -> (log start, high watermark) of the partitions this broker leads,
+    /// as last read by its log cleaner.
+    pub partitions: BTreeMap<(String, i32), (i64, i64)>,
 }
 
 impl Stats {

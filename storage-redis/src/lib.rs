@@ -123,6 +123,21 @@ struct Inner {
     refusing: std::sync::atomic::AtomicBool,
     /// Whether an evicting policy allowed by the operator was warned about already.
     warned_eviction: std::sync::atomic::AtomicBool,
+    /// Whether a Redis without persistence or replicas was warned about already.
+    warned_volatile: std::sync::atomic::AtomicBool,
+}
+
+/// What korvet last learned of the Redis it uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisReport {
+    /// Why storage commands are refused, if they are (see [`RedisStorage::check_memory_policy`]).
+    pub refusal: Option<String>,
+    pub used_memory: u64,
+    /// `maxmemory`; 0 for no limit.
+    pub max_memory: u64,
+    /// Append-only file or RDB snapshots are on (`None`: CONFIG is not available to tell).
+    pub persistent: Option<bool>,
+    pub replicas: u64,
 }
 
 /// The Redis storage driver. Cheap to clone; all clones share one multiplexed connection that
@@ -176,6 +191,7 @@ impl RedisStorage {
                 refusal: std::sync::Mutex::new(None),
                 refusing: std::sync::atomic::AtomicBool::new(false),
                 warned_eviction: std::sync::atomic::AtomicBool::new(false),
+                warned_volatile: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -204,10 +220,28 @@ impl RedisStorage {
     /// `maxmemory-policy` may evict keys (anything but `noeviction`), unless eviction was allowed:
     /// an evicted stream, partition hash or topic record would make korvet lose acknowledged
     /// records and assign their offsets again. Returns the refusal, if any. Call it at start
-    /// and periodically; the refusal lifts once the policy is changed.
-    pub async fn check_memory_policy(&self) -> Result<Option<String>, RedisError> {
+    /// and periodically; the refusal lifts once the policy is changed. Also reports Redis's
+    /// memory, and warns once when Redis has neither persistence nor replicas (a restart then
+    /// loses every record).
+    pub async fn check_memory_policy(&self) -> Result<RedisReport, RedisError> {
         let mut conn = self.inner.conn.clone();
-        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        let info: String = redis::cmd("INFO").arg("memory").arg("persistence").arg("replication").query_async(&mut conn).await?;
+        let number = |field: &str| info_field(&info, field).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let aof = info_field(&info, "aof_enabled") == Some("1");
+        // RDB snapshots are on when CONFIG GET save names any schedule; managed Redis services
+        // may refuse CONFIG, and then nothing is known.
+        let save: Result<Vec<String>, RedisError> = redis::cmd("CONFIG").arg("GET").arg("save").query_async(&mut conn).await;
+        let persistent = match save {
+            _ if aof => Some(true),
+            Ok(pair) => Some(pair.get(1).is_some_and(|schedule| !schedule.trim().is_empty())),
+            Err(_) => None,
+        };
+        let replicas = number("connected_slaves");
+        if persistent == Some(false) && replicas == 0 && !self.inner.warned_volatile.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::warn!(
+                "Redis has neither persistence (appendonly, save) nor replicas: a Redis restart loses every record,                  acknowledged ones included. Turn on appendonly yes (appendfsync everysec or always) or add replicas"
+            );
+        }
         let policy = info_field(&info, "maxmemory_policy").unwrap_or("noeviction").to_string();
         let refusal = (policy != "noeviction" && !self.inner.allow_eviction).then(|| {
             format!(
@@ -232,7 +266,7 @@ impl RedisStorage {
             self.inner.refusing.store(refusal.is_some(), std::sync::atomic::Ordering::Relaxed);
             *current = refusal.clone();
         }
-        Ok(refusal)
+        Ok(RedisReport { refusal, used_memory: number("used_memory"), max_memory: number("maxmemory"), persistent, replicas })
     }
 
     /// Why storage commands are refused at the moment, if they are (see

@@ -1,10 +1,9 @@
-//! Work the broker does on its own, on a schedule (consumer lag now; retention and compaction
-//! next): each job runs as a task like a request's, driven by a handler and its storage
+//! Work the broker does on its own, on a schedule (consumer lag, retention and compaction): each job runs as a task like a request's, driven by a handler and its storage
 //! commands, but belongs to no connection and answers nobody. Its deadline counts with the
 //! others, so the runtimes and the simulator run it like everything else.
 
 use super::{Broker, Task, TaskId, BACKGROUND};
-use crate::handlers::{consumer_lag::ConsumerLag, Handler};
+use crate::handlers::{consumer_lag::ConsumerLag, log_cleaner::LogCleaner, Handler};
 use crate::Time;
 use std::sync::Arc;
 
@@ -23,6 +22,11 @@ pub(super) fn jobs(config: &crate::config::BrokerConfig) -> Vec<Job> {
     let mut jobs = Vec::new();
     if let Some(every_ms) = config.consumer_lag_interval_ms {
         jobs.push(Job { name: "consumer lag", every_ms, next_at: 0, running: None, start: || Box::new(ConsumerLag::new()) });
+    }
+    if let Some(every_ms) = config.retention_check_interval_ms {
+        // First run one interval after start: a broker that just joined lets the cluster view
+        // settle before it takes on the partitions it leads.
+        jobs.push(Job { name: "log cleaner", every_ms, next_at: every_ms, running: None, start: || Box::new(LogCleaner::new()) });
     }
     jobs
 }

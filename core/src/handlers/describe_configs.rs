@@ -51,6 +51,19 @@ fn wanted(resource: &DescribeConfigsResource, name: &str) -> bool {
     resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
 }
 
+/// A topic config's value from the broker's settings, where the operator set one that differs
+/// from Kafka's default.
+fn broker_default(cx: &Context<'_>, name: &str) -> Option<String> {
+    let log = &cx.config.log;
+    let kafka = crate::log_config::LogDefaults::default();
+    match name {
+        "retention.ms" if log.retention_ms != kafka.retention_ms => Some(log.retention_ms.to_string()),
+        "retention.bytes" if log.retention_bytes != kafka.retention_bytes => Some(log.retention_bytes.to_string()),
+        "max.message.bytes" if log.message_max_bytes != kafka.message_max_bytes => Some(log.message_max_bytes.to_string()),
+        _ => None,
+    }
+}
+
 fn broker_entries(cx: &Context<'_>) -> Vec<Entry> {
     let c = cx.config;
     let entry = |name: &str, value: String, kind| Entry { name: name.into(), value, source: SOURCE_STATIC_BROKER, kind };
@@ -61,8 +74,14 @@ fn broker_entries(cx: &Context<'_>) -> Vec<Entry> {
         entry("num.partitions", c.default_partitions.to_string(), ConfigType::Int),
         entry("default.replication.factor", "1".into(), ConfigType::Int),
         entry("socket.request.max.bytes", c.max_request_size.to_string(), ConfigType::Int),
-        entry("message.max.bytes", "1048588".into(), ConfigType::Int),
-        entry("log.retention.ms", "604800000".into(), ConfigType::Long),
+        entry("message.max.bytes", c.log.message_max_bytes.to_string(), ConfigType::Int),
+        entry("log.retention.ms", c.log.retention_ms.to_string(), ConfigType::Long),
+        entry("log.retention.bytes", c.log.retention_bytes.to_string(), ConfigType::Long),
+        entry(
+            "log.retention.check.interval.ms",
+            c.retention_check_interval_ms.map_or(-1, |ms| ms as i64).to_string(),
+            ConfigType::Long,
+        ),
         entry("offsets.topic.replication.factor", "1".into(), ConfigType::Short),
         entry("min.insync.replicas", "1".into(), ConfigType::Int),
     ]
@@ -87,7 +106,10 @@ impl Handler for DescribeConfigs {
                             .iter()
                             .map(|config| match meta.configs.get(config.name) {
                                 Some(value) => Entry { name: config.name.into(), value: value.clone(), source: SOURCE_DYNAMIC_TOPIC, kind: config.kind },
-                                None => Entry { name: config.name.into(), value: config.default.into(), source: SOURCE_DEFAULT, kind: config.kind },
+                                None => match broker_default(cx, config.name) {
+                                    Some(value) => Entry { name: config.name.into(), value, source: SOURCE_STATIC_BROKER, kind: config.kind },
+                                    None => Entry { name: config.name.into(), value: config.default.into(), source: SOURCE_DEFAULT, kind: config.kind },
+                                },
                             })
                             .collect(),
                         Err(code) => {

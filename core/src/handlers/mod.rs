@@ -47,6 +47,7 @@ mod group_admin;
 mod group_membership;
 mod init_producer_id;
 mod list_offsets;
+pub(crate) mod log_cleaner;
 mod metadata;
 mod offset_commit;
 mod offset_fetch;

@@ -6,6 +6,7 @@ use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
 use super::Context;
 use crate::errors;
+use crate::log_config::{LogConfig, TimestampType};
 use crate::records::{self, BatchError, ProducedBatch};
 use crate::storage::{AppendOutcome, StorageCommand, StorageReply};
 use kafka_protocol::messages::produce_request::ProduceRequest;
@@ -82,8 +83,15 @@ impl Produce {
                         continue;
                     }
                 };
-                let log_append_time = meta.configs.get("message.timestamp.type").is_some_and(|t| t == "LogAppendTime");
+                let log = LogConfig::of(meta, &cx.config.log);
                 let data = partition.records.clone().unwrap_or_default();
+                // Kafka checks each batch's size; korvet the partition's whole record set, which
+                // clients send as one batch per partition.
+                if data.len() > log.max_message_bytes.max(0) as usize {
+                    let (size, limit) = (data.len(), log.max_message_bytes);
+                    result.fail(errors::MESSAGE_TOO_LARGE, format!("batch of {size} bytes exceeds max.message.bytes {limit}"));
+                    continue;
+                }
                 let batches = match records::decode_batches(data, cx.config.max_request_size) {
                     Ok(batches) => batches,
                     Err(err) => {
@@ -92,19 +100,16 @@ impl Produce {
                         continue;
                     }
                 };
-                if let Some(limit) = meta.configs.get("max.message.bytes").and_then(|v| v.parse::<usize>().ok()) {
-                    let size = partition.records.as_ref().map_or(0, |r| r.len());
-                    if size > limit {
-                        result.fail(errors::MESSAGE_TOO_LARGE, format!("batch of {size} bytes exceeds max.message.bytes {limit}"));
-                        continue;
-                    }
+                if let Err((code, message)) = check_records(&log, &batches, cx.now.wall_ms) {
+                    result.fail(code, message);
+                    continue;
                 }
                 if batches.iter().any(|b| b.transactional) {
                     result.fail(errors::INVALID_RECORD, "korvet does not support transactions");
                     continue;
                 }
                 for ProducedBatch { producer, mut records, .. } in batches {
-                    if log_append_time {
+                    if log.timestamp_type == TimestampType::LogAppendTime {
                         records.iter_mut().for_each(|r| r.timestamp = cx.now.wall_ms);
                         result.log_append_time = cx.now.wall_ms;
                     }
@@ -181,6 +186,28 @@ impl Produce {
             .collect();
         ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
     }
+}
+
+/// What the topic refuses in records it is sent: records without a key on a compacted topic
+/// (they could never be compacted), and CreateTime timestamps outside the topic's bounds.
+fn check_records(log: &LogConfig, batches: &[ProducedBatch], now_ms: i64) -> Result<(), (i16, String)> {
+    let records = || batches.iter().flat_map(|b| &b.records);
+    if log.compact && records().any(|r| r.key.is_none()) {
+        return Err((errors::INVALID_RECORD, "compacted topic accepts only records with a key".into()));
+    }
+    if log.timestamp_type == TimestampType::CreateTime {
+        for record in records() {
+            if log.timestamp_before_max_ms.is_some_and(|max| record.timestamp < now_ms.saturating_sub(max)) {
+                let message = format!("timestamp {} is more than message.timestamp.before.max.ms in the past", record.timestamp);
+                return Err((errors::INVALID_TIMESTAMP, message));
+            }
+            if log.timestamp_after_max_ms.is_some_and(|max| record.timestamp > now_ms.saturating_add(max)) {
+                let message = format!("timestamp {} is more than message.timestamp.after.max.ms in the future", record.timestamp);
+                return Err((errors::INVALID_TIMESTAMP, message));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn batch_error_code(err: &BatchError) -> i16 {
