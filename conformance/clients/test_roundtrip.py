@@ -38,7 +38,9 @@ def dataset(seed, big=True):
         records.append({"partition": p, "key": f"tomb-{p}", "value": None, "headers": [("why", None)]})
         records.append({"partition": p, "key": f"empty-{p}", "value": "", "headers": []})
     if big:
-        records.append({"partition": 0, "key": "big", "value": text(64) * (1 << 14), "headers": [("size", "1MiB")]})
+        # Just under a megabyte: the largest record a client sends under the broker's default
+        # message.max.bytes (1048588 bytes per batch), as with Kafka.
+        records.append({"partition": 0, "key": "big", "value": text(64) * 15_600, "headers": [("size", "998400")]})
     return records
 
 

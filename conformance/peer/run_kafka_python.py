@@ -32,7 +32,6 @@ DESELECTED = {
         "group-less consumer subscribes while the bootstrap Metadata request is in flight and can wait 5 minutes for "
         "the next refresh (failed once in CI, passed in every other run)",
     "acls": "korvet has no ACLs (DescribeAcls/CreateAcls/DeleteAcls)",
-    "delete_records": "DeleteRecords is not implemented yet",
     "elect_leaders": "there are no replicas to elect among: Redis holds the only copy",
     "log_dirs": "korvet has no log directories (DescribeLogDirs/AlterReplicaLogDirs)",
     "partition_reassignments": "there are no replicas to reassign",

@@ -48,7 +48,8 @@ const REMOVE_SCRIPT: &str = include_str!("scripts/remove.lua");
 /// The first record at or after a timestamp (by the time index), at or after the log start and
 /// present (compaction leaves gaps): `{offset, timestamp}`, or nothing. KEYS[1] time index,
 /// KEYS[2] partition hash, KEYS[3] stream; ARGV[1] the timestamp.
-const OFFSET_FOR_TIMESTAMP_SCRIPT: &str = "local reached = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'LIMIT', 0, 1) \
+const OFFSET_FOR_TIMESTAMP_SCRIPT: &str = "#!lua flags=no-writes
+local reached = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'LIMIT', 0, 1) \
 if #reached == 0 then return {} end \
 local from = tonumber(reached[1]) \
 local start = tonumber(redis.call('HGET', KEYS[2], 'start') or '0') \
@@ -239,7 +240,8 @@ impl RedisStorage {
         let replicas = number("connected_slaves");
         if persistent == Some(false) && replicas == 0 && !self.inner.warned_volatile.swap(true, std::sync::atomic::Ordering::Relaxed) {
             log::warn!(
-                "Redis has neither persistence (appendonly, save) nor replicas: a Redis restart loses every record,                  acknowledged ones included. Turn on appendonly yes (appendfsync everysec or always) or add replicas"
+                "Redis has neither persistence (appendonly, save) nor replicas: a Redis restart loses every record, \
+                 acknowledged ones included. Turn on appendonly yes (appendfsync everysec or always) or add replicas"
             );
         }
         let policy = info_field(&info, "maxmemory_policy").unwrap_or("noeviction").to_string();

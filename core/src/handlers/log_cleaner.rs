@@ -134,6 +134,7 @@ impl Handler for LogCleaner {
             Phase::LoadingTopics => {
                 let Some(StorageReply::Topics(topics)) = replies.into_iter().next() else { return Step::Done };
                 self.select(cx, topics);
+                log::debug!("log cleaner: {} partitions led, {} compacted", self.led.len(), self.led.iter().filter(|l| l.log.compact).count());
                 let commands = self.trims(cx);
                 self.next_trims(commands, 0)
             }
@@ -163,6 +164,7 @@ impl Handler for LogCleaner {
                             return Step::Storage(vec![read]);
                         }
                         let removals = scan.removals(&led.log, cx.now.wall_ms);
+                        log::debug!("log cleaner: scanned {} records of {}-{}, {} to go", scan.records.len(), led.topic, led.partition, removals.len());
                         if removals.is_empty() {
                             return self.next_compaction(index + 1);
                         }

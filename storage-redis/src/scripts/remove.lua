@@ -1,8 +1,10 @@
+#!lua flags=allow-oom
 -- Removes single records of a partition (those compaction found superseded), leaving gaps: the
 -- other entries keep their IDs, and the start and high watermark stay.
 --
 -- KEYS[1] stream, KEYS[2] partition hash; ARGV the offsets (at most a few hundred per call, so
 -- that one call holds Redis for well under a millisecond).
+-- Allowed when Redis is over maxmemory (allow-oom), like the trim script: it only frees room.
 -- Returns how many of the entries were there and are now removed.
 local stream, partition = KEYS[1], KEYS[2]
 if redis.call('EXISTS', partition) == 0 then return 0 end

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Trims one partition: moves its log start forward and removes the stream entries below it, at
 -- most ARGV[3] of them per call, so that no call holds Redis for more than about a millisecond;
 -- the caller calls again while the reply says that more remain. The start is moved at once
@@ -12,6 +13,8 @@
 -- ARGV[4] '1' when every offset from the start on has its entry (not compacted): if entries
 --   are missing from the front (trimmed outside korvet, with XTRIM say), the start moves up to
 --   the first entry left, so that nothing is ever served as present that is gone.
+-- Allowed when Redis is over maxmemory (allow-oom): trimming is how room is made, and the few
+-- bytes it writes must not fail half-way after entries were removed.
 -- Returns {status, log start, entries removed, more}: status 0 trimmed, 1 offset past the high
 -- watermark (the second value is the high watermark; nothing changed), -1 no such partition.
 local stream, partition, timeindex = KEYS[1], KEYS[2], KEYS[3]
