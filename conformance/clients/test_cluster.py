@@ -215,3 +215,25 @@ def test_keyspaces_on_one_redis_are_separate_clusters(cluster):
         assert "only-here" not in view.topics
     finally:
         other.stop()
+
+
+def test_topic_changes_through_two_brokers_are_both_kept(cluster):
+    """Broker 2 has the topic cached with one partition when broker 1 adds two; a config change
+    through broker 2 right after must not revert them (topic updates are compare-and-set). The
+    korvet CLI talks to exactly the broker it is given."""
+    from harness import KORVET_BIN
+    first, second = cluster.brokers[0].bootstrap, cluster.brokers[1].bootstrap
+
+    def korvet(bootstrap, *args):
+        done = subprocess.run([KORVET_BIN, "topics", *args, "--bootstrap-server", bootstrap],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    korvet(first, "create", "changed-twice", "--partitions", "1")
+    assert "Partitions: 1" in korvet(second, "describe", "changed-twice"), "broker 2 caches one partition"
+    korvet(first, "alter", "changed-twice", "--partitions", "3")
+    korvet(second, "alter", "changed-twice", "--config", "retention.ms=123456")
+    described = korvet(first, "describe", "changed-twice")
+    assert "Partitions: 3" in described, f"the partitions were reverted:\n{described}"
+    assert "retention.ms=123456" in described

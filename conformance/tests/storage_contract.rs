@@ -76,11 +76,13 @@ async fn topics_lifecycle(store: &dyn StorageDriver) {
     // Updates replace an existing topic's metadata, and never bring a deleted one back.
     let mut grown = topic("beta", 4);
     grown.configs.insert("cleanup.policy".into(), "compact".into());
-    assert_eq!(run(store, StorageCommand::UpdateTopic { topic: grown.clone() }).await, StorageReply::TopicUpdated(true));
+    let update = StorageCommand::UpdateTopic { expected: topic("beta", 1), topic: grown.clone() };
+    assert_eq!(run(store, update).await, StorageReply::TopicUpdated(TopicUpdate::Updated));
     let reloaded = run(store, StorageCommand::LoadTopics { names: Some(vec!["beta".into()]) }).await;
     assert_eq!(reloaded, StorageReply::Topics(vec![grown]));
     let gone = topic("gamma", 2);
-    assert_eq!(run(store, StorageCommand::UpdateTopic { topic: gone }).await, StorageReply::TopicUpdated(false));
+    let update = StorageCommand::UpdateTopic { expected: gone.clone(), topic: gone };
+    assert_eq!(run(store, update).await, StorageReply::TopicUpdated(TopicUpdate::Gone));
     let missing = run(store, StorageCommand::LoadTopics { names: Some(vec!["gamma".into()]) }).await;
     assert_eq!(missing, StorageReply::Topics(vec![]));
 }
@@ -237,7 +239,8 @@ async fn appends_go_only_to_partitions_that_exist(store: &dyn StorageDriver) {
     assert_eq!(run(store, unknown("never-created", 0)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
     assert_eq!(run(store, StorageCommand::CreateTopic { topic: topic("grows", 1) }).await, StorageReply::TopicCreated(true));
     assert_eq!(run(store, unknown("grows", 1)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
-    assert_eq!(run(store, StorageCommand::UpdateTopic { topic: topic("grows", 2) }).await, StorageReply::TopicUpdated(true));
+    let grow = StorageCommand::UpdateTopic { expected: topic("grows", 1), topic: topic("grows", 2) };
+    assert_eq!(run(store, grow).await, StorageReply::TopicUpdated(TopicUpdate::Updated));
     assert_eq!(run(store, unknown("grows", 1)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0 }));
     assert_eq!(run(store, StorageCommand::DeleteTopic { name: "grows".into() }).await, StorageReply::TopicDeleted(true));
     assert_eq!(run(store, unknown("grows", 1)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
@@ -450,6 +453,37 @@ async fn removed_records_leave_gaps(store: &dyn StorageDriver) {
     assert_eq!(run(store, compacted_trim).await, StorageReply::Trimmed(TrimOutcome::Trimmed { log_start: 3, removed: 2 }));
 }
 
+/// Two brokers change one topic from the same cached metadata: the second update is refused
+/// instead of reverting the first, and succeeds once computed from the topic as it is now. A
+/// topic deleted and created again (another id) is not changed by an update meant for the old.
+async fn topic_updates_are_compare_and_set(store: &dyn StorageDriver) {
+    let cached = TopicMeta { name: "cas".into(), id: [1; 16], partitions: 1, configs: BTreeMap::new() };
+    assert_eq!(run(store, StorageCommand::CreateTopic { topic: cached.clone() }).await, StorageReply::TopicCreated(true));
+    let grown = TopicMeta { partitions: 3, ..cached.clone() };
+    let update = StorageCommand::UpdateTopic { expected: cached.clone(), topic: grown.clone() };
+    assert_eq!(run(store, update).await, StorageReply::TopicUpdated(TopicUpdate::Updated), "broker A adds partitions");
+    let mut configured = cached.clone();
+    configured.configs.insert("retention.ms".into(), "5".into());
+    let stale = StorageCommand::UpdateTopic { expected: cached.clone(), topic: configured };
+    assert_eq!(run(store, stale).await, StorageReply::TopicUpdated(TopicUpdate::Changed), "broker B's stale change is refused");
+    let load = || StorageCommand::LoadTopics { names: Some(vec!["cas".into()]) };
+    assert_eq!(run(store, load()).await, StorageReply::Topics(vec![grown.clone()]), "the partitions were not reverted");
+    let mut both = grown.clone();
+    both.configs.insert("retention.ms".into(), "5".into());
+    let retried = StorageCommand::UpdateTopic { expected: grown.clone(), topic: both.clone() };
+    assert_eq!(run(store, retried).await, StorageReply::TopicUpdated(TopicUpdate::Updated));
+    assert_eq!(run(store, load()).await, StorageReply::Topics(vec![both.clone()]));
+    // Appends reach the partitions added by the update.
+    let on_2 = StorageCommand::Append { topic: "cas".into(), partition: 2, producer: None, records: vec![sized(0, 1)] };
+    assert_eq!(run(store, on_2).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0 }));
+    run(store, StorageCommand::DeleteTopic { name: "cas".into() }).await;
+    let recreated = TopicMeta { id: [2; 16], ..cached.clone() };
+    run(store, StorageCommand::CreateTopic { topic: recreated.clone() }).await;
+    let for_the_old = StorageCommand::UpdateTopic { expected: both.clone(), topic: TopicMeta { partitions: 9, ..both } };
+    assert_eq!(run(store, for_the_old).await, StorageReply::TopicUpdated(TopicUpdate::Changed));
+    assert_eq!(run(store, load()).await, StorageReply::Topics(vec![recreated]));
+}
+
 async fn all_cases(store: &dyn StorageDriver) {
     group_offsets(store).await;
     topics_lifecycle(store).await;
@@ -468,6 +502,7 @@ async fn all_cases(store: &dyn StorageDriver) {
     trimming_by_size(store).await;
     a_large_trim_completes(store).await;
     removed_records_leave_gaps(store).await;
+    topic_updates_are_compare_and_set(store).await;
 }
 
 #[tokio::test]

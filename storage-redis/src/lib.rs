@@ -340,7 +340,7 @@ impl RedisStorage {
                 Ok(StorageReply::Topics(topics))
             }
             StorageCommand::CreateTopic { topic } => topics::create(&mut conn, keys, &topic).await,
-            StorageCommand::UpdateTopic { topic } => topics::update(&mut conn, keys, &topic).await,
+            StorageCommand::UpdateTopic { expected, topic } => topics::update(&mut conn, keys, &expected, &topic).await,
             StorageCommand::DeleteTopic { name } => {
                 inner.read_ahead.forget_topic(&name);
                 Ok(StorageReply::TopicDeleted(topics::delete(&mut conn, keys, &name).await?))

@@ -9,13 +9,29 @@
 use crate::codec;
 use crate::keys::Keys;
 use crate::MainConnection;
-use korvet_core::storage::{StorageError, StorageReply, TopicMeta};
+use korvet_core::storage::{StorageError, StorageReply, TopicMeta, TopicUpdate};
 use redis::RedisError;
 use std::ops::Range;
 
-/// Replaces a topic's metadata if the topic exists. KEYS[1] topics hash; ARGV name, JSON.
-const UPDATE_TOPIC_SCRIPT: &str =
-    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end return 0";
+/// Replaces a topic's metadata if what is stored means the same as the expected metadata (the
+/// JSON is compared decoded, so that the text of an older korvet compares equal): 1 updated,
+/// 0 gone, 2 changed meanwhile. KEYS[1] topics hash; ARGV name, expected JSON, new JSON.
+const UPDATE_TOPIC_SCRIPT: &str = r#"
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if not stored then return 0 end
+local function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= 'table' then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+local current, expected = cjson.decode(stored), cjson.decode(ARGV[2])
+if current.configs == nil then current.configs = {} end
+if not same(current, expected) then return 2 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"#;
 
 /// Gives a partition that has neither records nor a hash the `next` = 0 that makes it exist.
 /// KEYS[1] partition hash, KEYS[2] stream.
@@ -47,22 +63,26 @@ pub async fn create(conn: &mut MainConnection, keys: &Keys, topic: &TopicMeta) -
     Ok(StorageReply::TopicCreated(created))
 }
 
-/// Only if the topic still exists: an update must not resurrect a deleted topic. Partitions
-/// added by the update are created before the topic's record names them.
-pub async fn update(conn: &mut MainConnection, keys: &Keys, topic: &TopicMeta) -> Result<StorageReply, RedisError> {
-    let stored: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.topics()).arg(&topic.name).query_async(conn).await?;
-    let Some(stored) = stored else { return Ok(StorageReply::TopicUpdated(false)) };
-    let existing = codec::decode_topic(&topic.name, &stored).map_or(topic.partitions, |m| m.partitions);
-    create_partitions(conn, keys, &topic.name, existing..topic.partitions).await?;
+/// Compare-and-set: only if the topic still exists (an update must not resurrect a deleted
+/// topic) and is still as expected (a change through another broker must not be lost).
+/// Partitions added by the update are created before the topic's record names them; if the
+/// update is refused they stay unnamed, and a later update adopts them with their counters.
+pub async fn update(conn: &mut MainConnection, keys: &Keys, expected: &TopicMeta, topic: &TopicMeta) -> Result<StorageReply, RedisError> {
+    create_partitions(conn, keys, &topic.name, expected.partitions..topic.partitions).await?;
     let updated: i64 = redis::cmd("EVAL")
         .arg(UPDATE_TOPIC_SCRIPT)
         .arg(1)
         .arg(keys.topics())
         .arg(&topic.name)
+        .arg(codec::encode_topic(expected))
         .arg(codec::encode_topic(topic))
         .query_async(conn)
         .await?;
-    Ok(StorageReply::TopicUpdated(updated == 1))
+    Ok(StorageReply::TopicUpdated(match updated {
+        1 => TopicUpdate::Updated,
+        0 => TopicUpdate::Gone,
+        _ => TopicUpdate::Changed,
+    }))
 }
 
 /// Drops the topic's partitions first (UNLINK: Redis frees large streams in the background),

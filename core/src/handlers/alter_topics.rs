@@ -1,8 +1,8 @@
 //! Changing existing topics: their config overrides (IncrementalAlterConfigs, and the older
 //! AlterConfigs that replaces them all) and their partition count (CreatePartitions).
 //!
-//! Each change reads the topic from storage, computes its new metadata and stores it with
-//! `UpdateTopic`. Partitions are independent keys in storage, so adding partitions is only a
+//! Each change reads the topic, computes its new metadata and stores it with `UpdateTopic`, a
+//! compare-and-set against the metadata it was computed from. Partitions are independent keys in storage, so adding partitions is only a
 //! metadata change; existing records stay where they are.
 
 use super::{ApiSpec, Started};
@@ -10,7 +10,7 @@ use super::topic_lookup::TopicLookup;
 use super::{topic_name, topic_configs, Handler, Step};
 use super::Context;
 use crate::errors;
-use crate::storage::{StorageCommand, StorageReply, TopicMeta};
+use crate::storage::{StorageCommand, StorageReply, TopicMeta, TopicUpdate};
 use crate::topics::MAX_PARTITIONS;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
 use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
@@ -40,56 +40,82 @@ type Change = Box<dyn Fn(&TopicMeta) -> Result<TopicMeta, (i16, String)> + Send>
 /// A topic, and the change asked for it or why it was refused before looking the topic up.
 type Planned = (String, Result<Change, (i16, String)>);
 
-/// The shared flow: look the topics up, apply each change, store the results (unless only
-/// validating), answer per topic with an error code and message.
+/// How often a change is computed again after the topic changed under it (through another
+/// broker) before the request gives up with a retriable error.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The shared flow: look the topics up, apply each change, store the results with
+/// compare-and-set (unless only validating), answer per topic with an error code and message. A
+/// change whose topic changed meanwhile (through another broker) is computed again from the
+/// topic as it is now, so that neither change is lost.
 struct TopicChanges {
     /// (topic, change, or the error decided before looking it up)
     changes: Vec<Planned>,
     validate_only: bool,
     lookup: Option<TopicLookup>,
-    /// Per change once decided; `None` while its update is being stored.
+    /// Per change once decided; `None` while it is under way.
     results: Vec<Option<(i16, Option<String>)>>,
+    /// The changes whose updates are being stored.
     storing: Vec<usize>,
+    /// The changes to compute (again) once the lookup is done.
+    pending: Vec<usize>,
+    attempts: u32,
 }
 
 impl TopicChanges {
     fn new(changes: Vec<Planned>, validate_only: bool) -> Self {
         let results = vec![None; changes.len()];
-        TopicChanges { changes, validate_only, lookup: None, results, storing: Vec::new() }
+        let pending = (0..changes.len()).collect();
+        TopicChanges { changes, validate_only, lookup: None, results, storing: Vec::new(), pending, attempts: 0 }
     }
 
     /// Advances; `Ok(results)` once every change is decided.
-    fn step(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Result<Vec<(i16, Option<String>)>, Vec<StorageCommand>> {
+    fn step(&mut self, cx: &mut Context<'_>, mut replies: Vec<StorageReply>) -> Result<Vec<(i16, Option<String>)>, Vec<StorageCommand>> {
         if !self.storing.is_empty() {
-            for (index, reply) in std::mem::take(&mut self.storing).into_iter().zip(replies) {
-                self.results[index] = Some(match reply {
-                    StorageReply::TopicUpdated(true) => (errors::NONE, None),
-                    StorageReply::TopicUpdated(false) => (errors::UNKNOWN_TOPIC_OR_PARTITION, None),
-                    StorageReply::Failed(err) => (errors::for_storage_error(&err), Some(err.message)),
-                    _ => (errors::UNKNOWN_SERVER_ERROR, None),
-                });
+            for (index, reply) in std::mem::take(&mut self.storing).into_iter().zip(std::mem::take(&mut replies)) {
                 cx.topics.remove(&self.changes[index].0);
+                self.results[index] = match reply {
+                    StorageReply::TopicUpdated(TopicUpdate::Updated) => Some((errors::NONE, None)),
+                    StorageReply::TopicUpdated(TopicUpdate::Gone) => Some((errors::UNKNOWN_TOPIC_OR_PARTITION, None)),
+                    StorageReply::TopicUpdated(TopicUpdate::Changed) if self.attempts < MAX_ATTEMPTS => {
+                        self.pending.push(index);
+                        None
+                    }
+                    StorageReply::TopicUpdated(TopicUpdate::Changed) => {
+                        Some((errors::REQUEST_TIMED_OUT, Some("the topic kept changing through other brokers; try again".into())))
+                    }
+                    StorageReply::Failed(err) => Some((errors::for_storage_error(&err), Some(err.message))),
+                    _ => Some((errors::UNKNOWN_SERVER_ERROR, None)),
+                };
             }
-            return Ok(self.finished());
+            if self.pending.is_empty() {
+                return Ok(self.finished());
+            }
+            // Read the changed topics again, from storage (their cache entries are gone).
+            self.lookup = None;
         }
-        let lookup = self.lookup.get_or_insert_with(|| TopicLookup::new(self.changes.iter().map(|(t, _)| t.clone()).collect(), false));
+        let names = self.pending.iter().map(|&i| self.changes[i].0.clone()).collect();
+        let lookup = self.lookup.get_or_insert_with(|| TopicLookup::new(names, false));
         if let Some(commands) = lookup.step(cx, replies) {
             return Err(commands);
         }
+        self.attempts += 1;
         let mut commands = Vec::new();
-        for (index, (topic, change)) in self.changes.iter().enumerate() {
-            let updated = match (change, lookup.get(topic)) {
+        for index in std::mem::take(&mut self.pending) {
+            let (topic, change) = &self.changes[index];
+            let current = lookup.get(topic);
+            let updated = match (change, current) {
                 (Err((code, message)), _) => Err((*code, message.clone())),
                 (Ok(_), Err(code)) => Err((code, format!("topic {topic} does not exist"))),
-                (Ok(change), Ok(current)) => change(current),
+                (Ok(change), Ok(current)) => change(current).map(|new| (current.clone(), new)),
             };
             match updated {
                 Err((code, message)) => self.results[index] = Some((code, Some(message))),
                 Ok(_) if self.validate_only => self.results[index] = Some((errors::NONE, None)),
-                Ok(topic) => {
+                Ok((expected, topic)) => {
                     log::info!("updating topic {}: {} partitions, configs {:?}", topic.name, topic.partitions, topic.configs);
                     self.storing.push(index);
-                    commands.push(StorageCommand::UpdateTopic { topic });
+                    commands.push(StorageCommand::UpdateTopic { expected, topic });
                 }
             }
         }

@@ -183,15 +183,16 @@ impl MemoryStore {
                 self.topics.insert(topic.name.clone(), topic);
                 StorageReply::TopicCreated(true)
             }
-            StorageCommand::UpdateTopic { topic } => match self.topics.get(&topic.name) {
-                Some(stored) if stored.id == topic.id => {
+            StorageCommand::UpdateTopic { expected, topic } => StorageReply::TopicUpdated(match self.topics.get(&topic.name) {
+                None => TopicUpdate::Gone,
+                Some(stored) if *stored != expected => TopicUpdate::Changed,
+                Some(stored) => {
                     let existing = stored.partitions;
                     self.create_partitions(&topic.name, existing..topic.partitions);
                     self.topics.insert(topic.name.clone(), topic);
-                    StorageReply::TopicUpdated(true)
+                    TopicUpdate::Updated
                 }
-                _ => StorageReply::TopicUpdated(false),
-            },
+            }),
             StorageCommand::DeleteTopic { name } => {
                 let existed = self.topics.remove(&name).is_some();
                 self.partitions.retain(|(topic, _), _| *topic != name);

@@ -56,9 +56,12 @@ pub enum StorageCommand {
     CreateTopic { topic: TopicMeta },
     /// Removes the topic and all of its records.
     DeleteTopic { name: String },
-    /// Replaces an existing topic's metadata (configs, partition count: new partitions are
-    /// created); nothing if it is gone.
-    UpdateTopic { topic: TopicMeta },
+    /// Compare-and-set of a topic's metadata: replaces it with `topic` (configs, partition count:
+    /// new partitions are created) only if what is stored is still `expected`, the metadata the
+    /// change was computed from. A change made meanwhile through another broker is never lost:
+    /// the update is refused as [`TopicUpdate::Changed`], and the caller computes it again from
+    /// the topic as it is now. Nothing happens if the topic is gone.
+    UpdateTopic { expected: TopicMeta, topic: TopicMeta },
     /// Atomically assigns the next dense offsets to `records` and stores them. With `producer`
     /// set, the idempotence rules apply (see [`AppendOutcome`]). Only partitions created with
     /// their topic take appends: an append never creates a partition, so one whose topic was
@@ -151,6 +154,16 @@ pub enum AppendOutcome {
     UnknownPartition,
 }
 
+/// What [`StorageCommand::UpdateTopic`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicUpdate {
+    Updated,
+    /// The topic no longer exists.
+    Gone,
+    /// The stored metadata is no longer the expected one; nothing changed.
+    Changed,
+}
+
 /// Where [`StorageCommand::TrimPartition`] moves the log start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrimTo {
@@ -196,8 +209,7 @@ pub enum StorageReply {
     TopicCreated(bool),
     /// `true` when deleted, `false` when no such topic existed.
     TopicDeleted(bool),
-    /// `true` when updated, `false` when the topic no longer exists.
-    TopicUpdated(bool),
+    TopicUpdated(TopicUpdate),
     Appended(AppendOutcome),
     Records { records: Vec<StoredRecord>, offsets: PartitionOffsets },
     Offsets(PartitionOffsets),
