@@ -118,6 +118,7 @@ pub struct ServeConfig {
     pub registry_ttl: Duration,
     pub log_defaults: korvet_core::log_config::LogDefaults,
     pub retention_check_interval: Duration,
+    pub producer_id_expiration: Duration,
     pub log_level: String,
     pub log_format: String,
     pub runtime: String,
@@ -154,6 +155,7 @@ impl ServeConfig {
                 message_max_bytes: s.int("server.message-max-bytes").unwrap_or(1_048_588),
             },
             retention_check_interval: s.duration("server.retention-check-interval"),
+            producer_id_expiration: s.duration("server.producer-id-expiration"),
             log_level: s.required("log.level").to_string(),
             log_format: s.required("log.format").to_string(),
             runtime: s.required("server.runtime").to_string(),
@@ -182,6 +184,7 @@ impl ServeConfig {
             consumer_lag_interval_ms: Some(CONSUMER_LAG_REFRESH.as_millis() as u64),
             log: self.log_defaults.clone(),
             retention_check_interval_ms: Some(self.retention_check_interval.as_millis().max(1) as u64),
+            producer_id_expiration_ms: self.producer_id_expiration.as_millis().min(i64::MAX as u128) as i64,
             ..BrokerConfig::default()
         }
     }

@@ -251,3 +251,30 @@ def test_a_full_redis_is_retriable_and_recovers_without_losing_acknowledged_reco
     finally:
         server.stop()
         capped.close()
+
+
+def test_idle_producer_state_expires_and_active_producers_are_unharmed(redis):
+    server = Korvet(redis_uri=redis.uri, keyspace="expiry",
+                    extra_env=dict(FAST_RETENTION, KORVET_SERVER_PRODUCER_ID_EXPIRATION="2s"))
+    try:
+        create(server.bootstrap, "idempotent", retention_ms=-1)
+        producers = lambda: [f for f in redis.cli("HKEYS", "expiry:partition:{idempotent:0}").split() if f.startswith("producer:")]
+        idle = Producer({"bootstrap.servers": server.bootstrap, "enable.idempotence": True})
+        idle.produce("idempotent", value=b"once", partition=0)
+        assert idle.flush(30) == 0
+        assert len(producers()) == 1
+        # An idempotent producer that keeps producing for three expirations is never refused.
+        active = Producer({"bootstrap.servers": server.bootstrap, "enable.idempotence": True, "linger.ms": 50})
+        errors = []
+        deadline = time.monotonic() + 6
+        sent = 0
+        while time.monotonic() < deadline:
+            active.produce("idempotent", value=b"%d" % sent, partition=0, on_delivery=lambda err, msg: errors.append(err) if err else None)
+            sent += 1
+            active.poll(0.01)
+        assert active.flush(30) == 0
+        assert errors == []
+        assert len(producers()) == 1, "the idle producer's state is gone, the active one's is kept"
+        assert watermarks(server.bootstrap, "idempotent") == (0, sent + 1)
+    finally:
+        server.stop()

@@ -484,6 +484,27 @@ async fn topic_updates_are_compare_and_set(store: &dyn StorageDriver) {
     assert_eq!(run(store, load()).await, StorageReply::Topics(vec![recreated]));
 }
 
+/// Idle producers' states are dropped after the expiration, counted from the first check that
+/// found them idle; a producer that appends in between is kept.
+async fn idle_producer_states_expire(store: &dyn StorageDriver) {
+    let t = "expiring-producers";
+    create(store, t).await;
+    let p = |id, seq| Some(ProducerInfo { producer_id: id, producer_epoch: 0, base_sequence: seq });
+    let expire = |now_ms| StorageCommand::ExpireProducers { topic: t.into(), partition: 0, now_ms, expiration_ms: 500 };
+    assert_eq!(append(store, t, p(1, 0), vec![sized(0, 5)]).await, AppendOutcome::Appended { base_offset: 0 });
+    assert_eq!(append(store, t, p(2, 0), vec![sized(1, 5)]).await, AppendOutcome::Appended { base_offset: 1 });
+    assert_eq!(run(store, expire(1000)).await, StorageReply::ProducersExpired(0), "the first check only stamps");
+    assert_eq!(append(store, t, p(2, 1), vec![sized(2, 5)]).await, AppendOutcome::Appended { base_offset: 2 });
+    assert_eq!(run(store, expire(1400)).await, StorageReply::ProducersExpired(0), "not idle long enough");
+    assert_eq!(run(store, expire(1600)).await, StorageReply::ProducersExpired(1), "producer 1 was idle since 1000");
+    // Producer 1 is forgotten: any sequence starts it again. Producer 2 is still known.
+    assert_eq!(append(store, t, p(1, 77), vec![sized(3, 5)]).await, AppendOutcome::Appended { base_offset: 3 });
+    assert_eq!(append(store, t, p(2, 1), vec![sized(2, 5)]).await, AppendOutcome::Duplicate { base_offset: 2 });
+    assert_eq!(append(store, t, p(2, 9), vec![sized(4, 5)]).await, AppendOutcome::OutOfOrderSequence);
+    let missing = StorageCommand::ExpireProducers { topic: "no-such".into(), partition: 0, now_ms: 0, expiration_ms: 0 };
+    assert_eq!(run(store, missing).await, StorageReply::ProducersExpired(0));
+}
+
 async fn all_cases(store: &dyn StorageDriver) {
     group_offsets(store).await;
     topics_lifecycle(store).await;
@@ -503,6 +524,7 @@ async fn all_cases(store: &dyn StorageDriver) {
     a_large_trim_completes(store).await;
     removed_records_leave_gaps(store).await;
     topic_updates_are_compare_and_set(store).await;
+    idle_producer_states_expire(store).await;
 }
 
 #[tokio::test]

@@ -43,6 +43,9 @@ pub struct BrokerConfig {
     /// How often the broker trims and compacts the partitions it leads (Kafka's
     /// `log.retention.check.interval.ms`); `None` for never.
     pub retention_check_interval_ms: Option<u64>,
+    /// How long an idle producer's idempotence state is kept (Kafka's
+    /// `producer.id.expiration.ms`); checked with retention.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -65,6 +68,7 @@ impl Default for BrokerConfig {
             consumer_lag_interval_ms: None,
             log: crate::log_config::LogDefaults::default(),
             retention_check_interval_ms: None,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

@@ -45,6 +45,7 @@ pub use keys::Keys;
 const APPEND_SCRIPT: &str = include_str!("scripts/append.lua");
 const TRIM_SCRIPT: &str = include_str!("scripts/trim.lua");
 const REMOVE_SCRIPT: &str = include_str!("scripts/remove.lua");
+const EXPIRE_PRODUCERS_SCRIPT: &str = include_str!("scripts/expire_producers.lua");
 /// The first record at or after a timestamp (by the time index), at or after the log start and
 /// present (compaction leaves gaps): `{offset, timestamp}`, or nothing. KEYS[1] time index,
 /// KEYS[2] partition hash, KEYS[3] stream; ARGV[1] the timestamp.
@@ -116,6 +117,7 @@ struct Inner {
     append: Script,
     trim: Script,
     remove: Script,
+    expire_producers: Script,
     offset_for_timestamp: Script,
     allow_eviction: bool,
     /// Why storage commands are refused (a Redis that may evict korvet's keys), if they are;
@@ -187,6 +189,7 @@ impl RedisStorage {
                 append: Script::new(APPEND_SCRIPT),
                 trim: Script::new(TRIM_SCRIPT),
                 remove: Script::new(REMOVE_SCRIPT),
+                expire_producers: Script::new(EXPIRE_PRODUCERS_SCRIPT),
                 offset_for_timestamp: Script::new(OFFSET_FOR_TIMESTAMP_SCRIPT),
                 allow_eviction: options.allow_eviction,
                 refusal: std::sync::Mutex::new(None),
@@ -373,6 +376,22 @@ impl RedisStorage {
                 let at = trim::Target { keys, topic: &topic, partition };
                 let outcome = trim::trim(&mut conn, &inner.trim, at, to, compacted).await?;
                 Ok(StorageReply::Trimmed(outcome))
+            }
+            StorageCommand::ExpireProducers { topic, partition, now_ms, expiration_ms } => {
+                let script = &inner.expire_producers;
+                let partition_key = [keys.partition(&topic, partition)];
+                let (mut cursor, mut expired) = ("0".to_string(), 0u64);
+                loop {
+                    let mut cmd = script_cmd(script, &partition_key);
+                    cmd.arg(now_ms).arg(expiration_ms).arg(&cursor);
+                    let (next, deleted): (String, u64) = run_script(&mut conn, script, cmd).await?;
+                    expired += deleted;
+                    if next == "0" {
+                        break;
+                    }
+                    cursor = next;
+                }
+                Ok(StorageReply::ProducersExpired(expired))
             }
             StorageCommand::RemoveRecords { topic, partition, offsets } => {
                 let at = trim::Target { keys, topic: &topic, partition };

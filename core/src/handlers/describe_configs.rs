@@ -82,6 +82,7 @@ fn broker_entries(cx: &Context<'_>) -> Vec<Entry> {
             c.retention_check_interval_ms.map_or(-1, |ms| ms as i64).to_string(),
             ConfigType::Long,
         ),
+        entry("producer.id.expiration.ms", c.producer_id_expiration_ms.to_string(), ConfigType::Int),
         entry("offsets.topic.replication.factor", "1".into(), ConfigType::Short),
         entry("min.insync.replicas", "1".into(), ConfigType::Int),
     ]

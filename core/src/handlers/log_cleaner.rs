@@ -5,6 +5,9 @@
 //! only wasted: every trim moves the start forward atomically and never back, and compaction
 //! removes only records that a later record of their key supersedes.
 //!
+//! Every partition it leads also forgets the idempotence state of producers idle for
+//! `producer.id.expiration.ms` (see [`StorageCommand::ExpireProducers`]).
+//!
 //! Retention (cleanup policy `delete`): records whose running maximum timestamp is older than
 //! `retention.ms` go, then the oldest records while the partition keeps more than
 //! `retention.bytes` of payload. Compaction (policy `compact`): the partition is read from its
@@ -77,6 +80,15 @@ impl LogCleaner {
     fn trims(&self, cx: &Context<'_>) -> Vec<(usize, StorageCommand)> {
         let mut commands = Vec::new();
         for (index, led) in self.led.iter().enumerate() {
+            commands.push((
+                index,
+                StorageCommand::ExpireProducers {
+                    topic: led.topic.clone(),
+                    partition: led.partition,
+                    now_ms: cx.now.wall_ms,
+                    expiration_ms: cx.config.producer_id_expiration_ms,
+                },
+            ));
             if !led.log.delete {
                 continue;
             }
@@ -143,6 +155,10 @@ impl Handler for LogCleaner {
                     match reply {
                         StorageReply::Trimmed(TrimOutcome::Trimmed { removed, .. }) if removed > 0 => {
                             cx.stats.topic(&self.led[*index].topic).records_deleted += removed;
+                        }
+                        StorageReply::ProducersExpired(expired) if expired > 0 => {
+                            let led = &self.led[*index];
+                            log::debug!("forgot {expired} idle producers of {}-{}", led.topic, led.partition);
                         }
                         StorageReply::Failed(err) => {
                             let led = &self.led[*index];

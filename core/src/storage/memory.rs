@@ -38,6 +38,9 @@ pub struct ProducerState {
     pub epoch: i16,
     /// (first sequence, last sequence, base offset) of recent batches, oldest first.
     pub batches: Vec<(i32, i32, i64)>,
+    /// When an expiry check first found the producer idle (see
+    /// [`StorageCommand::ExpireProducers`]); appends clear it.
+    pub idle_since: Option<i64>,
 }
 
 /// The idempotence rules shared by every store: what to do with a batch of `count` records from
@@ -92,6 +95,7 @@ impl PartitionLog {
         self.next = base_offset + count as i64;
         if let Some(producer) = producer {
             let state = self.producers.entry(producer.producer_id).or_default();
+            state.idle_since = None;
             if state.epoch != producer.producer_epoch {
                 state.batches.clear();
                 state.epoch = producer.producer_epoch;
@@ -217,6 +221,20 @@ impl MemoryStore {
                     Some(log) => log.trim(to),
                     None => TrimOutcome::UnknownPartition,
                 })
+            }
+            StorageCommand::ExpireProducers { topic, partition, now_ms, expiration_ms } => {
+                let Some(log) = self.partitions.get_mut(&(topic, partition)) else {
+                    return StorageReply::ProducersExpired(0);
+                };
+                let before = log.producers.len();
+                log.producers.retain(|_, state| match state.idle_since {
+                    None => {
+                        state.idle_since = Some(now_ms);
+                        true
+                    }
+                    Some(since) => now_ms - since < expiration_ms,
+                });
+                StorageReply::ProducersExpired((before - log.producers.len()) as u64)
             }
             StorageCommand::RemoveRecords { topic, partition, offsets } => {
                 let Some(log) = self.partitions.get_mut(&(topic, partition)) else {

@@ -89,6 +89,13 @@ pub enum StorageCommand {
     /// Removes the records at `offsets` (those superseded in a compacted partition), leaving
     /// gaps; offsets stay where they are, and the log start and high watermark do not move.
     RemoveRecords { topic: String, partition: i32, offsets: Vec<i64> },
+    /// Forgets the idempotence state of producers that appended nothing to the partition for
+    /// at least `expiration_ms` (Kafka's `producer.id.expiration.ms`), as these calls measure
+    /// it: the first call that finds a producer's state without a stamp stamps it with
+    /// `now_ms`, every append by the producer removes the stamp, and a call at least
+    /// `expiration_ms` after the stamp drops the state. An active producer is never forgotten;
+    /// an idle one between one and two check intervals late.
+    ExpireProducers { topic: String, partition: i32, now_ms: i64, expiration_ms: i64 },
     /// A fresh producer id, unique across every broker sharing the store.
     AllocateProducerId,
     /// Stores a group's committed offsets, replacing earlier commits of the same partitions.
@@ -128,6 +135,7 @@ impl StorageCommand {
             StorageCommand::OffsetForTimestamp { .. } => "OffsetForTimestamp",
             StorageCommand::TrimPartition { .. } => "TrimPartition",
             StorageCommand::RemoveRecords { .. } => "RemoveRecords",
+            StorageCommand::ExpireProducers { .. } => "ExpireProducers",
             StorageCommand::AllocateProducerId => "AllocateProducerId",
             StorageCommand::CommitOffsets { .. } => "CommitOffsets",
             StorageCommand::FetchOffsets { .. } => "FetchOffsets",
@@ -218,6 +226,8 @@ pub enum StorageReply {
     Trimmed(TrimOutcome),
     /// How many of the records named were there and are now removed.
     RecordsRemoved(u64),
+    /// How many producers' states were dropped.
+    ProducersExpired(u64),
     ProducerId(i64),
     OffsetsCommitted,
     CommittedOffsets(Vec<CommittedOffset>),

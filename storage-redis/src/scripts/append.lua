@@ -59,6 +59,9 @@ local function producer_state(id)
   local state = redis.call('HGET', partition, 'producer:' .. id)
   known = {epoch = nil, history = {}, changed = false}
   if state then
+    -- "@<ms>" at the end is the idle stamp of scripts/expire_producers.lua; writing the state
+    -- back without it marks the producer active again.
+    state = string.gsub(state, '@%d+$', '')
     local parts = {}
     for part in string.gmatch(state, '[^|]+') do parts[#parts + 1] = part end
     known.epoch = tonumber(parts[1])
