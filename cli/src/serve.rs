@@ -225,14 +225,15 @@ pub fn run(args: ServeArgs) -> i32 {
             return 2;
         }
     };
-    if args.print_config {
-        print!("{}", settings.print());
-        return 0;
-    }
+    // --print-config validates exactly as serving does: what it prints, `--config` accepts.
     let config = ServeConfig::from_settings(&settings);
     if let Err(err) = config.validate() {
         eprintln!("korvet: {err}");
         return 2;
+    }
+    if args.print_config {
+        print!("{}", settings.print());
+        return 0;
     }
     if let Err(err) = logging::init(&config.log_level, config.log_format == "json") {
         eprintln!("korvet: {err}");

@@ -45,6 +45,20 @@ def test_flag_beats_env_beats_file_beats_default():
     assert "broker-id: 7" in via_env.stdout
 
 
+def test_print_config_without_redis_gives_a_file_serve_accepts_and_validates_as_serve_does():
+    printed = korvet_serve("--print-config", "--log-retention-ms", "60000")
+    assert printed.returncode == 0, printed.stderr
+    assert "# uri: (not set)" in printed.stdout and "log-retention-ms: 60000" in printed.stdout
+    again = korvet_serve("--config", config_file(printed.stdout), "--print-config")
+    assert again.returncode == 0, again.stderr
+    assert "log-retention-ms: 60000  # config file" in again.stdout
+    # Settings that are valid one by one but not together are refused as serve refuses them.
+    related = korvet_serve("--print-config", env={"KORVET_REGISTRY_TTL": "1s", "KORVET_REGISTRY_HEARTBEAT_INTERVAL": "10s"})
+    assert related.returncode == 2 and "korvet.registry.ttl" in related.stderr
+    bad_level = korvet_serve("--print-config", env={"KORVET_LOG_LEVEL": "info,=="})
+    assert bad_level.returncode == 2 and "korvet.log.level" in bad_level.stderr
+
+
 def test_a_broker_started_from_a_file_listens_where_the_file_says():
     port, management = free_port(), free_port()
     path = config_file(f"korvet:\n  server:\n    host: 127.0.0.1\n    port: {port}\n  management:\n    port: {management}\n")
