@@ -18,6 +18,7 @@ fn config() -> SimConfig {
 fn every_seed_keeps_every_invariant() {
     let config = config();
     let (mut acknowledged, mut crashes, mut generations, mut read, mut lags) = (0, 0, 0, 0, 0);
+    let (mut trimmed, mut compacted) = (0, 0);
     for seed in seeds() {
         match run(seed, &config) {
             Ok(outcome) => {
@@ -26,6 +27,8 @@ fn every_seed_keeps_every_invariant() {
                 generations += outcome.generations;
                 read += outcome.read;
                 lags += outcome.lags;
+                trimmed += outcome.trimmed;
+                compacted += outcome.compacted;
             }
             Err(failure) => panic!("{failure}"),
         }
@@ -37,6 +40,8 @@ fn every_seed_keeps_every_invariant() {
     assert!(crashes > runs, "{crashes} broker crashes");
     assert!(generations > runs, "{generations} group generations");
     assert!(lags > runs, "{lags} consumer lag entries computed by the brokers' background jobs");
+    assert!(trimmed > runs as i64 * 1_000, "{trimmed} records trimmed by retention and DeleteRecords");
+    assert!(compacted > runs as i64 * 10, "{compacted} records removed by compaction");
 }
 
 #[test]
@@ -69,6 +74,13 @@ fn a_producers_records_appended_out_of_order_are_caught() {
     let config = SimConfig { bug: Some(Bug::UnorderedAppends), ..config() };
     let failure = run(1, &config).expect_err("the invariants must catch it");
     assert!(failure.message.contains("records are out of order"), "{failure}");
+}
+
+#[test]
+fn compaction_that_removes_a_keys_latest_record_is_caught() {
+    let config = SimConfig { bug: Some(Bug::CompactionRemovesTheLatest), ..config() };
+    let failure = run(1, &config).expect_err("the invariants must catch it");
+    assert!(failure.message.contains("sim-table"), "{failure}");
 }
 
 #[test]

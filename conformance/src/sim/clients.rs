@@ -1,6 +1,8 @@
-//! Simulated clients: producers (acks=all), readers (fetch every partition from offset 0 on)
-//! and consumer-group members (find the coordinator, join, sync with a range assignment by the
-//! leader, heartbeat, commit). Producers and readers pipeline up to three requests, as client
+//! Simulated clients: producers (acks=all), readers (fetch every partition from offset 0 on,
+//! and from the log start when the records they wanted are gone), consumer-group members
+//! (find the coordinator, join, sync with a range assignment by the leader, heartbeat, commit),
+//! deleters (DeleteRecords below random acknowledged offsets) and table writers (keyed records
+//! and tombstones to the compacted topic). Producers and readers pipeline up to three requests, as client
 //! libraries do (a reader's long poll on one partition may finish after a later fetch of
 //! another: the broker must still answer in request order); members keep one in flight. Every
 //! client checks that each response answers its oldest request on the connection, and reports
@@ -8,7 +10,7 @@
 //! were told.
 
 use super::wire::{self, Frames};
-use super::{World, GROUP, PARTITIONS, TOPIC};
+use super::{World, GROUP, PARTITIONS, TABLE, TABLE_KEYS, TOPIC};
 use bytes::Bytes;
 use korvet_core::errors;
 use kafka_protocol::messages::*;
@@ -23,6 +25,8 @@ pub enum ClientKind {
     Producer { sequence: u64 },
     Reader { positions: Vec<i64>, next_partition: usize, in_flight: Vec<bool> },
     Member(Member),
+    Deleter,
+    TableWriter { sequence: u64 },
 }
 
 impl ClientKind {
@@ -34,6 +38,12 @@ impl ClientKind {
     }
     pub fn member() -> Self {
         ClientKind::Member(Member::default())
+    }
+    pub fn deleter() -> Self {
+        ClientKind::Deleter
+    }
+    pub fn table_writer() -> Self {
+        ClientKind::TableWriter { sequence: 0 }
     }
 }
 
@@ -67,6 +77,8 @@ enum Pending {
     Sync,
     Heartbeat,
     Commit { offsets: Vec<(i32, i64)> },
+    Delete { partition: i32, offset: i64 },
+    TableProduce { entries: Vec<(String, Option<String>)> },
 }
 
 pub struct Client {
@@ -145,7 +157,8 @@ pub fn act(world: &mut World, index: usize) -> Result<(), String> {
     }
     let client = &world.clients[index];
     let room = match &client.kind {
-        ClientKind::Producer { .. } => client.sent.len() < PIPELINE,
+        ClientKind::Producer { .. } | ClientKind::TableWriter { .. } => client.sent.len() < PIPELINE,
+        ClientKind::Deleter => client.sent.is_empty(),
         // One fetch per partition at a time: the next starts where the last one ended.
         ClientKind::Reader { in_flight, next_partition, .. } => client.sent.len() < PIPELINE && !in_flight[*next_partition],
         ClientKind::Member(_) => client.sent.is_empty(),
@@ -159,6 +172,9 @@ pub fn act(world: &mut World, index: usize) -> Result<(), String> {
         for (partition, offset) in offsets {
             world.ledger.attempt_commit(*partition, *offset);
         }
+    }
+    if let Pending::TableProduce { entries } = &pending {
+        world.ledger.send_table(entries);
     }
     let client = &mut world.clients[index];
     client.correlation += 1;
@@ -228,6 +244,38 @@ fn next_request(world: &mut World, index: usize) -> NextRequest {
                         .with_partition_max_bytes(16 * 1024),
                 ])]);
             (Some(RequestKind::Fetch(request)), ApiKey::Fetch, 12, Pending::Fetch { partition, offset })
+        }
+        ClientKind::Deleter => {
+            // Now and then, below a random acknowledged offset (or everything, as -1 asks).
+            client.next_action_at = now + 700 + (draw >> 20) % 600;
+            let partition = (draw % PARTITIONS as u64) as i32;
+            let end = acked_ends[partition as usize];
+            let offset = if (draw >> 8) % 10 == 0 { -1 } else { ((draw >> 12) % (end as u64 + 1)) as i64 };
+            let request = DeleteRecordsRequest::default().with_timeout_ms(5_000).with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default().with_name(topic_name()).with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default().with_partition_index(partition).with_offset(offset),
+                ]),
+            ]);
+            (Some(RequestKind::DeleteRecords(request)), ApiKey::DeleteRecords, 2, Pending::Delete { partition, offset })
+        }
+        ClientKind::TableWriter { sequence } => {
+            let count = 1 + draw % 3;
+            let entries: Vec<(String, Option<String>)> = (0..count)
+                .map(|i| {
+                    *sequence += 1;
+                    let key = format!("k{}", (draw >> (8 + 4 * i)) % TABLE_KEYS);
+                    let tombstone = (draw >> (24 + 4 * i)) % 8 == 0;
+                    (key, (!tombstone).then(|| format!("t{index}-{sequence}")))
+                })
+                .collect();
+            let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(5_000).with_topic_data(vec![
+                produce_request::TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(TABLE))).with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(wire::keyed_batch(&entries, 1_700_000_000_000 + now as i64))),
+                ]),
+            ]);
+            (Some(RequestKind::Produce(request)), ApiKey::Produce, 9, Pending::TableProduce { entries })
         }
         ClientKind::Member(member) => match member.phase {
             Phase::Find => {
@@ -337,13 +385,33 @@ fn handle_response(world: &mut World, index: usize, pending: Pending, response: 
             let data = &r.responses[0].partitions[0];
             if data.error_code == errors::NONE {
                 let records = wire::fetched(data.records.clone().unwrap_or_default())?;
-                world.ledger.read(partition, offset, &records)?;
+                world.ledger.read(partition, offset, data.log_start_offset, &records)?;
                 if let (Some((last, _)), ClientKind::Reader { positions, .. }) = (records.last(), &mut world.clients[index].kind) {
                     positions[partition as usize] = last + 1;
                 }
             }
+            if data.error_code == errors::OFFSET_OUT_OF_RANGE {
+                // Trimmed meanwhile: go on from the start, as auto.offset.reset=earliest does.
+                if let ClientKind::Reader { positions, .. } = &mut world.clients[index].kind {
+                    let position = &mut positions[partition as usize];
+                    *position = (*position).max(data.log_start_offset);
+                }
+            }
             if let ClientKind::Reader { in_flight, .. } = &mut world.clients[index].kind {
                 in_flight[partition as usize] = false;
+            }
+            world.clients[index].next_action_at = now + pause;
+        }
+        (Pending::Delete { partition, offset }, ResponseKind::DeleteRecords(r)) => {
+            let result = &r.topics[0].partitions[0];
+            if result.error_code == errors::NONE {
+                world.ledger.deleted(partition, offset, result.low_watermark)?;
+            }
+        }
+        (Pending::TableProduce { entries }, ResponseKind::Produce(r)) => {
+            let result = &r.responses[0].partition_responses[0];
+            if result.error_code == errors::NONE {
+                world.ledger.acknowledge_table(result.base_offset, &entries);
             }
             world.clients[index].next_action_at = now + pause;
         }

@@ -11,11 +11,19 @@
 //! - a producer's acknowledged records stand in each partition in the order it sent them: a
 //!   request sent after another (pipelined on one connection, or after the other's
 //!   acknowledgement) gets higher offsets, as Kafka appends a connection's requests in order;
-//! - responses come in request order (checked by the clients as they read).
+//! - responses come in request order (checked by the clients as they read);
+//! - the log start of every partition never moves back, a fetch never returns a record below
+//!   the log start it reports, and DeleteRecords answers a start at or past the offset asked;
+//! - every acknowledged record at or above the final log start is still there at its offset
+//!   (records below it were trimmed by retention or DeleteRecords), and the offsets from the
+//!   start to the high watermark are dense;
+//! - in the compacted table topic, the latest acknowledged record of each key is still there
+//!   (or a later record of the key): compaction only removes superseded records, and
+//!   tombstones once they are the latest of their key.
 
-use super::{Bug, World, GROUP, PARTITIONS, TOPIC};
+use super::{Bug, World, GROUP, PARTITIONS, TABLE, TOPIC};
 use korvet_core::storage::memory::MemoryStore;
-use korvet_core::storage::{AppendOutcome, StorageCommand, StorageReply};
+use korvet_core::storage::{AppendOutcome, PartitionOffsets, StorageCommand, StorageReply};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Default)]
@@ -32,6 +40,48 @@ pub struct Ledger {
     attempted: BTreeMap<i32, BTreeSet<i64>>,
     /// (producer, partition) -> the last offset of its latest acknowledged request
     produced_up_to: BTreeMap<(usize, i32), i64>,
+    /// (topic, partition) -> the highest log start seen in the store
+    log_starts: BTreeMap<(&'static str, i32), i64>,
+    /// key -> (offset, value; `None` for a tombstone) of its latest acknowledged record in the
+    /// table topic
+    table_latest: BTreeMap<String, (i64, Option<String>)>,
+    /// key -> tombstones sent for it and not acknowledged: one may have been stored all the same
+    /// (its reply lost), be the key's latest record, and be removed by compaction.
+    table_unconfirmed_tombstones: BTreeMap<String, usize>,
+}
+
+/// A partition's offsets in the store.
+pub fn offsets(store: &mut MemoryStore, topic: &str, partition: i32) -> PartitionOffsets {
+    match store.execute(StorageCommand::PartitionOffsets { topic: topic.into(), partition }) {
+        StorageReply::Offsets(offsets) => offsets,
+        _ => PartitionOffsets { log_start: 0, high_watermark: 0, max_timestamp: None },
+    }
+}
+
+/// The records of partition 0 of `topic` from its start, with their keys and values.
+fn all_records(store: &mut MemoryStore, topic: &str, partition: i32) -> Vec<(i64, Option<String>, Option<String>)> {
+    let text = |b: Option<bytes::Bytes>| b.map(|v| String::from_utf8_lossy(&v).into_owned());
+    match store.execute(StorageCommand::Read { topic: topic.into(), partition, offset: 0, max_bytes: usize::MAX / 2 }) {
+        StorageReply::Records { records, .. } => records.into_iter().map(|r| (r.offset, text(r.record.key), text(r.record.value))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Offsets between the start and the high watermark without a record (removed by compaction).
+pub fn gaps(store: &mut MemoryStore, topic: &str) -> i64 {
+    let offsets = offsets(store, topic, 0);
+    offsets.high_watermark - offsets.log_start - all_records(store, topic, 0).len() as i64
+}
+
+/// The injected compaction bug: every removal also takes the partition's newest record.
+pub fn bug_on_command(bug: Option<Bug>, store: &mut MemoryStore, command: StorageCommand) -> StorageCommand {
+    match (bug, command) {
+        (Some(Bug::CompactionRemovesTheLatest), StorageCommand::RemoveRecords { topic, partition, mut offsets }) => {
+            offsets.push(self::offsets(store, &topic, partition).high_watermark - 1);
+            StorageCommand::RemoveRecords { topic, partition, offsets }
+        }
+        (_, command) => command,
+    }
 }
 
 fn read_one(store: &mut MemoryStore, partition: i32, offset: i64) -> Option<String> {
@@ -92,10 +142,13 @@ impl Ledger {
                 ));
             }
         }
+        let log_start = offsets(store, TOPIC, partition).log_start;
         for (i, value) in values.iter().enumerate() {
             let offset = base_offset + i as i64;
             let stored = read_one(store, partition, offset);
-            if stored.as_deref() != Some(value) {
+            // Retention or DeleteRecords may have removed it since it was appended.
+            let trimmed = stored.is_none() && offset < log_start;
+            if stored.as_deref() != Some(value) && !trimmed {
                 return Err(format!(
                     "acknowledged record {value:?} at partition {partition} offset {offset}, but the store has {stored:?} there"
                 ));
@@ -106,8 +159,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// A fetch from `from` returned `records`: consecutive offsets from `from`, values as known.
-    pub fn read(&mut self, partition: i32, from: i64, records: &[(i64, String)]) -> Result<(), String> {
+    /// A fetch from `from` returned `records`: consecutive offsets from `from`, none below the
+    /// log start the fetch reported, values as known.
+    pub fn read(&mut self, partition: i32, from: i64, log_start: i64, records: &[(i64, String)]) -> Result<(), String> {
+        if let Some((first, _)) = records.first().filter(|(offset, _)| *offset < log_start) {
+            return Err(format!("a fetch of partition {partition} returned offset {first}, below the log start {log_start} it reported"));
+        }
         for (expected, (offset, value)) in (from..).zip(records) {
             if *offset != expected {
                 return Err(format!("a fetch of partition {partition} from {from} returned offset {offset} where {expected} was due"));
@@ -130,6 +187,51 @@ impl Ledger {
                     owners.insert(*partition, member.to_string());
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A produce to the table topic is sent.
+    pub fn send_table(&mut self, entries: &[(String, Option<String>)]) {
+        for (key, _) in entries.iter().filter(|(_, value)| value.is_none()) {
+            *self.table_unconfirmed_tombstones.entry(key.clone()).or_default() += 1;
+        }
+    }
+
+    /// A produce to the table topic was acknowledged: each key's latest record is remembered.
+    pub fn acknowledge_table(&mut self, base_offset: i64, entries: &[(String, Option<String>)]) {
+        for (key, _) in entries.iter().filter(|(_, value)| value.is_none()) {
+            if let Some(count) = self.table_unconfirmed_tombstones.get_mut(key) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        for (i, (key, value)) in entries.iter().enumerate() {
+            let offset = base_offset + i as i64;
+            let latest = self.table_latest.entry(key.clone()).or_insert((offset, value.clone()));
+            if offset >= latest.0 {
+                *latest = (offset, value.clone());
+            }
+        }
+    }
+
+    /// DeleteRecords answered: the start it reports is at or past the offset asked for.
+    pub fn deleted(&mut self, partition: i32, asked: i64, low_watermark: i64) -> Result<(), String> {
+        if asked >= 0 && low_watermark < asked {
+            return Err(format!("DeleteRecords of partition {partition} below {asked} answered a log start of {low_watermark}"));
+        }
+        Ok(())
+    }
+
+    /// No partition's log start ever moves back.
+    pub fn check_log_starts(&mut self, store: &mut MemoryStore) -> Result<(), String> {
+        let partitions = (0..PARTITIONS).map(|p| (TOPIC, p)).chain(std::iter::once((TABLE, 0)));
+        for (topic, partition) in partitions {
+            let start = offsets(store, topic, partition).log_start;
+            let seen = self.log_starts.entry((topic, partition)).or_insert(start);
+            if start < *seen {
+                return Err(format!("the log start of {topic}-{partition} moved back from {seen} to {start}"));
+            }
+            *seen = start;
         }
         Ok(())
     }
@@ -158,21 +260,23 @@ pub fn check_final(world: &mut World) -> Result<(), String> {
     for partition in 0..PARTITIONS {
         let reply = world.store.execute(StorageCommand::Read { topic: TOPIC.into(), partition, offset: 0, max_bytes: usize::MAX / 2 });
         let StorageReply::Records { records, offsets } = reply else { return Err(format!("partition {partition} cannot be read")) };
+        let start = offsets.log_start;
         for (index, record) in records.iter().enumerate() {
-            if record.offset != index as i64 {
-                return Err(format!("partition {partition}: offset {} at position {index}: offsets are not dense", record.offset));
+            if record.offset != start + index as i64 {
+                return Err(format!("partition {partition}: offset {} at position {index} from the start {start}: offsets are not dense", record.offset));
             }
         }
-        if records.len() as i64 != offsets.high_watermark {
-            return Err(format!("partition {partition}: {} records below a high watermark of {}", records.len(), offsets.high_watermark));
+        if records.len() as i64 != offsets.high_watermark - start {
+            return Err(format!("partition {partition}: {} records from {start} to a high watermark of {}", records.len(), offsets.high_watermark));
         }
-        for ((p, offset), value) in world.ledger.known.range((partition, 0)..(partition + 1, 0)) {
-            let stored = records.get(*offset as usize).and_then(|r| r.record.value.as_ref()).map(|v| String::from_utf8_lossy(v).into_owned());
+        for ((p, offset), value) in world.ledger.known.range((partition, start)..(partition + 1, 0)) {
+            let stored = records.get((*offset - start) as usize).and_then(|r| r.record.value.as_ref()).map(|v| String::from_utf8_lossy(v).into_owned());
             if stored.as_deref() != Some(value) {
                 return Err(format!("partition {p} offset {offset}: {value:?} was acknowledged or read, the store ends with {stored:?}"));
             }
         }
     }
+    check_table(world)?;
     // Consumer lag, as the brokers' background job last computed it, is never negative and
     // never more than the partition holds.
     let ends: Vec<i64> = (0..PARTITIONS)
@@ -199,6 +303,32 @@ pub fn check_final(world: &mut World) -> Result<(), String> {
             let end = world.ledger.acked_end(commit.partition);
             if commit.offset > end {
                 return Err(format!("partition {} has committed offset {} beyond its acknowledged records (end {end})", commit.partition, commit.offset));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The compacted table keeps the latest acknowledged record of every key, or a later one
+/// (checked after every compaction and at the end).
+pub fn check_table(world: &mut World) -> Result<(), String> {
+    let mut stored: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
+    for (offset, key, value) in all_records(&mut world.store, TABLE, 0) {
+        let Some(key) = key else { return Err(format!("{TABLE} holds a record without a key at offset {offset}")) };
+        stored.insert(key, (offset, value));
+    }
+    for (key, (offset, value)) in &world.ledger.table_latest {
+        match (stored.get(key), value) {
+            // A tombstone may be gone once it is the latest of its key.
+            (None, None) => {}
+            (None, Some(_)) if world.ledger.table_unconfirmed_tombstones.get(key).is_some_and(|n| *n > 0) => {}
+            (None, Some(_)) => return Err(format!("{TABLE}: key {key} is gone; its latest record at {offset} was acknowledged")),
+            (Some((at, _)), _) if at > offset => {}
+            (Some((at, kept)), _) if at == offset && kept == value => {}
+            (Some((at, kept)), _) => {
+                return Err(format!(
+                    "{TABLE}: key {key} was last acknowledged at {offset} as {value:?}, the store ends with {kept:?} at {at}"
+                ))
             }
         }
     }

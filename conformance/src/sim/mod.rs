@@ -2,6 +2,11 @@
 //! many clients speaking the real wire protocol (encoded with kafka-protocol) and the in-memory
 //! store, in one seeded, single-threaded loop on a virtual clock.
 //!
+//! The log is bounded as in production: the records topic has a retention of three virtual
+//! seconds, a client deletes records below random offsets (DeleteRecords), and a compacted
+//! table topic is written with keys and tombstones; the brokers' log cleaners trim and compact
+//! twice a second.
+//!
 //! Faults come from the seed: delayed and dropped connections, clients that vanish mid-request,
 //! brokers that crash and restart (their storage commands still reach the store, their replies
 //! are lost), and storage that is slow or fails (before or after executing a command). After
@@ -22,6 +27,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 pub const TOPIC: &str = "sim";
 pub const PARTITIONS: i32 = 3;
+/// The compacted topic (one partition), written with keys from a small set.
+pub const TABLE: &str = "sim-table";
+pub const TABLE_KEYS: u64 = 8;
+/// The records topic's retention.
+pub const RETENTION_MS: i64 = 3_000;
 pub const GROUP: &str = "sim-group";
 
 /// What a run looks like.
@@ -31,6 +41,10 @@ pub struct SimConfig {
     pub producers: usize,
     pub readers: usize,
     pub members: usize,
+    /// Clients that delete records (DeleteRecords) below random offsets of the records topic.
+    pub deleters: usize,
+    /// Producers of keyed records and tombstones to the compacted table topic.
+    pub table_writers: usize,
     /// Virtual milliseconds to run.
     pub duration_ms: u64,
     pub faults: bool,
@@ -40,7 +54,17 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { brokers: 3, producers: 3, readers: 2, members: 3, duration_ms: 20_000, faults: true, bug: None }
+        SimConfig {
+            brokers: 3,
+            producers: 3,
+            readers: 2,
+            members: 3,
+            deleters: 1,
+            table_writers: 2,
+            duration_ms: 20_000,
+            faults: true,
+            bug: None,
+        }
     }
 }
 
@@ -52,6 +76,8 @@ pub enum Bug {
     ReorderedResponses,
     /// The store runs a broker's appends in any order, not in the order they were issued.
     UnorderedAppends,
+    /// Compaction also removes the newest record of the partition: the latest of its key.
+    CompactionRemovesTheLatest,
 }
 
 /// The result of a run that kept every invariant.
@@ -65,6 +91,11 @@ pub struct Outcome {
     pub crashes: usize,
     /// Consumer lag entries the brokers' background jobs reported at the end.
     pub lags: usize,
+    /// Records of the records topic below its final log starts (trimmed by retention and
+    /// DeleteRecords), summed over its partitions.
+    pub trimmed: i64,
+    /// Offsets of the table topic below its high watermark whose records compaction removed.
+    pub compacted: i64,
 }
 
 /// A broken invariant, with what led to it.
@@ -182,13 +213,25 @@ impl World {
     pub fn new(seed: u64, config: SimConfig) -> World {
         let mut rng = Rng::new(seed);
         let mut store = MemoryStore::new();
+        let configs = |pairs: &[(&str, String)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let topic = korvet_core::storage::TopicMeta {
             name: TOPIC.into(),
             id: [7; 16],
             partitions: PARTITIONS,
-            configs: Default::default(),
+            configs: configs(&[("retention.ms", RETENTION_MS.to_string())]),
         };
         store.execute(StorageCommand::CreateTopic { topic });
+        let table = korvet_core::storage::TopicMeta {
+            name: TABLE.into(),
+            id: [8; 16],
+            partitions: 1,
+            configs: configs(&[
+                ("cleanup.policy", "compact".into()),
+                ("min.cleanable.dirty.ratio", "0.2".into()),
+                ("delete.retention.ms", "500".into()),
+            ]),
+        };
+        store.execute(StorageCommand::CreateTopic { topic: table });
         let mut clients = Vec::new();
         for _ in 0..config.producers {
             clients.push(Client::new(ClientKind::producer(), rng.below(config.brokers as u64) as usize));
@@ -198,6 +241,12 @@ impl World {
         }
         for _ in 0..config.members {
             clients.push(Client::new(ClientKind::member(), rng.below(config.brokers as u64) as usize));
+        }
+        for _ in 0..config.deleters {
+            clients.push(Client::new(ClientKind::deleter(), rng.below(config.brokers as u64) as usize));
+        }
+        for _ in 0..config.table_writers {
+            clients.push(Client::new(ClientKind::table_writer(), rng.below(config.brokers as u64) as usize));
         }
         let storage_latency_ms = rng.below(6);
         let mut world = World {
@@ -241,6 +290,7 @@ impl World {
             group_min_session_timeout_ms: 1_000,
             topic_cache_ttl_ms: 1_000,
             consumer_lag_interval_ms: Some(1_000),
+            retention_check_interval_ms: Some(500),
             ..BrokerConfig::default()
         };
         Broker::new(config, self.seed ^ (id as u64) << 32 ^ incarnation)
@@ -361,8 +411,12 @@ impl World {
         }
         self.finish().map_err(|message| self.failure(message))?;
         let lags = self.consumer_lags().iter().map(|(_, lags)| lags.len()).sum();
+        let trimmed = (0..PARTITIONS).map(|p| invariants::offsets(&mut self.store, TOPIC, p).log_start).sum();
+        let compacted = invariants::gaps(&mut self.store, TABLE);
         Ok(Outcome {
             lags,
+            trimmed,
+            compacted,
             trace_hash: self.trace_hash,
             acknowledged: self.ledger.acknowledged(),
             read: self.ledger.read,
@@ -386,6 +440,7 @@ impl World {
             self.handle(event)?;
             self.drain_outputs()?;
         }
+        self.ledger.check_log_starts(&mut self.store)?;
         for broker in 0..self.brokers.len() {
             let due = self.brokers[broker].timeout.is_some_and(|t| t <= self.now);
             if due {
@@ -447,6 +502,7 @@ impl World {
                 let reply = match fail {
                     Failing::Before => StorageReply::Failed(StorageError::retriable("simulated storage failure")),
                     _ => {
+                        let command = invariants::bug_on_command(self.config.bug, &mut self.store, command);
                         let reply = self.store.execute(command);
                         let reply = self.ledger.bug_on_reply(self.config.bug, reply);
                         if fail == Failing::After {
@@ -457,6 +513,9 @@ impl World {
                     }
                 };
                 self.trace(|| format!("store runs {name} of broker {broker} op {op}: {}", short(&reply)));
+                if name == "RemoveRecords" {
+                    invariants::check_table(self)?;
+                }
                 self.schedule(self.now + self.storage_latency_ms, Event::Reply { broker, incarnation, op, reply });
             }
             Event::Reply { broker, incarnation, op, reply } => {

@@ -69,6 +69,22 @@ pub fn batch(values: &[String], timestamp: i64) -> Bytes {
     out.freeze()
 }
 
+/// A record batch of keyed records (`None` values are tombstones), as a producer would send it.
+pub fn keyed_batch(entries: &[(String, Option<String>)], timestamp: i64) -> Bytes {
+    let records: Vec<korvet_core::records::Record> = entries
+        .iter()
+        .map(|(key, value)| korvet_core::records::Record {
+            timestamp,
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: value.as_ref().map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: vec![],
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    korvet_core::records::encode_batch(&mut out, 0, records.iter());
+    out.freeze()
+}
+
 /// The (offset, value) pairs of a fetched record set (korvet answers with dense batches).
 pub fn fetched(records: Bytes) -> Result<Vec<(i64, String)>, String> {
     let mut out = Vec::new();
