@@ -104,7 +104,9 @@ class Processes:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KORVET_")}
         env.update({"KORVET_REDIS_URI": f"redis://127.0.0.1:{self.redis_port}", "KORVET_SERVER_HOST": "127.0.0.1",
                     "KORVET_SERVER_PORT": str(self.kafka_port), "KORVET_MANAGEMENT_PORT": str(self.management_port),
-                    "KORVET_LOG_LEVEL": "warn"})
+                    "KORVET_LOG_LEVEL": "warn",
+                    # Retention is applied every second, so that the retention runs trim while they produce.
+                    "KORVET_SERVER_RETENTION_CHECK_INTERVAL": "1s"})
         started = time.monotonic()
         self.korvet = subprocess.Popen([os.path.join(RELEASE, "korvet"), "serve"], env=env,
                                        stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "korvet.log"), "wb"))
@@ -143,9 +145,39 @@ def bench(*args):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def create_topic(procs, topic, partitions):
-    subprocess.run([os.path.join(RELEASE, "korvet"), "topics", "create", topic, "--partitions", str(partitions),
+def create_topic(procs, topic, partitions, **configs):
+    config_args = [arg for key, value in configs.items() for arg in ("--config", f"{key.replace('_', '.')}={value}")]
+    subprocess.run([os.path.join(RELEASE, "korvet"), "topics", "create", topic, "--partitions", str(partitions), *config_args,
                     "--bootstrap-server", procs.bootstrap], check=True, capture_output=True, timeout=60)
+
+
+def redis_cli(procs, *args):
+    options = [a for a in args if a == "--json"]
+    args = [a for a in args if a != "--json"]
+    return subprocess.run(["redis-cli", "-p", str(procs.redis_port), *options, *map(str, args)], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+
+
+def redis_used_memory(procs):
+    return int(redis_cli(procs, "INFO", "memory").split("used_memory:")[1].split()[0])
+
+
+def large_trim(procs, topic, records):
+    """DeleteRecords of a whole partition of `records` entries, with Redis's SLOWLOG at 1 ms: how
+    long korvet's longest single command held Redis."""
+    redis_cli(procs, "CONFIG", "SET", "slowlog-log-slower-than", 1000)
+    redis_cli(procs, "CONFIG", "SET", "slowlog-max-len", 10000)
+    redis_cli(procs, "SLOWLOG", "RESET")
+    started = time.monotonic()
+    subprocess.run([os.path.join(RELEASE, "korvet"), "topics", "delete-records", topic, "--bootstrap-server", procs.bootstrap],
+                   check=True, capture_output=True, timeout=600)
+    seconds = time.monotonic() - started
+    entries = json.loads(redis_cli(procs, "--json", "SLOWLOG", "GET", 10000))
+    # Each entry: id, unix time, duration (µs), command and arguments, client, name.
+    durations = [entry[2] for entry in entries if entry[3][:1] != ["CONFIG"]]
+    redis_cli(procs, "CONFIG", "SET", "slowlog-log-slower-than", 10000)
+    return {"records": records, "seconds": seconds, "over_1ms": len(durations),
+            "slowest_ms": max(durations, default=0) / 1000, "over_10ms": sum(1 for d in durations if d >= 10_000)}
 
 
 def xadd_baseline(procs, size, records):
@@ -211,8 +243,10 @@ def main():
         # describes reading, not the first fetches of a consumer finding its feet.
         first = {"topic": "bench-consume", "records": int(1_500_000 * scale), "partitions": 1}
         create_topic(procs, first["topic"], 1)
+        memory_before = redis_used_memory(procs)
         bench("produce", "--bootstrap", procs.bootstrap, "--topic", first["topic"], "--records", first["records"], "--size", 100,
               "--acks", "1")
+        results["redis_bytes_per_record"] = (redis_used_memory(procs) - memory_before) / first["records"]
         eight = next(r for r in results["produce"] if (r["size"], r["partitions"], r["acks"], r["compression"]) == (100, 8, "1", "none"))
         results["xrange_baseline"] = xrange_baseline(procs, first["topic"], first["records"])
         results["consume"] = []
@@ -250,6 +284,20 @@ def main():
                                     "--linger-ms", linger)
                 outcome.update(rate=steady_rate, linger_ms=linger, korvet_peak_rss_mib=sampled.peak[procs.korvet.pid])
                 results["steady"][linger].append(outcome)
+        # Produce with retention trimming 8 partitions as it goes (retention.bytes of 1 MiB per
+        # partition, checked every second) against the same produce without, in pairs.
+        results["retention"] = []
+        for round_ in range(rounds):
+            pair = {}
+            for name, configs in (("without", {}), ("with", {"retention_bytes": 1 << 20})):
+                topic = f"bench-retention-{name}-{round_}"
+                create_topic(procs, topic, 8, **configs)
+                outcome = bench("produce", "--bootstrap", procs.bootstrap, "--topic", topic, "--records", count[100],
+                                "--size", 100, "--acks", "1")
+                pair[name] = outcome["records_per_s"]
+            results["retention"].append(pair)
+        # A trim of a whole partition of a million records or more, watched with SLOWLOG.
+        results["large_trim"] = large_trim(procs, first["topic"], first["records"])
     finally:
         procs.close()
     os.makedirs(args.out, exist_ok=True)
@@ -305,6 +353,10 @@ def report(r):
         return ordered[len(ordered) // 2], ", ".join(f"{run['p99_ms']:.2f}" for run in runs)
 
     (steady, steady_p99s), (eager, eager_p99s) = median_run(r["steady"][1]), median_run(r["steady"][0])
+    retention = statistics.median(pair["with"] / pair["without"] for pair in r["retention"])
+    retention_runs = ", ".join(f"{pair['with']:,.0f} vs {pair['without']:,.0f}/s" for pair in r["retention"])
+    trim = r["large_trim"]
+    first_records = r["consume"][0]["records"]
     rounds = len(r["steady"][1])
     xrange = r["xrange_baseline"]
     lines += ["", "| target | measured | verdict |", "|---|---|---|",
@@ -314,6 +366,9 @@ def report(r):
               f"| the same with linger.ms=0 (a request per few records) | median {eager['p99_ms']:.2f} ms ({eager_p99s} ms); that run: p50 {eager['p50_ms']:.2f}, p99.9 {eager['p999_ms']:.2f} | {verdict(eager['p99_ms'], 5, False)} |",
               f"| idle resident memory < 20 MiB | {r['idle_rss_mib']:.1f} MiB | {verdict(r['idle_rss_mib'], 20, False)} |",
               f"| serving within 100 ms of start | listening after {r['start_to_listening_ms']:.0f} ms, ready after {r['start_to_ready_ms']:.0f} ms | {verdict(r['start_to_listening_ms'], 100, False)} |",
+              f"| produce with retention active on 8 partitions within 10% of produce without | median {retention:.0%} of {len(r['retention'])} pairs ({retention_runs}) | {verdict(retention, 0.90)} |",
+              f"| no korvet command holds Redis for 10 ms during a trim of {trim['records']:,} records | DeleteRecords of the whole partition took {trim['seconds']:.1f} s; slowest command {trim['slowest_ms']:.2f} ms, {trim['over_1ms']} over 1 ms, {trim['over_10ms']} over 10 ms | {verdict(trim['over_10ms'], 0, False)} |",
+              "", f"Redis memory per 100 B record (no key), measured over the {first_records:,} records of the consume topic: {r['redis_bytes_per_record']:.0f} bytes.",
               "", f"Resident memory under load: peak {max(p['korvet_peak_rss_mib'] for p in r['produce']):.1f} MiB during the produce matrix, "
               f"{max(run['korvet_peak_rss_mib'] for run in r['steady'][1] + r['steady'][0]):.1f} MiB during the steady runs.", ""]
     return "\n".join(lines)

@@ -719,3 +719,27 @@ fn the_broker_computes_consumer_lag_on_its_own() {
     let lag = h.broker.stats().consumer_lag.get(&("g".to_string(), "lagging".to_string(), 0)).copied();
     assert_eq!(lag, Some(2), "three records, committed at 1");
 }
+
+#[test]
+fn the_log_start_after_delete_records_shows_in_produce_fetch_and_list_offsets() {
+    use korvet_core::errors;
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("trimmed", &["a", "b", "c"])), ApiKey::Produce, 9);
+    let delete = DeleteRecordsRequest::default().with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+        .with_name(topic("trimmed"))
+        .with_partitions(vec![delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(2)])]);
+    let ResponseKind::DeleteRecords(deleted) = h.call(RequestKind::DeleteRecords(delete), ApiKey::DeleteRecords, 2) else { panic!() };
+    assert_eq!(deleted.topics[0].partitions[0].low_watermark, 2);
+    let ResponseKind::Produce(produced) = h.call(RequestKind::Produce(produce_request("trimmed", &["d"])), ApiKey::Produce, 9) else { panic!() };
+    let result = &produced.responses[0].partition_responses[0];
+    assert_eq!((result.base_offset, result.log_start_offset), (3, 2));
+    let ResponseKind::Fetch(fetched) = h.call(RequestKind::Fetch(fetch_request("trimmed", 2, 0)), ApiKey::Fetch, 12) else { panic!() };
+    assert_eq!(fetched.responses[0].partitions[0].log_start_offset, 2);
+    let ResponseKind::Fetch(below) = h.call(RequestKind::Fetch(fetch_request("trimmed", 1, 0)), ApiKey::Fetch, 12) else { panic!() };
+    assert_eq!(below.responses[0].partitions[0].error_code, errors::OFFSET_OUT_OF_RANGE);
+    let earliest = ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+        .with_name(topic("trimmed"))
+        .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_timestamp(-2)])]);
+    let ResponseKind::ListOffsets(offsets) = h.call(RequestKind::ListOffsets(earliest), ApiKey::ListOffsets, 7) else { panic!() };
+    assert_eq!(offsets.topics[0].partitions[0].offset, 2);
+}

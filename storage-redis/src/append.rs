@@ -200,13 +200,15 @@ pub fn push_batches(cmd: &mut redis::Cmd, batches: &[Batch]) {
     }
 }
 
-/// One outcome per batch from the script's flat `{status, offset, ...}` reply.
+/// One outcome per batch from the script's flat `{status, offset, ..., log start}` reply (the
+/// log start is missing when the partition does not exist).
 pub fn outcomes(reply: Vec<i64>) -> Vec<AppendOutcome> {
+    let log_start = if reply.len() % 2 == 1 { reply[reply.len() - 1] } else { -1 };
     reply
         .chunks_exact(2)
         .map(|pair| match pair[0] {
-            0 => AppendOutcome::Appended { base_offset: pair[1] },
-            1 => AppendOutcome::Duplicate { base_offset: pair[1] },
+            0 => AppendOutcome::Appended { base_offset: pair[1], log_start },
+            1 => AppendOutcome::Duplicate { base_offset: pair[1], log_start },
             2 => AppendOutcome::OutOfOrderSequence,
             3 => AppendOutcome::ProducerFenced,
             _ => AppendOutcome::UnknownPartition,
@@ -236,7 +238,7 @@ mod tests {
                 if let Some(hold) = hold {
                     let _ = hold.await;
                 }
-                Ok(batches.iter().map(|b| AppendOutcome::Appended { base_offset: b.bytes() as i64 }).collect())
+                Ok(batches.iter().map(|b| AppendOutcome::Appended { base_offset: b.bytes() as i64, log_start: 0 }).collect())
             }
         };
         let sizes = [1_000, 600_000, 600_000, 10, 20];
@@ -246,7 +248,7 @@ mod tests {
             let _ = release.send(());
         };
         let (outcomes, ()) = tokio::join!(appends, releaser);
-        let expected: Vec<Outcome> = sizes.iter().map(|&s| Ok(AppendOutcome::Appended { base_offset: s as i64 })).collect();
+        let expected: Vec<Outcome> = sizes.iter().map(|&s| Ok(AppendOutcome::Appended { base_offset: s as i64, log_start: 0 })).collect();
         assert_eq!(outcomes, expected, "each append gets its own outcome");
         assert_eq!(
             *groups.lock().unwrap(),

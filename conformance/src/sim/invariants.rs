@@ -247,8 +247,8 @@ impl Ledger {
     /// The injected storage bug: appends are reported one offset too high.
     pub fn bug_on_reply(&self, bug: Option<Bug>, reply: StorageReply) -> StorageReply {
         match (bug, reply) {
-            (Some(Bug::OffByOneOffsets), StorageReply::Appended(AppendOutcome::Appended { base_offset })) => {
-                StorageReply::Appended(AppendOutcome::Appended { base_offset: base_offset + 1 })
+            (Some(Bug::OffByOneOffsets), StorageReply::Appended(AppendOutcome::Appended { base_offset, log_start })) => {
+                StorageReply::Appended(AppendOutcome::Appended { base_offset: base_offset + 1, log_start })
             }
             (_, reply) => reply,
         }

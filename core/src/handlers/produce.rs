@@ -42,11 +42,13 @@ struct PartitionResult {
     message: Option<String>,
     base_offset: i64,
     log_append_time: i64,
+    /// The partition's log start offset when the records were appended (-1 if unknown).
+    log_start: i64,
 }
 
 impl PartitionResult {
     fn ok() -> Self {
-        PartitionResult { error: errors::NONE, message: None, base_offset: -1, log_append_time: -1 }
+        PartitionResult { error: errors::NONE, message: None, base_offset: -1, log_append_time: -1, log_start: -1 }
     }
     fn fail(&mut self, error: i16, message: impl Into<String>) {
         if self.error == errors::NONE {
@@ -129,19 +131,21 @@ impl Produce {
             let partition = topic.partition_data[pi].index;
             let result = &mut self.results[ti][pi];
             match reply {
-                StorageReply::Appended(AppendOutcome::Appended { base_offset }) => {
+                StorageReply::Appended(AppendOutcome::Appended { base_offset, log_start }) => {
                     if result.base_offset < 0 {
                         result.base_offset = base_offset;
                     }
+                    result.log_start = result.log_start.max(log_start);
                     let stats = cx.stats.topic(&name);
                     stats.records_in += record_count;
                     stats.bytes_in += bytes;
                     cx.appended.push((name, partition));
                 }
-                StorageReply::Appended(AppendOutcome::Duplicate { base_offset }) => {
+                StorageReply::Appended(AppendOutcome::Duplicate { base_offset, log_start }) => {
                     if result.base_offset < 0 {
                         result.base_offset = base_offset;
                     }
+                    result.log_start = result.log_start.max(log_start);
                 }
                 StorageReply::Appended(AppendOutcome::OutOfOrderSequence) => {
                     result.fail(errors::OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence number does not follow the last one")
@@ -179,6 +183,7 @@ impl Produce {
                             .with_error_message(result.message.clone().map(StrBytes::from_string))
                             .with_base_offset(result.base_offset)
                             .with_log_append_time_ms(result.log_append_time)
+                            .with_log_start_offset(result.log_start)
                     })
                     .collect();
                 TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions)

@@ -45,7 +45,7 @@ pub struct ProducerState {
 
 /// The idempotence rules shared by every store: what to do with a batch of `count` records from
 /// `producer`, given what is known of it. Returns the outcome, and whether to record the batch.
-pub fn check_sequence(state: Option<&ProducerState>, producer: &ProducerInfo, count: usize) -> Option<AppendOutcome> {
+pub fn check_sequence(state: Option<&ProducerState>, producer: &ProducerInfo, count: usize, log_start: i64) -> Option<AppendOutcome> {
     let state = state?;
     if producer.producer_epoch < state.epoch {
         return Some(AppendOutcome::ProducerFenced);
@@ -57,7 +57,7 @@ pub fn check_sequence(state: Option<&ProducerState>, producer: &ProducerInfo, co
     if let Some(&(_, _, base_offset)) =
         state.batches.iter().find(|(first, last, _)| *first == producer.base_sequence && *last == last_sequence)
     {
-        return Some(AppendOutcome::Duplicate { base_offset });
+        return Some(AppendOutcome::Duplicate { base_offset, log_start });
     }
     match state.batches.last() {
         Some(&(_, last, _)) if producer.base_sequence != sequence_after(last, 1) => Some(AppendOutcome::OutOfOrderSequence),
@@ -79,7 +79,7 @@ impl PartitionLog {
     fn append(&mut self, producer: Option<ProducerInfo>, records: Vec<Record>) -> AppendOutcome {
         let count = records.len();
         if let Some(producer) = &producer {
-            if let Some(outcome) = check_sequence(self.producers.get(&producer.producer_id), producer, count) {
+            if let Some(outcome) = check_sequence(self.producers.get(&producer.producer_id), producer, count, self.log_start) {
                 return outcome;
             }
         }
@@ -106,7 +106,7 @@ impl PartitionLog {
                 state.batches.remove(0);
             }
         }
-        AppendOutcome::Appended { base_offset }
+        AppendOutcome::Appended { base_offset, log_start: self.log_start }
     }
 
     fn read(&self, offset: i64, max_bytes: usize) -> Vec<StoredRecord> {

@@ -149,10 +149,12 @@ impl StorageCommand {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppendOutcome {
-    Appended { base_offset: i64 },
+    /// Written at `base_offset`; `log_start` is the partition's log start offset then (Produce
+    /// answers it).
+    Appended { base_offset: i64, log_start: i64 },
     /// The batch repeats one already stored: acknowledged with its original base offset and not
     /// written again.
-    Duplicate { base_offset: i64 },
+    Duplicate { base_offset: i64, log_start: i64 },
     /// The batch's first sequence does not follow the producer's last one.
     OutOfOrderSequence,
     /// The batch's producer epoch is older than one already seen.

@@ -19,7 +19,7 @@
 -- After the appends the message is published on the channel, so that long-polling fetches on
 -- other brokers wake without polling Redis.
 -- Returns {status, base offset} per batch: 0 appended, 1 duplicate, 2 out of order sequence,
--- 3 fenced epoch, 4 no such partition.
+-- 3 fenced epoch, 4 no such partition; then the partition's log start offset.
 --
 -- A partition exists from its topic's creation on, when its hash gets `next` = 0; an append
 -- never creates one. Without `next`, the topic was deleted (every batch answers 4) or the hash
@@ -171,6 +171,7 @@ for _ = 1, tonumber(ARGV[3]) do
   end
 end
 
+results[#results + 1] = tonumber(redis.call('HGET', partition, 'start') or '0')
 if next_offset ~= first_offset then
   redis.call('HSET', partition, 'next', string.format('%d', next_offset))
   redis.call('HINCRBY', partition, 'bytes', appended_bytes)
