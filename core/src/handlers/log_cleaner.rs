@@ -32,12 +32,13 @@ const TRIM_WAVE: usize = 64;
 const COMPACTION_READ_BYTES: usize = 1024 * 1024;
 /// Records one compaction run of a partition considers, from its start: bounds the broker's
 /// memory (about 40 bytes per record plus each distinct key once). Records past it wait for
-/// later runs, which find the partition smaller.
+/// later runs, which find the partition smaller once the first records are compacted; a
+/// partition whose first million records supersede none of each other is compacted no further.
 pub(crate) const MAX_COMPACTION_RECORDS: usize = 1_000_000;
 
 pub(crate) struct LogCleaner {
     phase: Phase,
-    /// The partitions this broker leads whose topics remove records.
+    /// The partitions this broker leads, with their topics' log settings.
     led: Vec<Led>,
 }
 
