@@ -450,7 +450,8 @@ const MEMORY_POLICY_CHECK: Duration = Duration::from_secs(10);
 /// Redis that may evict its keys.
 async fn watch_storage<R: Runtime>(rt: R, redis: RedisStorage, health: Arc<actuator::Health>, metrics: Arc<Metrics>) {
     let mut refused = redis.refusal().is_some();
-    let mut since_check = Duration::ZERO;
+    // The first check comes after a second, so that the Redis memory metrics are there early.
+    let mut since_check = MEMORY_POLICY_CHECK;
     loop {
         rt.sleep(Duration::from_secs(1)).await;
         since_check += Duration::from_secs(1);

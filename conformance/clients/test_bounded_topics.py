@@ -105,6 +105,15 @@ def test_retention_by_time_moves_the_log_start_and_consumers_reset(broker):
     wait_for(lambda: metric_value(broker, 'korvet_records_deleted_total{topic="expiring"}') == 500, 10, "the metric")
     wait_for(lambda: metric_value(broker, 'korvet_partition_log_start_offset{partition="0",topic="expiring"}') == 500, 10,
              "the log start metric")
+    assert metric_value(broker, 'korvet_partition_high_watermark{partition="0",topic="expiring"}') == 505
+    assert metric_value(broker, 'korvet_partition_retained_records{partition="0",topic="expiring"}') == 5
+    # The group's lag counts the five records left, not the 400 trimmed since its commit.
+    wait_for(lambda: metric_value(broker, 'korvet_consumer_lag{group="late",partition="0",topic="expiring"}') == 5, 15,
+             "the consumer lag to follow the log start")
+    wait_for(lambda: (metric_value(broker, "korvet_redis_used_memory_bytes") or 0) > 0, 15, "the Redis memory metric")
+    assert metric_value(broker, "korvet_redis_max_memory_bytes") == 0
+    assert metric_value(broker, "process_resident_memory_bytes") > 1_000_000
+    assert metric_value(broker, "process_open_fds") > 0
 
 
 def test_retention_by_size_keeps_about_that_much(broker):

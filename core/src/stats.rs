@@ -60,8 +60,8 @@ pub struct Stats {
     pub live_brokers: Vec<crate::cluster::BrokerInfo>,
     /// Consumer groups this broker coordinates and holds in memory, with their state.
     pub groups: BTreeMap<String, &'static str>,
-    /// (group, topic, partition) -> high watermark minus committed offset, for the groups this
-    /// broker coordinates, as last computed by its consumer-lag job.
+    /// (group, topic, partition) -> high watermark minus committed offset (or log start, if
+    /// later), for the groups this broker coordinates, as last computed by its consumer-lag job.
     pub consumer_lag: BTreeMap<(String, String, i32), i64>,
     /// (topic, partition) -> (log start, high watermark) of the partitions this broker leads,
     /// as last read by its log cleaner.

@@ -149,9 +149,11 @@ fn describe(admin: &mut Admin, group: &str) -> Result<String> {
     topics.dedup();
     let counts = partition_counts(admin, topics.clone())?;
     let mut ends: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut starts: HashMap<String, Vec<i64>> = HashMap::new();
     for topic in topics {
         let count = counts.get(&topic).copied().unwrap_or(0);
         ends.insert(topic.clone(), admin.offsets(&topic, count, -1)?);
+        starts.insert(topic.clone(), admin.offsets(&topic, count, -2)?);
     }
     let mut out = format!(
         "Group: {group}  State: {}  Members: {}  Coordinator: {coordinator}\n",
@@ -161,9 +163,11 @@ fn describe(admin: &mut Admin, group: &str) -> Result<String> {
     let mut table = Table::new(&["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"]);
     for (topic, partition) in partitions {
         let end = ends.get(&topic).and_then(|e| e.get(partition as usize)).copied().filter(|e| *e >= 0);
+        let start = starts.get(&topic).and_then(|s| s.get(partition as usize)).copied().unwrap_or(0);
         let current = commits.get(&(topic.clone(), partition)).copied();
+        // Records below the log start are gone: they count for no lag.
         let lag = match (current, end) {
-            (Some(c), Some(e)) => (e - c).max(0).to_string(),
+            (Some(c), Some(e)) => (e - c.max(start)).max(0).to_string(),
             _ => "-".into(),
         };
         let owner = owners.get(&(topic.clone(), partition));

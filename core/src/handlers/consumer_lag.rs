@@ -1,6 +1,7 @@
 //! Consumer lag, computed by the broker on its own (a background job, not a request): for every
 //! group with commits that this broker coordinates (so each group is reported by one broker of
-//! the cluster), the high watermark minus the committed offset of each partition. The result
+//! the cluster), the high watermark minus the committed offset of each partition (or minus the
+//! log start, when the commit is below it: trimmed records count for no lag). The result
 //! replaces `Stats::consumer_lag`; a failed storage command leaves the last result in place.
 
 use super::{Context, Handler, Step};
@@ -68,14 +69,15 @@ impl Handler for ConsumerLag {
                 let mut watermarks = BTreeMap::new();
                 for (partition, reply) in partitions.into_iter().zip(replies) {
                     if let StorageReply::Offsets(offsets) = reply {
-                        watermarks.insert(partition, offsets.high_watermark);
+                        watermarks.insert(partition, (offsets.log_start, offsets.high_watermark));
                     }
                 }
                 cx.stats.consumer_lag = commits
                     .into_iter()
                     .filter_map(|(group, commit)| {
-                        let high_watermark = *watermarks.get(&(commit.topic.clone(), commit.partition))?;
-                        Some(((group, commit.topic, commit.partition), (high_watermark - commit.offset).max(0)))
+                        let (log_start, high_watermark) = *watermarks.get(&(commit.topic.clone(), commit.partition))?;
+                        let lag = (high_watermark - commit.offset.max(log_start)).max(0);
+                        Some(((group, commit.topic, commit.partition), lag))
                     })
                     .collect();
                 Step::Done
