@@ -279,7 +279,7 @@ async fn connect_storage<R: Runtime>(rt: R, args: &ServeConfig) -> (Arc<dyn Stor
         match RedisStorage::connect(&options).await {
             Ok(storage) => {
                 log::info!("storing data in Redis at {} under keyspace {:?}", redact(uri), args.keyspace);
-                if let Err(err) = storage.check_memory_policy().await {
+                if let Err(err) = storage.check_redis().await {
                     log::warn!("cannot read Redis's maxmemory-policy yet: {err}");
                 }
                 return (Arc::new(storage.clone()), Some(storage));
@@ -457,7 +457,7 @@ async fn watch_storage<R: Runtime>(rt: R, redis: RedisStorage, health: Arc<actua
         since_check += Duration::from_secs(1);
         if since_check >= MEMORY_POLICY_CHECK {
             since_check = Duration::ZERO;
-            if let Some(Ok(report)) = rt.timeout(Duration::from_secs(2), redis.check_memory_policy()).await {
+            if let Some(Ok(report)) = rt.timeout(Duration::from_secs(2), redis.check_redis()).await {
                 refused = report.refusal.is_some();
                 metrics.set_redis_memory(report.used_memory, report.max_memory);
             }

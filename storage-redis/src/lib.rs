@@ -133,7 +133,7 @@ struct Inner {
 /// What korvet last learned of the Redis it uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RedisReport {
-    /// Why storage commands are refused, if they are (see [`RedisStorage::check_memory_policy`]).
+    /// Why storage commands are refused, if they are (see [`RedisStorage::check_redis`]).
     pub refusal: Option<String>,
     pub used_memory: u64,
     /// `maxmemory`; 0 for no limit.
@@ -220,14 +220,15 @@ impl RedisStorage {
         redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
-    /// Reads Redis's memory settings and refuses every storage command while its
-    /// `maxmemory-policy` may evict keys (anything but `noeviction`), unless eviction was allowed:
-    /// an evicted stream, partition hash or topic record would make korvet lose acknowledged
-    /// records and assign their offsets again. Returns the refusal, if any. Call it at start
-    /// and periodically; the refusal lifts once the policy is changed. Also reports Redis's
-    /// memory, and warns once when Redis has neither persistence nor replicas (a restart then
-    /// loses every record).
-    pub async fn check_memory_policy(&self) -> Result<RedisReport, RedisError> {
+    /// Reads what korvet needs to know of Redis (call it at start and periodically):
+    /// - refuses every storage command while its `maxmemory-policy` may evict keys (anything
+    ///   but `noeviction`), unless eviction was allowed: an evicted stream, partition hash or
+    ///   topic record would make korvet lose acknowledged records and assign their offsets
+    ///   again; the refusal lifts once the policy is changed;
+    /// - warns once when Redis has neither persistence nor replicas (a restart then loses every
+    ///   record);
+    /// - reports its memory, for the metrics.
+    pub async fn check_redis(&self) -> Result<RedisReport, RedisError> {
         let mut conn = self.inner.conn.clone();
         let info: String = redis::cmd("INFO").arg("memory").arg("persistence").arg("replication").query_async(&mut conn).await?;
         let number = |field: &str| info_field(&info, field).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
@@ -275,7 +276,7 @@ impl RedisStorage {
     }
 
     /// Why storage commands are refused at the moment, if they are (see
-    /// [`RedisStorage::check_memory_policy`]).
+    /// [`RedisStorage::check_redis`]).
     pub fn refusal(&self) -> Option<String> {
         if !self.inner.refusing.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
@@ -378,19 +379,8 @@ impl RedisStorage {
                 Ok(StorageReply::Trimmed(outcome))
             }
             StorageCommand::ExpireProducers { topic, partition, now_ms, expiration_ms } => {
-                let script = &inner.expire_producers;
-                let partition_key = [keys.partition(&topic, partition)];
-                let (mut cursor, mut expired) = ("0".to_string(), 0u64);
-                loop {
-                    let mut cmd = script_cmd(script, &partition_key);
-                    cmd.arg(now_ms).arg(expiration_ms).arg(&cursor);
-                    let (next, deleted): (String, u64) = run_script(&mut conn, script, cmd).await?;
-                    expired += deleted;
-                    if next == "0" {
-                        break;
-                    }
-                    cursor = next;
-                }
+                let at = trim::Target { keys, topic: &topic, partition };
+                let expired = trim::expire_producers(&mut conn, &inner.expire_producers, at, now_ms, expiration_ms).await?;
                 Ok(StorageReply::ProducersExpired(expired))
             }
             StorageCommand::RemoveRecords { topic, partition, offsets } => {

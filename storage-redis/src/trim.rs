@@ -1,7 +1,7 @@
-//! Trimming partitions (retention, DeleteRecords) and removing single records (compaction) in
-//! bounded steps: each step is one script call that removes at most [`TRIM_STEP`] entries, so
-//! that Redis, which runs a script to its end before anything else, serves other clients
-//! between steps.
+//! Trimming partitions (retention, DeleteRecords), removing single records (compaction) and
+//! forgetting idle producers, in bounded steps: each step is one script call that handles at
+//! most a few hundred entries, so that Redis, which runs a script to its end before anything
+//! else, serves other clients between steps.
 
 use crate::keys::Keys;
 use crate::{run_script, script_cmd, MainConnection, Script};
@@ -61,4 +61,27 @@ pub async fn remove(conn: &mut MainConnection, script: &Script, at: Target<'_>, 
         removed += run_script::<u64>(conn, script, cmd).await?;
     }
     Ok(removed)
+}
+
+/// Forgets the idempotence state of producers idle for `expiration_ms` (see
+/// `scripts/expire_producers.lua`), a few hundred hash fields per step; returns how many.
+pub async fn expire_producers(
+    conn: &mut MainConnection,
+    script: &Script,
+    at: Target<'_>,
+    now_ms: i64,
+    expiration_ms: i64,
+) -> Result<u64, RedisError> {
+    let partition_key = [at.keys.partition(at.topic, at.partition)];
+    let (mut cursor, mut expired) = ("0".to_string(), 0u64);
+    loop {
+        let mut cmd = script_cmd(script, &partition_key);
+        cmd.arg(now_ms).arg(expiration_ms).arg(&cursor);
+        let (next, deleted): (String, u64) = run_script(conn, script, cmd).await?;
+        expired += deleted;
+        if next == "0" {
+            return Ok(expired);
+        }
+        cursor = next;
+    }
 }
