@@ -99,6 +99,8 @@ pub struct ServeConfig {
     pub redis_password: Option<String>,
     pub redis_command_timeout: Duration,
     pub redis_allow_eviction: bool,
+    pub redis_replica_acks: u32,
+    pub redis_replica_ack_timeout: Duration,
     pub host: String,
     pub port: u16,
     pub broker_id: i32,
@@ -132,6 +134,8 @@ impl ServeConfig {
             redis_password: text("redis.password"),
             redis_command_timeout: s.duration("redis.command-timeout"),
             redis_allow_eviction: s.bool("redis.allow-eviction"),
+            redis_replica_acks: s.int("redis.replica-acks").unwrap_or(0),
+            redis_replica_ack_timeout: s.duration("redis.replica-ack-timeout"),
             host: s.required("server.host").to_string(),
             port: s.int("server.port").unwrap_or(9092),
             broker_id: s.int("server.broker-id").unwrap_or(0),
@@ -201,6 +205,13 @@ impl ServeConfig {
             return Err(format!(
                 "korvet.server.group-min-session-timeout ({:?}) must not exceed korvet.server.group-max-session-timeout ({:?})",
                 self.group_min_session_timeout, self.group_max_session_timeout
+            ));
+        }
+        if self.redis_replica_acks > 0 && self.redis_replica_ack_timeout >= self.redis_command_timeout {
+            return Err(format!(
+                "korvet.redis.replica-ack-timeout ({:?}) must be shorter than korvet.redis.command-timeout ({:?}), or waiting for replicas \
+                 counts as a failed command",
+                self.redis_replica_ack_timeout, self.redis_command_timeout
             ));
         }
         logging::parse_filter(&self.log_level).map_err(|e| format!("invalid korvet.log.level {:?}: {e}", self.log_level))?;
@@ -274,6 +285,8 @@ async fn connect_storage<R: Runtime>(rt: R, args: &ServeConfig) -> (Arc<dyn Stor
     options.broker_id = args.broker_id;
     options.response_timeout = args.redis_command_timeout;
     options.allow_eviction = args.redis_allow_eviction;
+    options.replica_acks = args.redis_replica_acks;
+    options.replica_ack_timeout = args.redis_replica_ack_timeout;
     let mut attempt = 0u32;
     loop {
         match RedisStorage::connect(&options).await {

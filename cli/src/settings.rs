@@ -104,6 +104,8 @@ pub const SPECS: &[Spec] = &[
     spec("redis.password", "KORVET_REDIS_PASSWORD", "redis-password", None, Kind::Secret, "Redis password; overrides one given in the URI."),
     spec("redis.command-timeout", "KORVET_REDIS_COMMAND_TIMEOUT", "redis-command-timeout", Some("10s"), Kind::Duration, "How long a Redis command may take before it fails; the connection it timed out on is then replaced."),
     spec("redis.allow-eviction", "KORVET_REDIS_ALLOW_EVICTION", "redis-allow-eviction", Some("false"), Kind::Bool, "Serve a Redis whose maxmemory-policy can evict keys (anything but noeviction); evicted keys lose acknowledged records."),
+    spec("redis.replica-acks", "KORVET_REDIS_REPLICA_ACKS", "redis-replica-acks", Some("0"), Kind::Int { min: 0, max: 16 }, "Redis replicas that must have an acks=all produce before it is acknowledged (WAIT); fewer in time answer NOT_ENOUGH_REPLICAS_AFTER_APPEND (min.insync.replicas)."),
+    spec("redis.replica-ack-timeout", "KORVET_REDIS_REPLICA_ACK_TIMEOUT", "redis-replica-ack-timeout", Some("5s"), Kind::Duration, "How long an acks=all produce waits for KORVET_REDIS_REPLICA_ACKS replicas."),
     spec("management.port", "KORVET_MANAGEMENT_PORT", "management-port", Some("8080"), Kind::Port, "Port of the management HTTP server (health, metrics)."),
     spec("registry.heartbeat-interval", "KORVET_REGISTRY_HEARTBEAT_INTERVAL", "heartbeat-interval", Some("10s"), Kind::Duration, "How often this broker refreshes its entry in the broker registry."),
     spec("registry.ttl", "KORVET_REGISTRY_TTL", "registry-ttl", Some("30s"), Kind::Duration, "How long a registry entry lives without heartbeats before other brokers drop it."),

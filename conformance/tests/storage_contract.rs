@@ -37,7 +37,7 @@ async fn run(store: &dyn StorageDriver, command: StorageCommand) -> StorageReply
 }
 
 async fn append(store: &dyn StorageDriver, topic: &str, producer: Option<ProducerInfo>, records: Vec<Record>) -> AppendOutcome {
-    match run(store, StorageCommand::Append { topic: topic.into(), partition: 0, producer, records }).await {
+    match run(store, StorageCommand::Append { topic: topic.into(), partition: 0, producer, records, replicated: false }).await {
         StorageReply::Appended(outcome) => outcome,
         other => panic!("append answered {other:?}"),
     }
@@ -235,7 +235,7 @@ async fn a_recreated_topic_shows_no_old_records(store: &dyn StorageDriver) {
 /// An append never creates a partition: not of a topic never created, not beyond its partition
 /// count, not of a deleted topic (another broker's cache may still name it).
 async fn appends_go_only_to_partitions_that_exist(store: &dyn StorageDriver) {
-    let unknown = |topic: &str, partition| StorageCommand::Append { topic: topic.into(), partition, producer: None, records: vec![record(1, 1)] };
+    let unknown = |topic: &str, partition| StorageCommand::Append { topic: topic.into(), partition, producer: None, records: vec![record(1, 1)], replicated: false };
     assert_eq!(run(store, unknown("never-created", 0)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
     assert_eq!(run(store, StorageCommand::CreateTopic { topic: topic("grows", 1) }).await, StorageReply::TopicCreated(true));
     assert_eq!(run(store, unknown("grows", 1)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
@@ -474,7 +474,7 @@ async fn topic_updates_are_compare_and_set(store: &dyn StorageDriver) {
     assert_eq!(run(store, retried).await, StorageReply::TopicUpdated(TopicUpdate::Updated));
     assert_eq!(run(store, load()).await, StorageReply::Topics(vec![both.clone()]));
     // Appends reach the partitions added by the update.
-    let on_2 = StorageCommand::Append { topic: "cas".into(), partition: 2, producer: None, records: vec![sized(0, 1)] };
+    let on_2 = StorageCommand::Append { topic: "cas".into(), partition: 2, producer: None, records: vec![sized(0, 1)], replicated: false };
     assert_eq!(run(store, on_2).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0, log_start: 0 }));
     run(store, StorageCommand::DeleteTopic { name: "cas".into() }).await;
     let recreated = TopicMeta { id: [2; 16], ..cached.clone() };
@@ -621,7 +621,7 @@ async fn vanished_keys_never_reuse_offsets() {
     let direct = redis::Client::open(redis.uri()).expect("uri");
     let mut conn = direct.get_multiplexed_async_connection().await.expect("direct connection");
     let _: () = redis::cmd("DEL").arg("vanish:partition:{t:0}").query_async(&mut conn).await.expect("DEL");
-    let reply = run(&store, StorageCommand::Append { topic: "t".into(), partition: 0, producer: None, records: vec![sized(2, 10)] }).await;
+    let reply = run(&store, StorageCommand::Append { topic: "t".into(), partition: 0, producer: None, records: vec![sized(2, 10)], replicated: false }).await;
     let StorageReply::Failed(err) = reply else { panic!("an append over lost offsets answered {reply:?}") };
     assert!(!err.retriable && err.message.contains("is missing while its records remain"), "{err:?}");
     let _: () = redis::cmd("HDEL").arg("vanish:topics").arg("t").query_async(&mut conn).await.expect("HDEL");
@@ -645,7 +645,7 @@ async fn an_older_keyspace_is_upgraded_at_start() {
     let _: () = redis::cmd("HSET").arg("legacy:partition:{old:0}").arg("next").arg(1).query_async(&mut conn).await.expect("HSET");
     let _: () = redis::cmd("XADD").arg("legacy:stream:{old:0}").arg("0-1").arg("timestamp").arg(1).query_async(&mut conn).await.expect("XADD");
     let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "legacy")).await.expect("connect");
-    let on = |partition| StorageCommand::Append { topic: "old".into(), partition, producer: None, records: vec![sized(5, 10)] };
+    let on = |partition| StorageCommand::Append { topic: "old".into(), partition, producer: None, records: vec![sized(5, 10)], replicated: false };
     assert_eq!(run(&store, on(0)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 1, log_start: 0 }));
     assert_eq!(run(&store, on(1)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0, log_start: 0 }));
     let format: i64 = redis::cmd("GET").arg("legacy:format").query_async(&mut conn).await.expect("GET");

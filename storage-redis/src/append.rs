@@ -22,6 +22,8 @@ use std::sync::Mutex;
 pub struct Batch {
     pub producer: Option<ProducerInfo>,
     pub records: Vec<Record>,
+    /// acks=all: answered once the configured replicas have it.
+    pub replicated: bool,
 }
 
 impl Batch {
@@ -222,7 +224,8 @@ mod tests {
     use bytes::Bytes;
 
     fn batch(bytes: usize) -> Batch {
-        Batch { producer: None, records: vec![Record { timestamp: 0, key: None, value: Some(Bytes::from(vec![0; bytes])), headers: vec![] }] }
+        let records = vec![Record { timestamp: 0, key: None, value: Some(Bytes::from(vec![0; bytes])), headers: vec![] }];
+        Batch { producer: None, records, replicated: false }
     }
 
     #[tokio::test]

@@ -78,6 +78,10 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// Serve a Redis whose `maxmemory-policy` may evict keys (KORVET_REDIS_ALLOW_EVICTION).
     pub allow_eviction: bool,
+    /// Replicas that must have an acks=all append before it is acknowledged
+    /// (KORVET_REDIS_REPLICA_ACKS), and how long to wait for them.
+    pub replica_acks: u32,
+    pub replica_ack_timeout: Duration,
 }
 
 impl RedisOptions {
@@ -90,6 +94,8 @@ impl RedisOptions {
             response_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             allow_eviction: false,
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -107,6 +113,10 @@ impl Script {
 
 struct Inner {
     conn: MainConnection,
+    /// With replica acknowledgements configured, appends that wait for replicas run on a
+    /// connection of their own: WAIT holds up every later command of its connection until the
+    /// replicas answer, and must not hold up the broker's other commands.
+    replicated: Option<Replicated>,
     /// Partition reads have a connection of their own; see [`read_connection`].
     reads: read_connection::ReadConnection,
     read_ahead: read_ahead::ReadAhead,
@@ -128,6 +138,13 @@ struct Inner {
     warned_eviction: std::sync::atomic::AtomicBool,
     /// Whether a Redis without persistence or replicas was warned about already.
     warned_volatile: std::sync::atomic::AtomicBool,
+}
+
+/// The connection for appends that wait for replicas, and what they wait for.
+struct Replicated {
+    conn: MainConnection,
+    replicas: u32,
+    timeout: Duration,
 }
 
 /// What korvet last learned of the Redis it uses.
@@ -172,7 +189,15 @@ impl RedisStorage {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
         let attempt_limit = options.connect_timeout + options.response_timeout;
-        let mut conn = MainConnection::connect(client.clone(), config, attempt_limit).await?;
+        let mut conn = MainConnection::connect(client.clone(), config.clone(), attempt_limit).await?;
+        let replicated = match options.replica_acks {
+            0 => None,
+            replicas => Some(Replicated {
+                conn: MainConnection::connect(client.clone(), config, attempt_limit).await?,
+                replicas,
+                timeout: options.replica_ack_timeout,
+            }),
+        };
         let keys = Keys::new(&options.keyspace);
         if let Err(err) = topics::upgrade_format(&mut conn, &keys).await {
             log::warn!("cannot bring the keyspace's storage format up to date yet: {err}");
@@ -180,6 +205,7 @@ impl RedisStorage {
         Ok(RedisStorage {
             inner: Arc::new(Inner {
                 conn,
+                replicated,
                 reads,
                 read_ahead: read_ahead::ReadAhead::default(),
                 appends: append::GroupCommit::default(),
@@ -288,8 +314,8 @@ impl RedisStorage {
         if let Some(why) = self.refusal() {
             return StorageReply::Failed(StorageError::retriable(why));
         }
-        if let StorageCommand::Append { topic, partition, producer, records } = command {
-            let batch = append::Batch { producer, records };
+        if let StorageCommand::Append { topic, partition, producer, records, replicated } = command {
+            let batch = append::Batch { producer, records, replicated };
             let run = |batches| self.append_batches(&topic, partition, batches);
             return match self.inner.appends.append(&topic, partition, batch, run).await {
                 Ok(outcome) => StorageReply::Appended(outcome),
@@ -309,11 +335,32 @@ impl RedisStorage {
         let mut cmd = script_cmd(&inner.append, &[keys.stream(topic, partition), keys.partition(topic, partition), keys.time_index(topic, partition)]);
         cmd.arg(keys.appends_channel()).arg(notify::append_message(inner.origin, topic, partition));
         append::push_batches(&mut cmd, &batches);
-        let mut conn = inner.conn.clone();
-        match run_script::<Vec<i64>>(&mut conn, &inner.append, cmd).await {
-            Ok(reply) => Ok(append::outcomes(reply)),
-            Err(err) => Err(classify(&err)),
+        let replicated = inner.replicated.as_ref().filter(|_| batches.iter().any(|b| b.replicated));
+        let mut conn = replicated.map_or(&inner.conn, |r| &r.conn).clone();
+        let mut outcomes = match run_script::<Vec<i64>>(&mut conn, &inner.append, cmd).await {
+            Ok(reply) => append::outcomes(reply),
+            Err(err) => return Err(classify(&err)),
+        };
+        if let Some(replicated) = replicated {
+            // WAIT counts the replicas that have every write this connection made so far, the
+            // run's included.
+            let timeout_ms = replicated.timeout.as_millis().max(1) as u64;
+            // The records are written whatever WAIT answers: a failed WAIT confirms no replica.
+            let waited: Result<u32, RedisError> = redis::cmd("WAIT").arg(replicated.replicas).arg(timeout_ms).query_async(&mut conn).await;
+            let confirmed = waited.unwrap_or_else(|err| {
+                log::warn!("WAIT for {} replicas failed: {err}", replicated.replicas);
+                0
+            });
+            if confirmed < replicated.replicas {
+                for (outcome, batch) in outcomes.iter_mut().zip(&batches) {
+                    let written = matches!(outcome, AppendOutcome::Appended { .. } | AppendOutcome::Duplicate { .. });
+                    if batch.replicated && written {
+                        *outcome = AppendOutcome::TooFewReplicas { required: replicated.replicas, confirmed };
+                    }
+                }
+            }
         }
+        Ok(outcomes)
     }
 
     async fn execute_command(&self, command: StorageCommand) -> Result<StorageReply, RedisError> {

@@ -117,7 +117,9 @@ impl Produce {
                     }
                     let bytes: usize = records.iter().map(|r| r.payload_len()).sum();
                     self.sent.push((ti, pi, records.len() as u64, bytes as u64));
-                    commands.push(StorageCommand::Append { topic: name.clone(), partition: partition.index, producer, records });
+                    let replicated = self.request.acks == -1;
+                    let (topic, partition) = (name.clone(), partition.index);
+                    commands.push(StorageCommand::Append { topic, partition, producer, records, replicated });
                 }
             }
         }
@@ -153,6 +155,10 @@ impl Produce {
                 StorageReply::Appended(AppendOutcome::ProducerFenced) => {
                     result.fail(errors::INVALID_PRODUCER_EPOCH, "producer epoch is older than the current one")
                 }
+                StorageReply::Appended(AppendOutcome::TooFewReplicas { required, confirmed }) => result.fail(
+                    errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                    format!("written, but {confirmed} of the {required} Redis replicas required confirmed it in time"),
+                ),
                 StorageReply::Appended(AppendOutcome::UnknownPartition) => {
                     // The topic was deleted through another broker, or its keys are gone: look it
                     // up again next time instead of trusting the cache.

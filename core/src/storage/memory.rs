@@ -202,7 +202,7 @@ impl MemoryStore {
                 self.partitions.retain(|(topic, _), _| *topic != name);
                 StorageReply::TopicDeleted(existed)
             }
-            StorageCommand::Append { topic, partition, producer, records } => {
+            StorageCommand::Append { topic, partition, producer, records, replicated: _ } => {
                 StorageReply::Appended(match self.partitions.get_mut(&(topic, partition)) {
                     Some(log) => log.append(producer, records),
                     None => AppendOutcome::UnknownPartition,

@@ -65,8 +65,10 @@ pub enum StorageCommand {
     /// Atomically assigns the next dense offsets to `records` and stores them. With `producer`
     /// set, the idempotence rules apply (see [`AppendOutcome`]). Only partitions created with
     /// their topic take appends: an append never creates a partition, so one whose topic was
-    /// deleted (or whose keys vanished from Redis) never starts again at offset 0.
-    Append { topic: String, partition: i32, producer: Option<ProducerInfo>, records: Vec<Record> },
+    /// deleted (or whose keys vanished from Redis) never starts again at offset 0. With
+    /// `replicated` (acks=all), a store with replicas configured answers only once they have
+    /// the write too (see [`AppendOutcome::TooFewReplicas`]).
+    Append { topic: String, partition: i32, producer: Option<ProducerInfo>, records: Vec<Record>, replicated: bool },
     /// Records from `offset` (or the log start, if later) on, at least one if any exists there,
     /// then as many more as fit in `max_bytes` of payload. Offsets of removed records
     /// (compaction) are skipped: the records come with their own offsets, not always
@@ -162,6 +164,10 @@ pub enum AppendOutcome {
     /// The partition does not exist in storage: its topic was deleted (through another broker,
     /// say), or, on Redis, its keys are gone.
     UnknownPartition,
+    /// Written (or a duplicate), but fewer replicas than required confirmed it in time: Kafka's
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND. The records stay; an idempotent producer's retry is
+    /// acknowledged as a duplicate once the replicas have them.
+    TooFewReplicas { required: u32, confirmed: u32 },
 }
 
 /// What [`StorageCommand::UpdateTopic`] did.
