@@ -155,10 +155,12 @@ impl Produce {
                 StorageReply::Appended(AppendOutcome::ProducerFenced) => {
                     result.fail(errors::INVALID_PRODUCER_EPOCH, "producer epoch is older than the current one")
                 }
-                StorageReply::Appended(AppendOutcome::TooFewReplicas { required, confirmed }) => result.fail(
-                    errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-                    format!("written, but {confirmed} of the {required} Redis replicas required confirmed it in time"),
-                ),
+                StorageReply::Appended(AppendOutcome::TooFewReplicas { required, confirmed }) => {
+                    // Written all the same: fetches waiting on the partition may have them.
+                    cx.appended.push((name, partition));
+                    let message = format!("written, but {confirmed} of the {required} Redis replicas required confirmed it in time");
+                    result.fail(errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND, message)
+                }
                 StorageReply::Appended(AppendOutcome::UnknownPartition) => {
                     // The topic was deleted through another broker, or its keys are gone: look it
                     // up again next time instead of trusting the cache.
