@@ -43,8 +43,10 @@ use std::time::Duration;
 pub use keys::Keys;
 
 const APPEND_SCRIPT: &str = include_str!("scripts/append.lua");
-const TRIM_SCRIPT: &str = include_str!("scripts/trim.lua");
-const REMOVE_SCRIPT: &str = include_str!("scripts/remove.lua");
+/// The scripts that remove entries run under maxmemory (Redis 7's `allow-oom` flag, which must
+/// open the script) and share the payload counting of `payload.lua`.
+const TRIM_SCRIPT: &str = concat!("#!lua flags=allow-oom\n", include_str!("scripts/payload.lua"), include_str!("scripts/trim.lua"));
+const REMOVE_SCRIPT: &str = concat!("#!lua flags=allow-oom\n", include_str!("scripts/payload.lua"), include_str!("scripts/remove.lua"));
 const EXPIRE_PRODUCERS_SCRIPT: &str = include_str!("scripts/expire_producers.lua");
 /// The first record at or after a timestamp (by the time index), at or after the log start and
 /// present (compaction leaves gaps): `{offset, timestamp}`, or nothing. KEYS[1] time index,

@@ -1,4 +1,3 @@
-#!lua flags=allow-oom
 -- Trims one partition: moves its log start forward and removes the stream entries below it, at
 -- most ARGV[3] of them per call, so that no call holds Redis for more than about a millisecond;
 -- the caller calls again while the reply says that more remain. The start is moved at once
@@ -28,21 +27,8 @@ local kept = tonumber(redis.call('HGET', partition, 'bytes') or '0')
 -- The offset of entry ID "<offset>-1".
 local function entry_offset(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
 
--- Payload bytes of an entry as korvet counts them: key, value, header names and values.
-local function entry_bytes(entry)
-  local fields, size = entry[2], 0
-  for f = 1, #fields, 2 do
-    local name = fields[f]
-    if name == 'key' or name == 'value' then
-      size = size + #fields[f + 1]
-    elseif string.sub(name, 1, 7) == 'header:' then
-      size = size + #name - 7 + #fields[f + 1]
-    elseif string.sub(name, 1, 11) == 'nullheader:' then
-      size = size + #name - 11
-    end
-  end
-  return size
-end
+-- Payload bytes of an entry (`payload_bytes` comes from payload.lua).
+local function entry_bytes(entry) return payload_bytes(entry[2]) end
 
 local target = start
 if mode == 'offset' then
