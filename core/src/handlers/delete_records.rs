@@ -99,14 +99,12 @@ impl DeleteRecords {
 
 impl Handler for DeleteRecords {
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
-        match &mut self.phase {
-            Phase::LookingUp(lookup) => {
+        match std::mem::replace(&mut self.phase, Phase::Trimming(Vec::new())) {
+            Phase::LookingUp(mut lookup) => {
                 if let Some(commands) = lookup.step(cx, replies) {
+                    self.phase = Phase::LookingUp(lookup);
                     return Step::Storage(commands);
                 }
-                let Phase::LookingUp(lookup) = std::mem::replace(&mut self.phase, Phase::Trimming(Vec::new())) else {
-                    unreachable!("matched above")
-                };
                 let (sent, commands) = self.trims(cx, &lookup);
                 if commands.is_empty() {
                     return Step::Respond(self.response());

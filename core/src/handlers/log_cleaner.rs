@@ -78,7 +78,8 @@ impl LogCleaner {
         }
     }
 
-    fn trims(&self, cx: &Context<'_>) -> Vec<(usize, StorageCommand)> {
+    /// Each led partition's upkeep: the expiry of idle producers, then its retention trims.
+    fn upkeep(&self, cx: &Context<'_>) -> Vec<(usize, StorageCommand)> {
         let mut commands = Vec::new();
         for (index, led) in self.led.iter().enumerate() {
             commands.push((
@@ -148,7 +149,7 @@ impl Handler for LogCleaner {
                 let Some(StorageReply::Topics(topics)) = replies.into_iter().next() else { return Step::Done };
                 self.select(cx, topics);
                 log::debug!("log cleaner: {} partitions led, {} compacted", self.led.len(), self.led.iter().filter(|l| l.log.compact).count());
-                let commands = self.trims(cx);
+                let commands = self.upkeep(cx);
                 self.next_trims(commands, 0)
             }
             Phase::Trimming { commands, wave } => {
