@@ -45,6 +45,14 @@ echo "== the same real-client suite on smol"
 suites=$((suites + 1))
 took "client suite on smol"
 
+echo "== the real-client suite's cluster subset on a Redis Cluster (3 masters, a replica each)"
+# Produce/fetch with every client, topic admin, groups, commits, multi-broker, bounded topics and
+# management, with korvet given one node of the cluster; tests marked standalone_redis skip.
+(cd conformance/clients && KORVET_TEST_REDIS=cluster python3 -m pytest -q -p no:warnings test_roundtrip.py \
+  test_topics_admin.py test_committed_offsets.py test_consumer_groups.py test_cluster.py test_bounded_topics.py test_management.py)
+suites=$((suites + 1))
+took "cluster subset"
+
 echo "== kafka-python's own integration tests against korvet"
 python3 conformance/peer/run_kafka_python.py -p no:warnings
 suites=$((suites + 1))

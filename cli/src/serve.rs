@@ -357,7 +357,7 @@ async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
     let registry = match &redis {
         Some(redis) => match join_cluster(rt, &args, redis, &mut broker, seed).await {
             Ok(registry) => {
-                let membership = Membership { registry: registry.clone(), client: redis.client().clone(), heartbeat: args.heartbeat_interval };
+                let membership = Membership { registry: registry.clone(), pubsub: redis.pubsub(), heartbeat: args.heartbeat_interval };
                 let id_lost = id_lost.clone();
                 rt.spawn(async move {
                     let end = membership.run(move |d| rt.sleep(d), |event| cluster_tx.send(event).is_ok()).await;

@@ -71,6 +71,90 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def free_cluster_port():
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port <= 55535:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                    return port
+                except OSError:
+                    pass
+
+
+class RedisCluster:
+    """A Redis Cluster of `masters` masters with `replicas` replicas each, made with
+    `redis-cli --cluster create`. Offers what the suites use of `Redis`: `uri` (one node: korvet
+    finds the others), `port` and `cli` (which follows redirections)."""
+
+    def __init__(self, masters=3, replicas=1):
+        self.dir = tempfile.mkdtemp(prefix="korvet-cluster-")
+        self.ports = [free_cluster_port() for _ in range(masters * (1 + replicas))]
+        self.procs = {}
+        for port in self.ports:
+            self.start_node(port)
+        subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
+                       ["--cluster-replicas", str(replicas), "--cluster-yes"],
+                       capture_output=True, text=True, timeout=60, check=True)
+        self.wait_healthy()
+
+    def start_node(self, port):
+        node_dir = os.path.join(self.dir, str(port))
+        os.makedirs(node_dir, exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--cluster-config-file",
+             os.path.join(node_dir, "nodes.conf"), "--dir", node_dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(port), 20, f"cluster node on port {port}")
+
+    def node_cli(self, port, *args):
+        done = subprocess.run(["redis-cli", "-p", str(port)] + [str(a) for a in args],
+                              capture_output=True, text=True, timeout=20)
+        return done.stdout.strip()
+
+    def live_ports(self):
+        return [p for p in self.ports if self.procs[p].poll() is None]
+
+    def wait_healthy(self, timeout=60):
+        def healthy():
+            ports = self.live_ports()
+            return all("cluster_state:ok" in self.node_cli(p, "CLUSTER", "INFO") for p in ports)
+        wait_for(healthy, timeout, "the Redis Cluster to be healthy")
+
+    def masters(self):
+        """The ports of the live masters."""
+        return [p for p in self.live_ports() if "role:master" in self.node_cli(p, "INFO", "replication")]
+
+    def kill(self, port):
+        """kill -9 of one node."""
+        self.procs[port].kill()
+        self.procs[port].wait(timeout=10)
+
+    @property
+    def port(self):
+        return self.live_ports()[0]
+
+    @property
+    def uri(self):
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    def cli(self, *args):
+        """Runs one redis-cli command, following redirections, and returns its output."""
+        done = subprocess.run(["redis-cli", "-c", "-p", str(self.port)] + [str(a) for a in args],
+                              capture_output=True, text=True, timeout=20, check=True)
+        return done.stdout.strip()
+
+    def close(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Korvet:
     """One korvet broker process."""
 

@@ -198,8 +198,7 @@ def test_a_fourth_broker_takes_a_share_and_scaling_down_gives_it_back(cluster):
     assert led == leaders(fourth.bootstrap, "scaling")
     fourth.stop()
     # A clean stop leaves the registry before the process exits, rather than waiting for the TTL.
-    gone = subprocess.run(["redis-cli", "-p", str(cluster.redis.port), "EXISTS", f"{cluster.keyspace}:broker:3"],
-                          capture_output=True, text=True, timeout=10).stdout.strip()
+    gone = cluster.redis.cli("EXISTS", f"{cluster.keyspace}:broker:3")
     assert gone == "0", "the stopped broker's registry entry is deleted, not left to expire"
     wait_for(lambda: len(metadata(cluster.brokers[0].bootstrap).brokers) == 3, 20, "the fourth broker to leave")
     assert set(leaders(cluster.brokers[0].bootstrap, "scaling").values()) == {0, 1, 2}

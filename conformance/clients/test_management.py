@@ -3,6 +3,7 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
 from kafka import KafkaProducer
 
 from harness import Korvet, wait_for
@@ -40,6 +41,7 @@ def test_health_and_metrics(korvet):
     assert metric(text, "korvet_active_connections") is not None
 
 
+@pytest.mark.standalone_redis
 def test_readiness_follows_redis(redis):
     broker = Korvet(redis_uri=redis.uri, keyspace="ready")
     try:

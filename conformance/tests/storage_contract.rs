@@ -746,3 +746,14 @@ async fn a_large_trim_never_blocks_redis() {
     let entries: i64 = redis::cmd("XLEN").arg("slow:stream:{t:0}").query_async(&mut conn).await.expect("XLEN");
     assert_eq!(entries, 1000);
 }
+
+/// The same contract on a Redis Cluster of three masters: every script and command touches one
+/// slot, reads go to the node of their partition, and a URI naming one node is enough.
+#[tokio::test]
+async fn redis_cluster_store_meets_the_contract() {
+    let cluster = korvet_conformance::redis_server::RedisCluster::start(3, 0);
+    let store = RedisStorage::connect(&RedisOptions::new(cluster.uri(), "contract")).await.expect("connect");
+    all_cases(&store).await;
+    let holding = cluster.nodes[..cluster.masters].iter().filter(|node| node.cli(&["DBSIZE"]).trim() != "0").count();
+    assert_eq!(holding, cluster.masters, "the keys are spread over every master");
+}

@@ -1,5 +1,7 @@
 //! The main Redis connection (everything but partition reads and pub/sub), replaced when it goes
-//! silent.
+//! silent. Against a Redis Cluster it is the redis crate's cluster connection, which routes each
+//! command by its key's slot, follows `MOVED` and `ASK`, and reads the slot map again when the
+//! cluster changes; against a single Redis (or the master Sentinel names) a connection manager.
 //!
 //! The `redis` crate's `ConnectionManager` reconnects when its connection closes or errors, but
 //! not when it stops answering without closing (a dead peer, a dropped route, a hung proxy):
@@ -11,6 +13,8 @@
 
 use futures_util::future::{select, Either};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +33,55 @@ pub fn tcp_settings() -> redis::io::tcp::TcpSettings {
     settings
 }
 
+/// One connection to Redis, of the kind its deployment needs.
+#[derive(Clone)]
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// How a fresh [`Link`] is opened.
+#[derive(Clone)]
+pub enum Connector {
+    /// One Redis server.
+    Single { client: redis::Client, config: ConnectionManagerConfig },
+    /// A Redis Cluster, reached through any of its nodes.
+    Cluster { client: redis::cluster::ClusterClient },
+    /// The master that Redis Sentinel names at the time of connecting.
+    Sentinel { source: crate::sentinel::SentinelSource, config: ConnectionManagerConfig },
+}
+
+impl Connector {
+    async fn open(&self) -> RedisResult<Link> {
+        match self {
+            Connector::Single { client, config } => Ok(Link::Single(ConnectionManager::new_with_config(client.clone(), config.clone()).await?)),
+            Connector::Cluster { client } => Ok(Link::Cluster(client.get_async_connection().await?)),
+            Connector::Sentinel { source, config } => {
+                let client = redis::Client::open(source.master_info().await?)?;
+                Ok(Link::Single(ConnectionManager::new_with_config(client, config.clone()).await?))
+            }
+        }
+    }
+
+    /// Whether `err` calls for a fresh connection. A silent connection always does. Behind
+    /// Sentinel so does any sign that the master moved: its old address refuses connections or
+    /// drops them, or it answers as a replica (READONLY); the fresh connection asks Sentinel
+    /// where the master is now.
+    fn calls_for_replacement(&self, err: &redis::RedisError) -> bool {
+        if err.is_timeout() {
+            return true;
+        }
+        matches!(self, Connector::Sentinel { .. })
+            && (err.is_connection_refusal()
+                || err.is_connection_dropped()
+                || err.is_io_error()
+                || err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
+    }
+}
+
+/// How many commands [`MainConnection::each`] has in flight at a time.
+const WAVE: usize = 256;
+
 /// A cheap-to-clone handle on the current main connection.
 #[derive(Clone)]
 pub struct MainConnection {
@@ -36,21 +89,52 @@ pub struct MainConnection {
 }
 
 struct Shared {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
+    connector: Connector,
     /// How long one attempt to open a replacement may take: a peer that accepts connections and
     /// never answers (a blackholed route) must not hold the replacement up for good.
     attempt_limit: Duration,
     /// The connection in use and how many times it was replaced.
-    current: Mutex<(u64, ConnectionManager)>,
+    current: Mutex<(u64, Link)>,
     replacing: AtomicBool,
 }
 
 impl MainConnection {
-    pub async fn connect(client: redis::Client, config: ConnectionManagerConfig, attempt_limit: Duration) -> RedisResult<Self> {
-        let manager = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-        let shared = Shared { client, config, attempt_limit, current: Mutex::new((0, manager)), replacing: AtomicBool::new(false) };
+    pub async fn connect(connector: Connector, attempt_limit: Duration) -> RedisResult<Self> {
+        let link = connector.open().await?;
+        let shared = Shared { connector, attempt_limit, current: Mutex::new((0, link)), replacing: AtomicBool::new(false) };
         Ok(MainConnection { shared: Arc::new(shared) })
+    }
+
+    /// Whether this is a connection to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.shared.connector, Connector::Cluster { .. })
+    }
+
+    /// Runs independent commands whose keys may lie in different slots: together (the
+    /// multiplexed connections pipeline them), in waves of [`WAVE`], each on its key's node.
+    /// A Redis Cluster refuses a pipeline that spans slots, so this stands in for one.
+    pub async fn each<T: redis::FromRedisValue>(&self, commands: Vec<Cmd>) -> RedisResult<Vec<T>> {
+        let mut replies = Vec::with_capacity(commands.len());
+        for wave in commands.chunks(WAVE) {
+            let sent = wave.iter().map(|cmd| {
+                let mut conn = self.clone();
+                async move { cmd.query_async::<T>(&mut conn).await }
+            });
+            replies.extend(futures_util::future::try_join_all(sent).await?);
+        }
+        Ok(replies)
+    }
+
+    /// Runs `cmd` on the cluster node at `host:port` (on a single Redis: on it).
+    pub async fn query_at_node<T: redis::FromRedisValue>(&mut self, host: &str, port: u16, cmd: &Cmd) -> RedisResult<T> {
+        match self.current().1 {
+            Link::Single(_) => cmd.query_async(self).await,
+            Link::Cluster(mut cluster) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.to_string(), port });
+                let value = cluster.route_command(cmd.clone(), route).await?;
+                Ok(redis::from_redis_value(value)?)
+            }
+        }
     }
 
     /// How many times the connection was replaced since start (for tests and logs).
@@ -58,32 +142,32 @@ impl MainConnection {
         self.current().0
     }
 
-    fn current(&self) -> (u64, ConnectionManager) {
+    fn current(&self) -> (u64, Link) {
         let guard = self.shared.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         (guard.0, guard.1.clone())
     }
 
-    /// Replaces connection number `silent` (the one a command just timed out on) unless that
+    /// Replaces connection number `failed` (the one a command just failed on) unless that
     /// was done already or is under way.
-    async fn replace(&self, silent: u64) {
+    async fn replace(&self, failed: u64) {
         if self.shared.replacing.swap(true, Ordering::AcqRel) {
             return;
         }
         // Cleared however this ends: the caller may drop the command (a health check that
         // gave up), and a replacement left marked as under way would never be tried again.
         let _replacing = Replacing(&self.shared.replacing);
-        if self.current().0 == silent {
-            let attempt = ConnectionManager::new_with_config(self.shared.client.clone(), self.shared.config.clone());
+        if self.current().0 == failed {
+            let attempt = self.shared.connector.open();
             match within(self.shared.attempt_limit, attempt).await {
-                None => log::warn!("the Redis connection stopped answering and a new one could not be opened within {:?}", self.shared.attempt_limit),
+                None => log::warn!("the Redis connection failed and a new one could not be opened within {:?}", self.shared.attempt_limit),
                 Some(Ok(fresh)) => {
                     let mut guard = self.shared.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    if guard.0 == silent {
-                        *guard = (silent + 1, fresh);
-                        log::warn!("the Redis connection stopped answering; replaced it with a new one");
+                    if guard.0 == failed {
+                        *guard = (failed + 1, fresh);
+                        log::warn!("the Redis connection failed; replaced it with a new one");
                     }
                 }
-                Some(Err(err)) => log::warn!("the Redis connection stopped answering and a new one cannot be opened yet: {err}"),
+                Some(Err(err)) => log::warn!("the Redis connection failed and a new one cannot be opened yet: {err}"),
             }
         }
     }
@@ -112,12 +196,35 @@ async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>
     }
 }
 
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Single(conn) => conn.req_packed_command(cmd),
+            Link::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Single(conn) => conn.get_db(),
+            Link::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
 impl ConnectionLike for MainConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let (number, mut conn) = self.current();
             let result = conn.req_packed_command(cmd).await;
-            if result.as_ref().is_err_and(|err| err.is_timeout()) {
+            if result.as_ref().is_err_and(|err| self.shared.connector.calls_for_replacement(err)) {
                 self.replace(number).await;
             }
             result
@@ -128,7 +235,7 @@ impl ConnectionLike for MainConnection {
         Box::pin(async move {
             let (number, mut conn) = self.current();
             let result = conn.req_packed_commands(pipeline, offset, count).await;
-            if result.as_ref().is_err_and(|err| err.is_timeout()) {
+            if result.as_ref().is_err_and(|err| self.shared.connector.calls_for_replacement(err)) {
                 self.replace(number).await;
             }
             result

@@ -23,8 +23,12 @@ mod connection;
 mod read;
 mod read_ahead;
 mod read_connection;
+mod reads;
 mod resp;
+mod sentinel;
+mod slots;
 mod topics;
+pub mod topology;
 mod trim;
 pub mod keys;
 pub mod membership;
@@ -33,7 +37,10 @@ pub mod registry;
 
 use korvet_core::storage::*;
 pub use connection::MainConnection;
+use connection::Connector;
+pub use notify::PubSubSource;
 use redis::aio::ConnectionManagerConfig;
+use topology::Deployment;
 use redis::{Cmd, RedisError};
 use std::future::Future;
 use std::pin::Pin;
@@ -119,11 +126,11 @@ struct Inner {
     /// connection of their own: WAIT holds up every later command of its connection until the
     /// replicas answer, and must not hold up the broker's other commands.
     replicated: Option<Replicated>,
-    /// Partition reads have a connection of their own; see [`read_connection`].
-    reads: read_connection::ReadConnection,
+    /// Partition reads have connections of their own; see [`reads`].
+    reads: reads::Reads,
     read_ahead: read_ahead::ReadAhead,
     appends: append::GroupCommit,
-    client: redis::Client,
+    pubsub: PubSubSource,
     origin: i32,
     keys: Keys,
     append: Script,
@@ -162,6 +169,15 @@ pub struct RedisReport {
     pub replicas: u64,
 }
 
+/// What one Redis server said of itself in [`RedisStorage::check_redis`].
+struct NodeState {
+    used_memory: u64,
+    max_memory: u64,
+    persistent: Option<bool>,
+    replicas: u64,
+    policy: String,
+}
+
 /// The Redis storage driver. Cheap to clone; all clones share one multiplexed connection that
 /// reconnects by itself.
 #[derive(Clone)]
@@ -173,32 +189,73 @@ impl RedisStorage {
     /// Connects to Redis. Fails if Redis cannot be reached now; once connected, later outages
     /// are survived (commands fail as retriable until the connection is back).
     pub async fn connect(options: &RedisOptions) -> Result<Self, RedisError> {
-        let mut info: redis::ConnectionInfo = options.uri.as_str().parse()?;
-        if let Some(password) = &options.password {
-            let settings = info.redis_settings().clone().set_password(password.clone());
-            info = info.set_redis_settings(settings);
-        }
-        info = info.set_tcp_settings(connection::tcp_settings());
-        let reads = read_connection::ReadConnection::start(read_connection::Target {
-            info: info.clone(),
-            connect_timeout: options.connect_timeout,
-            response_timeout: options.response_timeout,
-        })?;
-        let client = redis::Client::open(info)?;
+        let named = topology::parse(&options.uri, options.password.as_deref())?;
+        let deployment = topology::detect(named, options.connect_timeout, options.response_timeout).await?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.response_timeout))
             .set_connection_timeout(Some(options.connect_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
+        let read_target = |info: &redis::ConnectionInfo, sentinel| read_connection::Target {
+            info: info.clone(),
+            connect_timeout: options.connect_timeout,
+            response_timeout: options.response_timeout,
+            sentinel,
+        };
+        let (connector, template, sentinel) = match &deployment {
+            Deployment::Single(info) => (Connector::Single { client: redis::Client::open(info.clone())?, config }, info.clone(), None),
+            Deployment::Cluster(seeds) => {
+                let settings = seeds[0].redis_settings();
+                let mut builder = redis::cluster::ClusterClientBuilder::new(seeds.clone())
+                    .connection_timeout(options.connect_timeout)
+                    .response_timeout(options.response_timeout)
+                    .tcp_settings(connection::tcp_settings())
+                    // MOVED, ASK, TRYAGAIN and CLUSTERDOWN are retried inside the cluster
+                    // connection, at once or after a short wait.
+                    .retries(4);
+                if let Some(password) = settings.password() {
+                    builder = builder.password(password);
+                }
+                if let Some(user) = settings.username() {
+                    builder = builder.username(user);
+                }
+                (Connector::Cluster { client: builder.build()? }, seeds[0].clone(), None)
+            }
+            Deployment::Sentinel { sentinels, master, template } => {
+                let source = sentinel::SentinelSource {
+                    sentinels: sentinels.clone(),
+                    master: master.clone(),
+                    template: template.clone(),
+                    connect_timeout: options.connect_timeout,
+                    response_timeout: options.response_timeout,
+                };
+                (Connector::Sentinel { source: source.clone(), config }, template.clone(), Some(source))
+            }
+        };
         let attempt_limit = options.connect_timeout + options.response_timeout;
-        let mut conn = MainConnection::connect(client.clone(), config.clone(), attempt_limit).await?;
+        let mut conn = MainConnection::connect(connector.clone(), attempt_limit).await?;
         let replicated = match options.replica_acks {
             0 => None,
             replicas => Some(Replicated {
-                conn: MainConnection::connect(client.clone(), config, attempt_limit).await?,
+                conn: MainConnection::connect(connector, attempt_limit).await?,
                 replicas,
                 timeout: options.replica_ack_timeout,
             }),
+        };
+        let (reads, pubsub) = match (&deployment, sentinel) {
+            (Deployment::Cluster(_), _) => {
+                let reads = reads::ClusterReads::start(read_target(&template, None), conn.clone()).await?;
+                let masters = reads.slot_map();
+                (reads::Reads::Cluster(reads), PubSubSource::Cluster { template, masters, turn: Default::default() })
+            }
+            (_, Some(source)) => (
+                reads::Reads::Single(read_connection::ReadConnection::start(read_target(&template, Some(source.clone())))?),
+                PubSubSource::Sentinel(source),
+            ),
+            _ => (
+                reads::Reads::Single(read_connection::ReadConnection::start(read_target(&template, None))?),
+                PubSubSource::Single(redis::Client::open(template)?),
+            ),
         };
         let keys = Keys::new(&options.keyspace);
         if let Err(err) = topics::upgrade_format(&mut conn, &keys).await {
@@ -211,7 +268,7 @@ impl RedisStorage {
                 reads,
                 read_ahead: read_ahead::ReadAhead::default(),
                 appends: append::GroupCommit::default(),
-                client,
+                pubsub,
                 origin: options.broker_id,
                 keys,
                 append: Script::new(APPEND_SCRIPT),
@@ -237,9 +294,9 @@ impl RedisStorage {
         self.inner.conn.clone()
     }
 
-    /// The client, for connections of their own (pub/sub).
-    pub fn client(&self) -> &redis::Client {
-        &self.inner.client
+    /// Where pub/sub connections go.
+    pub fn pubsub(&self) -> PubSubSource {
+        self.inner.pubsub.clone()
     }
 
     /// PING, for readiness checks.
@@ -257,26 +314,41 @@ impl RedisStorage {
     ///   record);
     /// - reports its memory, for the metrics.
     pub async fn check_redis(&self) -> Result<RedisReport, RedisError> {
-        let mut conn = self.inner.conn.clone();
-        let info: String = redis::cmd("INFO").arg("memory").arg("persistence").arg("replication").query_async(&mut conn).await?;
-        let number = |field: &str| info_field(&info, field).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let aof = info_field(&info, "aof_enabled") == Some("1");
-        // RDB snapshots are on when CONFIG GET save names any schedule; managed Redis services
-        // may refuse CONFIG, and then nothing is known.
-        let save: Result<Vec<String>, RedisError> = redis::cmd("CONFIG").arg("GET").arg("save").query_async(&mut conn).await;
-        let persistent = match save {
-            _ if aof => Some(true),
-            Ok(pair) => Some(pair.get(1).is_some_and(|schedule| !schedule.trim().is_empty())),
-            Err(_) => None,
+        // On a cluster every master is asked: each holds its own share of the keys and has its
+        // own memory limit, persistence and replicas.
+        let nodes: Vec<Option<slots::Node>> = match &self.inner.reads {
+            reads::Reads::Cluster(cluster) => {
+                // The masters of now: a failover or reshard since the last read may have changed them.
+                cluster.refresh().await?;
+                cluster.masters().into_iter().map(Some).collect()
+            }
+            reads::Reads::Single(_) => vec![None],
         };
-        let replicas = number("connected_slaves");
+        let mut summary = RedisReport { persistent: Some(true), replicas: u64::MAX, ..RedisReport::default() };
+        let mut policy = "noeviction".to_string();
+        for node in &nodes {
+            let state = self.node_state(node.as_ref()).await?;
+            summary.used_memory += state.used_memory;
+            summary.max_memory += state.max_memory;
+            summary.replicas = summary.replicas.min(state.replicas);
+            summary.persistent = match (summary.persistent, state.persistent) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            };
+            if state.policy != "noeviction" {
+                policy = state.policy;
+            }
+        }
+        let replicas = if summary.replicas == u64::MAX { 0 } else { summary.replicas };
+        let persistent = summary.persistent;
+        let (used_memory, max_memory) = (summary.used_memory, summary.max_memory);
         if persistent == Some(false) && replicas == 0 && !self.inner.warned_volatile.swap(true, std::sync::atomic::Ordering::Relaxed) {
             log::warn!(
                 "Redis has neither persistence (appendonly, save) nor replicas: a Redis restart loses every record, \
                  acknowledged ones included. Turn on appendonly yes (appendfsync everysec or always) or add replicas"
             );
         }
-        let policy = info_field(&info, "maxmemory_policy").unwrap_or("noeviction").to_string();
         let refusal = (policy != "noeviction" && !self.inner.allow_eviction).then(|| {
             format!(
                 "Redis maxmemory-policy is {policy}, which can evict korvet's keys and lose acknowledged records; korvet \
@@ -300,7 +372,43 @@ impl RedisStorage {
             self.inner.refusing.store(refusal.is_some(), std::sync::atomic::Ordering::Relaxed);
             *current = refusal.clone();
         }
-        Ok(RedisReport { refusal, used_memory: number("used_memory"), max_memory: number("maxmemory"), persistent, replicas })
+        Ok(RedisReport { refusal, used_memory, max_memory, persistent, replicas })
+    }
+
+    /// What one Redis server (a cluster master, when `node` names one) says of itself.
+    async fn node_state(&self, node: Option<&slots::Node>) -> Result<NodeState, RedisError> {
+        let mut conn = self.inner.conn.clone();
+        let mut ask = async |cmd: redis::Cmd| -> Result<redis::Value, RedisError> {
+            match node {
+                Some((host, port)) => conn.query_at_node(host, *port, &cmd).await,
+                None => cmd.query_async(&mut conn).await,
+            }
+        };
+        let mut info_cmd = redis::cmd("INFO");
+        info_cmd.arg("memory").arg("persistence").arg("replication");
+        let info: String = redis::from_redis_value(ask(info_cmd).await?)?;
+        let number = |field: &str| info_field(&info, field).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let aof = info_field(&info, "aof_enabled") == Some("1");
+        // RDB snapshots are on when CONFIG GET save names any schedule; managed Redis services
+        // may refuse CONFIG, and then nothing is known.
+        let mut save_cmd = redis::cmd("CONFIG");
+        save_cmd.arg("GET").arg("save");
+        let save: Result<Vec<String>, RedisError> = match ask(save_cmd).await {
+            Ok(value) => redis::from_redis_value(value).map_err(RedisError::from),
+            Err(err) => Err(err),
+        };
+        let persistent = match save {
+            _ if aof => Some(true),
+            Ok(pair) => Some(pair.get(1).is_some_and(|schedule| !schedule.trim().is_empty())),
+            Err(_) => None,
+        };
+        Ok(NodeState {
+            used_memory: number("used_memory"),
+            max_memory: number("maxmemory"),
+            persistent,
+            replicas: number("connected_slaves"),
+            policy: info_field(&info, "maxmemory_policy").unwrap_or("noeviction").to_string(),
+        })
     }
 
     /// Why storage commands are refused at the moment, if they are (see
@@ -334,31 +442,39 @@ impl RedisStorage {
     async fn append_batches(&self, topic: &str, partition: i32, batches: Vec<append::Batch>) -> Result<Vec<AppendOutcome>, StorageError> {
         let inner = &*self.inner;
         let keys = &inner.keys;
-        let mut cmd = script_cmd(&inner.append, &[keys.stream(topic, partition), keys.partition(topic, partition), keys.time_index(topic, partition)]);
+        let replicated = inner.replicated.as_ref().filter(|_| batches.iter().any(|b| b.replicated));
+        let partition_keys = [keys.stream(topic, partition), keys.partition(topic, partition), keys.time_index(topic, partition)];
+        // With replicas to wait for, the script goes by its source, followed by WAIT in one
+        // pipeline: both then travel on one connection to one node, and WAIT counts the replicas
+        // that have this very write (a reconnection between them would have WAIT count those of
+        // a fresh connection, which wrote nothing). Redis caches the compiled script either way.
+        let mut cmd = match replicated {
+            Some(_) => script_eval_cmd(&inner.append, &partition_keys),
+            None => script_cmd(&inner.append, &partition_keys),
+        };
         cmd.arg(keys.appends_channel()).arg(notify::append_message(inner.origin, topic, partition));
         append::push_batches(&mut cmd, &batches);
-        let replicated = inner.replicated.as_ref().filter(|_| batches.iter().any(|b| b.replicated));
-        let mut conn = replicated.map_or(&inner.conn, |r| &r.conn).clone();
-        let mut outcomes = match run_script::<Vec<i64>>(&mut conn, &inner.append, cmd).await {
-            Ok(reply) => append::outcomes(reply),
+        let Some(replicated) = replicated else {
+            let mut conn = inner.conn.clone();
+            return match run_script::<Vec<i64>>(&mut conn, &inner.append, cmd).await {
+                Ok(reply) => Ok(append::outcomes(reply)),
+                Err(err) => Err(classify(&err)),
+            };
+        };
+        let timeout_ms = replicated.timeout.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).cmd("WAIT").arg(replicated.replicas).arg(timeout_ms);
+        let mut conn = replicated.conn.clone();
+        let (reply, confirmed): (Vec<i64>, u32) = match pipe.query_async(&mut conn).await {
+            Ok(replies) => replies,
             Err(err) => return Err(classify(&err)),
         };
-        if let Some(replicated) = replicated {
-            // WAIT counts the replicas that have every write this connection made so far, the
-            // run's included.
-            let timeout_ms = replicated.timeout.as_millis().max(1) as u64;
-            // The records are written whatever WAIT answers: a failed WAIT confirms no replica.
-            let waited: Result<u32, RedisError> = redis::cmd("WAIT").arg(replicated.replicas).arg(timeout_ms).query_async(&mut conn).await;
-            let confirmed = waited.unwrap_or_else(|err| {
-                log::warn!("WAIT for {} replicas failed: {err}", replicated.replicas);
-                0
-            });
-            if confirmed < replicated.replicas {
-                for (outcome, batch) in outcomes.iter_mut().zip(&batches) {
-                    let written = matches!(outcome, AppendOutcome::Appended { .. } | AppendOutcome::Duplicate { .. });
-                    if batch.replicated && written {
-                        *outcome = AppendOutcome::TooFewReplicas { required: replicated.replicas, confirmed };
-                    }
+        let mut outcomes = append::outcomes(reply);
+        if confirmed < replicated.replicas {
+            for (outcome, batch) in outcomes.iter_mut().zip(&batches) {
+                let written = matches!(outcome, AppendOutcome::Appended { .. } | AppendOutcome::Duplicate { .. });
+                if batch.replicated && written {
+                    *outcome = AppendOutcome::TooFewReplicas { required: replicated.replicas, confirmed };
                 }
             }
         }
@@ -536,6 +652,13 @@ impl StorageDriver for RedisStorage {
 /// The value of `field` in an INFO reply (`field:value` lines).
 fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')).map(str::trim)
+}
+
+/// The script by its source: for pipelines, where a NOSCRIPT answer could not be followed up.
+pub(crate) fn script_eval_cmd(script: &Script, keys: &[String]) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script.source).arg(keys.len()).arg(keys);
+    cmd
 }
 
 pub(crate) fn script_cmd(script: &Script, keys: &[String]) -> Cmd {

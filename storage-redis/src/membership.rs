@@ -4,7 +4,7 @@
 //! Written against the redis crate only; the runtime supplies `sleep`, so the same loop runs
 //! under tokio and smol.
 
-use crate::notify::{Notice, Subscription};
+use crate::notify::{Notice, PubSubSource, Subscription};
 use crate::registry::{ClaimError, Holder, Registry};
 use futures_util::future::{select, Either};
 use korvet_core::cluster::{BrokerInfo, ClusterEvent};
@@ -23,7 +23,7 @@ pub enum MembershipEnd {
 
 pub struct Membership {
     pub registry: Registry,
-    pub client: redis::Client,
+    pub pubsub: PubSubSource,
     pub heartbeat: Duration,
 }
 
@@ -47,7 +47,7 @@ impl Membership {
         let mut failures = 0u32;
         loop {
             if subscription.is_none() {
-                match Subscription::open(&self.client, keys.clone(), this).await {
+                match Subscription::open(&self.pubsub, keys.clone(), this).await {
                     Ok(opened) => {
                         subscription = Some(opened);
                         // Notices may have been missed while unsubscribed.

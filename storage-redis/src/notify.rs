@@ -5,9 +5,42 @@
 //! Pub/sub needs its own connection: a subscribed connection can carry no other commands.
 
 use crate::keys::Keys;
+use crate::reads::SharedSlotMap;
+use crate::sentinel::SentinelSource;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
-use redis::RedisError;
+use redis::{ConnectionAddr, ConnectionInfo, RedisError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Where subscriptions connect.
+#[derive(Clone)]
+pub enum PubSubSource {
+    Single(redis::Client),
+    /// A Redis Cluster: any master will do, since a message published on one node reaches
+    /// subscribers on every node. Each subscription takes the next master, so that one that
+    /// went away is not tried again and again.
+    Cluster { template: ConnectionInfo, masters: SharedSlotMap, turn: Arc<AtomicUsize> },
+    /// Behind Sentinel: the current master.
+    Sentinel(SentinelSource),
+}
+
+impl PubSubSource {
+    pub async fn client(&self) -> Result<redis::Client, RedisError> {
+        match self {
+            PubSubSource::Single(client) => Ok(client.clone()),
+            PubSubSource::Cluster { template, masters, turn } => {
+                let masters = masters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).masters();
+                let info = match masters.get(turn.fetch_add(1, Ordering::Relaxed) % masters.len().max(1)) {
+                    Some((host, port)) => template.clone().set_addr(ConnectionAddr::Tcp(host.clone(), *port)),
+                    None => template.clone(),
+                };
+                redis::Client::open(info)
+            }
+            PubSubSource::Sentinel(source) => redis::Client::open(source.master_info().await?),
+        }
+    }
+}
 
 /// What one broker learns from the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +78,8 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub async fn open(client: &redis::Client, keys: Keys, this_broker: i32) -> Result<Self, RedisError> {
-        let (mut sink, stream) = client.get_async_pubsub().await?.split();
+    pub async fn open(source: &PubSubSource, keys: Keys, this_broker: i32) -> Result<Self, RedisError> {
+        let (mut sink, stream) = source.client().await?.get_async_pubsub().await?.split();
         sink.subscribe(keys.registry_channel()).await?;
         Ok(Subscription { sink, stream, keys, this_broker, hearing_appends: false })
     }

@@ -6,7 +6,7 @@
 
 use crate::codec;
 use crate::keys::Keys;
-use crate::read_connection::ReadConnection;
+use crate::reads::Reads;
 use crate::resp::{self, Reply};
 use futures_channel::oneshot;
 use korvet_core::storage::{PartitionOffsets, StorageReply, StoredRecord};
@@ -73,7 +73,7 @@ impl ReadOutcome {
 /// chunk are addressed by exact ID ranges, sized from the first chunk's average record, and all
 /// asked for in one pipelined round trip.
 pub async fn read_partition(
-    conn: &ReadConnection,
+    conn: &Reads,
     keys: &Keys,
     topic: &str,
     partition: i32,
@@ -92,7 +92,7 @@ pub async fn read_partition(
     let count = FIRST_CHUNK.to_string();
     resp::write_command(&mut commands, &[b"XRANGE", stream.as_bytes(), from.as_bytes(), b"+", b"COUNT", count.as_bytes()]);
     let reader = conn
-        .query(commands, 2, 0, move |frames| {
+        .query(&stream, commands, 2, 0, move |frames| {
             let mut frames = frames.into_iter();
             let offsets = partition_offsets(&mut Reply::new(frames.next().unwrap_or_default()))?;
             let mut reader = Budgeted::new(max_bytes, offsets);
@@ -109,7 +109,7 @@ pub async fn read_partition(
     }
     let mut commands = Vec::new();
     let chunks = write_chunk_queries(&mut commands, &stream, next, last);
-    conn.query(commands, chunks, reply_bytes(last - next + 1, average), move |frames| {
+    conn.query(&stream, commands, chunks, reply_bytes(last - next + 1, average), move |frames| {
         let mut reader = reader;
         reader.take_replies(frames)?;
         Ok(reader.finish())
@@ -122,7 +122,7 @@ pub async fn read_partition(
 /// trip. The offsets come first, so every entry counted below the high watermark read with them
 /// was committed when they were read.
 pub fn read_ahead(
-    conn: &ReadConnection,
+    conn: &Reads,
     keys: &Keys,
     topic: &str,
     partition: i32,
@@ -135,7 +135,7 @@ pub fn read_ahead(
     let last = from.offset + entries_for(max_bytes, from.record_bytes.max(1)) - 1;
     let chunks = write_chunk_queries(&mut commands, &stream, from.offset, last);
     let expected = reply_bytes(last - from.offset + 1, from.record_bytes);
-    conn.submit(commands, 1 + chunks, expected, move |frames| {
+    conn.submit(&stream, commands, 1 + chunks, expected, move |frames| {
         let mut frames = frames.into_iter();
         let offsets = partition_offsets(&mut Reply::new(frames.next().unwrap_or_default()))?;
         let mut reader = Budgeted::new(max_bytes, offsets);

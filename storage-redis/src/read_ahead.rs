@@ -12,7 +12,7 @@
 
 use crate::keys::Keys;
 use crate::read::{self, ReadOutcome};
-use crate::read_connection::ReadConnection;
+use crate::reads::Reads;
 use futures_channel::oneshot;
 use korvet_core::storage::StorageReply;
 use redis::RedisError;
@@ -49,7 +49,7 @@ impl ReadAhead {
     /// starts the next read-ahead when this read continues an earlier one.
     pub async fn read(
         &self,
-        conn: &ReadConnection,
+        conn: &Reads,
         keys: &Keys,
         topic: &str,
         partition: i32,

@@ -24,6 +24,9 @@ pub struct Target {
     pub info: ConnectionInfo,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// Behind Sentinel, `info`'s address is only a template: each connection goes to the
+    /// master Sentinel names when it is opened.
+    pub sentinel: Option<crate::sentinel::SentinelSource>,
 }
 
 type Done = Box<dyn FnOnce(Result<Vec<Bytes>, RedisError>) + Send>;
@@ -155,7 +158,11 @@ struct Connection {
 
 impl Connection {
     fn open(target: &Target) -> io::Result<Connection> {
-        let stream: Box<dyn Stream> = match target.info.addr() {
+        let info = match &target.sentinel {
+            Some(sentinel) => sentinel.master_info_blocking().map_err(|err| io::Error::new(io::ErrorKind::NotConnected, err.to_string()))?,
+            None => target.info.clone(),
+        };
+        let stream: Box<dyn Stream> = match info.addr() {
             ConnectionAddr::Tcp(host, port) => {
                 let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}:{port} resolves to no address"));
                 let mut connected = None;

@@ -205,11 +205,15 @@ impl Registry {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HGETALL").arg(self.keys.broker(*id));
-        }
-        let entries: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let reads = ids
+            .iter()
+            .map(|id| {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(self.keys.broker(*id));
+                cmd
+            })
+            .collect();
+        let entries: Vec<HashMap<String, String>> = conn.each(reads).await?;
         let mut live = Vec::new();
         let mut stale = Vec::new();
         for (id, entry) in ids.into_iter().zip(entries) {

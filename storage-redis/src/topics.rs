@@ -93,18 +93,15 @@ pub async fn delete(conn: &mut MainConnection, keys: &Keys, name: &str) -> Resul
     let json: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.topics()).arg(name).query_async(conn).await?;
     let Some(json) = json else { return Ok(false) };
     let partitions = codec::decode_topic(name, &json).map(|m| m.partitions).unwrap_or(0);
-    let mut pipe = redis::pipe();
-    for partition in 0..partitions {
-        // One command per partition: its keys share a cluster slot.
-        pipe.cmd("UNLINK")
-            .arg(keys.partition(name, partition))
-            .arg(keys.stream(name, partition))
-            .arg(keys.time_index(name, partition))
-            .ignore();
-    }
-    if partitions > 0 {
-        pipe.query_async::<()>(conn).await?;
-    }
+    // One command per partition: its keys share a cluster slot.
+    let unlinks = (0..partitions)
+        .map(|partition| {
+            let mut cmd = redis::cmd("UNLINK");
+            cmd.arg(keys.partition(name, partition)).arg(keys.stream(name, partition)).arg(keys.time_index(name, partition));
+            cmd
+        })
+        .collect();
+    conn.each::<()>(unlinks).await?;
     redis::cmd("HDEL").arg(keys.topics()).arg(name).query_async::<()>(conn).await?;
     Ok(true)
 }
@@ -113,12 +110,16 @@ async fn create_partitions(conn: &mut MainConnection, keys: &Keys, topic: &str, 
     if partitions.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
-    for partition in partitions {
-        // HSETNX: a partition that exists already keeps its counter.
-        pipe.cmd("HSETNX").arg(keys.partition(topic, partition)).arg("next").arg(0).ignore();
-    }
-    pipe.query_async(conn).await
+    // HSETNX: a partition that exists already keeps its counter.
+    let creations = partitions
+        .map(|partition| {
+            let mut cmd = redis::cmd("HSETNX");
+            cmd.arg(keys.partition(topic, partition)).arg("next").arg(0);
+            cmd
+        })
+        .collect();
+    conn.each::<()>(creations).await?;
+    Ok(())
 }
 
 /// Brings a keyspace written before partitions were created with their topic up to
@@ -134,19 +135,15 @@ pub async fn upgrade_format(conn: &mut MainConnection, keys: &Keys) -> Result<()
     let mut adopted = 0;
     for (name, json) in &topics {
         let Ok(meta) = codec::decode_topic(name, json) else { continue };
-        let mut pipe = redis::pipe();
-        for partition in 0..meta.partitions {
-            pipe.cmd("EVAL")
-                .arg(ADOPT_PARTITION_SCRIPT)
-                .arg(2)
-                .arg(keys.partition(name, partition))
-                .arg(keys.stream(name, partition))
-                .ignore();
-            adopted += 1;
-        }
-        if meta.partitions > 0 {
-            pipe.query_async::<()>(conn).await?;
-        }
+        let adoptions: Vec<redis::Cmd> = (0..meta.partitions)
+            .map(|partition| {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(ADOPT_PARTITION_SCRIPT).arg(2).arg(keys.partition(name, partition)).arg(keys.stream(name, partition));
+                cmd
+            })
+            .collect();
+        adopted += adoptions.len();
+        conn.each::<()>(adoptions).await?;
     }
     redis::cmd("SET").arg(keys.format()).arg(FORMAT).query_async::<()>(conn).await?;
     if !topics.is_empty() {
