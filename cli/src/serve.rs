@@ -308,10 +308,13 @@ async fn connect_storage<R: Runtime>(rt: R, args: &ServeConfig) -> (Arc<dyn Stor
 
 /// The URI without any password, for logs.
 pub fn redact(uri: &str) -> String {
-    match (uri.find("://"), uri.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &uri[..scheme], &uri[at + 1..]),
-        _ => uri.to_string(),
-    }
+    // A seed list names several nodes, each of which may carry credentials.
+    let redact_one = |node: &str| match (node.find("://"), node.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &node[..scheme], &node[at + 1..]),
+        (None, Some(at)) => format!("***@{}", &node[at + 1..]),
+        _ => node.to_string(),
+    };
+    uri.split(',').map(redact_one).collect::<Vec<_>>().join(",")
 }
 
 async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
@@ -486,5 +489,18 @@ async fn watch_storage<R: Runtime>(rt: R, redis: RedisStorage, health: Arc<actua
                 log::warn!("Redis is unreachable: readiness reports DOWN until it is back");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn every_node_of_a_uri_is_redacted() {
+        assert_eq!(redact("redis://:s3cret@10.0.0.1:7000,10.0.0.2:7000"), "redis://***@10.0.0.1:7000,10.0.0.2:7000");
+        assert_eq!(redact("redis://a:1,redis://u:pw@b:2,u:pw@c:3"), "redis://a:1,redis://***@b:2,***@c:3");
+        assert_eq!(redact("redis+sentinel://:pw@s1:26379,s2:26379/mymaster"), "redis+sentinel://***@s1:26379,s2:26379/mymaster");
+        assert_eq!(redact("redis://localhost:6379"), "redis://localhost:6379");
     }
 }

@@ -35,7 +35,7 @@ impl Kind {
             Kind::Duration => "a duration such as 500ms, 5s, 2m or 1h".into(),
             Kind::Choice(choices) => format!("one of {}", choices.join(", ")),
             Kind::Keyspace => "a non-empty prefix without { or }".into(),
-            Kind::RedisUri => "a URI such as redis://host:6379 or rediss://user:password@host:6380/0".into(),
+            Kind::RedisUri => "a URI such as redis://host:6379, rediss://user:password@host:6380/0, a comma-separated list of cluster nodes, or redis+sentinel://host:26379/mastername".into(),
         }
     }
 
@@ -57,8 +57,9 @@ impl Kind {
             Kind::Choice(choices) => choices.iter().find(|c| c.eq_ignore_ascii_case(value)).map(|c| c.to_string()).ok_or(()),
             Kind::Keyspace => (!value.is_empty() && !value.contains(['{', '}'])).then(|| value.to_string()).ok_or(()),
             Kind::RedisUri => {
-                let known = ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| value.starts_with(s));
-                known.then(|| value.to_string()).ok_or(())
+                let known = ["redis://", "rediss://", "redis+unix://", "unix://", "redis+sentinel://"].iter().any(|s| value.starts_with(s));
+                let readable = korvet_storage_redis::topology::parse(value, None).is_ok();
+                (known && readable).then(|| value.to_string()).ok_or(())
             }
         }
     }

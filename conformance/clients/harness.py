@@ -155,6 +155,41 @@ class RedisCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Sentinel:
+    """One redis-server in Sentinel mode (`--sentinel`) watching `master` as `mymaster`, with
+    quorum 1 and a failure noticed after a second, so failover tests are short."""
+
+    def __init__(self, master, name="mymaster"):
+        self.dir = tempfile.mkdtemp(prefix="korvet-sentinel-")
+        self.port = free_port()
+        self.name = name
+        config = os.path.join(self.dir, "sentinel.conf")
+        with open(config, "w") as f:
+            f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                    f"sentinel monitor {name} 127.0.0.1 {master.port} 1\n"
+                    f"sentinel down-after-milliseconds {name} 1000\n"
+                    f"sentinel failover-timeout {name} 10000\n")
+        self.proc = subprocess.Popen(["redis-server", config, "--sentinel"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(self.port), 20, f"redis-sentinel on port {self.port}")
+
+    def master_port(self):
+        done = subprocess.run(["redis-cli", "-p", str(self.port), "SENTINEL", "get-master-addr-by-name", self.name],
+                              capture_output=True, text=True, timeout=10)
+        lines = done.stdout.split()
+        return int(lines[1]) if len(lines) == 2 else None
+
+    @property
+    def uri(self):
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.name}"
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Korvet:
     """One korvet broker process."""
 

@@ -38,6 +38,11 @@ pub fn tcp_settings() -> redis::io::tcp::TcpSettings {
 enum Link {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    /// A connection that never reconnects by itself: behind Sentinel, a connection manager would
+    /// reconnect to the address it was opened for, which after a failover may be the old master
+    /// restarted (briefly a master again with stale data, then a replica). Every replacement
+    /// asks Sentinel instead.
+    Plain(redis::aio::MultiplexedConnection),
 }
 
 /// How a fresh [`Link`] is opened.
@@ -48,7 +53,7 @@ pub enum Connector {
     /// A Redis Cluster, reached through any of its nodes.
     Cluster { client: redis::cluster::ClusterClient },
     /// The master that Redis Sentinel names at the time of connecting.
-    Sentinel { source: crate::sentinel::SentinelSource, config: ConnectionManagerConfig },
+    Sentinel { source: crate::sentinel::SentinelSource, config: redis::AsyncConnectionConfig },
 }
 
 impl Connector {
@@ -58,7 +63,16 @@ impl Connector {
             Connector::Cluster { client } => Ok(Link::Cluster(client.get_async_connection().await?)),
             Connector::Sentinel { source, config } => {
                 let client = redis::Client::open(source.master_info().await?)?;
-                Ok(Link::Single(ConnectionManager::new_with_config(client, config.clone()).await?))
+                let mut conn = client.get_multiplexed_async_connection_with_config(config).await?;
+                // Sentinel may name the promoted replica a moment before it has become a master.
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
+                match role.first() {
+                    Some(redis::Value::BulkString(name)) if name == b"master" => Ok(Link::Plain(conn)),
+                    _ => Err(redis::RedisError::from((
+                        redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+                        "the server Sentinel names as the master is not a master (yet)",
+                    ))),
+                }
             }
         }
     }
@@ -71,16 +85,19 @@ impl Connector {
         if err.is_timeout() {
             return true;
         }
-        matches!(self, Connector::Sentinel { .. })
-            && (err.is_connection_refusal()
-                || err.is_connection_dropped()
-                || err.is_io_error()
-                || err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
+        matches!(self, Connector::Sentinel { .. }) && (err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error() || is_demoted(err))
     }
 }
 
 /// How many commands [`MainConnection::each`] has in flight at a time.
 const WAVE: usize = 256;
+
+/// Whether `err` says the server is a replica (it was a master when the connection was made):
+/// READONLY for a write, or WAIT refused on a replica.
+pub fn is_demoted(err: &redis::RedisError) -> bool {
+    let text = err.to_string();
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) || text.contains("READONLY") || text.contains("used with replica instances")
+}
 
 /// A cheap-to-clone handle on the current main connection.
 #[derive(Clone)]
@@ -128,7 +145,7 @@ impl MainConnection {
     /// Runs `cmd` on the cluster node at `host:port` (on a single Redis: on it).
     pub async fn query_at_node<T: redis::FromRedisValue>(&mut self, host: &str, port: u16, cmd: &Cmd) -> RedisResult<T> {
         match self.current().1 {
-            Link::Single(_) => cmd.query_async(self).await,
+            Link::Single(_) | Link::Plain(_) => cmd.query_async(self).await,
             Link::Cluster(mut cluster) => {
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.to_string(), port });
                 let value = cluster.route_command(cmd.clone(), route).await?;
@@ -201,6 +218,7 @@ impl ConnectionLike for Link {
         match self {
             Link::Single(conn) => conn.req_packed_command(cmd),
             Link::Cluster(conn) => conn.req_packed_command(cmd),
+            Link::Plain(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -208,6 +226,7 @@ impl ConnectionLike for Link {
         match self {
             Link::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             Link::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Link::Plain(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -215,6 +234,7 @@ impl ConnectionLike for Link {
         match self {
             Link::Single(conn) => conn.get_db(),
             Link::Cluster(conn) => conn.get_db(),
+            Link::Plain(conn) => conn.get_db(),
         }
     }
 }

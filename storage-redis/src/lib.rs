@@ -229,6 +229,9 @@ impl RedisStorage {
                     connect_timeout: options.connect_timeout,
                     response_timeout: options.response_timeout,
                 };
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(Some(options.response_timeout));
                 (Connector::Sentinel { source: source.clone(), config }, template.clone(), Some(source))
             }
         };
@@ -686,7 +689,8 @@ pub(crate) async fn run_script<T: redis::FromRedisValue>(conn: &mut MainConnecti
 }
 
 /// What a failed Redis command means for the caller:
-/// - refused by Redis or never sent (connection refused, Redis full, loading, cluster down):
+/// - refused by Redis or never sent (connection refused, Redis full, loading, cluster down, a
+///   replica refusing writes):
 ///   retriable, and known not to have happened;
 /// - sent, then the reply was lost (a timeout, the connection broke): retriable, but it may have
 ///   happened;
@@ -699,11 +703,12 @@ pub fn classify(err: &RedisError) -> StorageError {
              memory is freed: raise maxmemory, shorten retention or delete topics)"
         ));
     }
-    // Never sent: the connection could not be opened, or was known closed before the command
-    // was written (the redis crate answers with a BrokenPipe error once its connection has
-    // gone; it exposes the I/O error's kind only through its text).
-    let unsent = err.is_io_error() && err.to_string().to_ascii_lowercase().contains("broken pipe");
-    if err.is_connection_refusal() || unsent {
+    // Never sent: the connection could not be opened. A master demoted to replica under a
+    // failover refuses writes: nothing was written either. (A broken pipe says nothing: the
+    // redis crate answers it both for commands sent after its connection had gone and for
+    // commands in flight when it went, which Redis may have executed; a client told "not
+    // written" may send those records again under a new producer epoch, and store them twice.)
+    if err.is_connection_refusal() || connection::is_demoted(err) {
         return StorageError::retriable(format!("redis: {err}"));
     }
     if err.is_timeout() || err.is_io_error() || err.is_connection_dropped() {

@@ -213,11 +213,25 @@ impl Connection {
         }
         resp::write_command(&mut commands, &[b"CLIENT", b"SETNAME", b"korvet-reads"]);
         replies += 1;
+        // Behind Sentinel, only a master is read from: a restarted old master may hold records
+        // the promoted replica never received, and is a master again for a moment before
+        // Sentinel makes it a replica.
+        let check_role = target.sentinel.is_some();
+        if check_role {
+            resp::write_command(&mut commands, &[b"ROLE"]);
+        }
         self.stream.write_all(&commands)?;
         for _ in 0..replies {
             let reply = self.next_reply()?;
             if let Err(err) = resp::Reply::new(reply).string() {
                 return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("redis refused the read connection: {err}")));
+            }
+        }
+        if check_role {
+            let mut role = resp::Reply::new(self.next_reply()?);
+            let is_master = role.array().ok().flatten().is_some() && role.string().ok().flatten().as_deref() == Some(&b"master"[..]);
+            if !is_master {
+                return Err(io::Error::new(io::ErrorKind::NotConnected, "the server Sentinel names as the master is not a master (yet)"));
             }
         }
         Ok(())
