@@ -84,6 +84,16 @@ fn compaction_that_removes_a_keys_latest_record_is_caught() {
 }
 
 #[test]
+fn two_coordinators_handing_out_one_generation_are_caught() {
+    // A broker that wrongly takes another for dead coordinates some of its groups too; only the
+    // generation claim in storage keeps both from rebalancing one group into one generation.
+    let config = SimConfig { bug: Some(Bug::UnfencedGenerations), ..config() };
+    let caught = (1..=40).find_map(|seed| run(seed, &config).err());
+    let failure = caught.expect("the invariants must catch it within 40 seeds");
+    assert!(failure.message.contains("is owned by both"), "{failure}");
+}
+
+#[test]
 fn without_faults_every_produce_is_acknowledged() {
     let config = SimConfig { faults: false, ..config() };
     let outcome = run(3, &config).expect("a fault-free run passes");

@@ -332,9 +332,19 @@ async fn group_offsets(store: &dyn StorageDriver) {
         protocol: Some("range".into()),
         leader: Some("m-1".into()),
     };
-    assert_eq!(run(store, StorageCommand::SaveGroup { group: "meta".into(), record: record(3) }).await, StorageReply::GroupSaved);
-    run(store, StorageCommand::SaveGroup { group: "meta".into(), record: record(4) }).await;
+    let save = |generation, coordinator| StorageCommand::SaveGroup { group: "meta".into(), record: record(generation), coordinator };
+    assert_eq!(run(store, save(3, 1)).await, StorageReply::GroupSaved);
+    assert_eq!(run(store, save(4, 1)).await, StorageReply::GroupSaved);
+    // A generation belongs to the coordinator that claimed it first; it may store it again
+    // (each member's join does), another may not, and nobody may go back.
+    assert_eq!(run(store, save(4, 1)).await, StorageReply::GroupSaved);
+    assert_eq!(run(store, save(4, 2)).await, StorageReply::GroupGenerationTaken);
+    assert_eq!(run(store, save(3, 2)).await, StorageReply::GroupGenerationTaken);
+    assert_eq!(run(store, save(3, 1)).await, StorageReply::GroupGenerationTaken);
     assert_eq!(run(store, load()).await, StorageReply::Group(Some(record(4))));
+    assert_eq!(run(store, save(5, 2)).await, StorageReply::GroupSaved);
+    assert_eq!(run(store, save(5, 1)).await, StorageReply::GroupGenerationTaken);
+    assert_eq!(run(store, load()).await, StorageReply::Group(Some(record(5))));
     assert_eq!(run(store, StorageCommand::ListGroups).await, StorageReply::GroupNames(vec!["meta".into()]));
     run(store, StorageCommand::DeleteOffsets { group: "meta".into(), partitions: None }).await;
     assert_eq!(run(store, load()).await, StorageReply::Group(None));

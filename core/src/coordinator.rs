@@ -26,6 +26,7 @@ pub(crate) trait Coordinator {
     /// What changed since the last call, for the requests parked on it.
     fn take_changed(&mut self) -> Vec<WaitKey>;
 
-    /// Writes that nobody waits for (a lost one costs nothing a later write does not repair).
-    fn take_writes(&mut self) -> Vec<StorageCommand>;
+    /// Writes that nobody waits for (a lost one costs nothing a later write does not repair),
+    /// made on behalf of broker `this_broker`.
+    fn take_writes(&mut self, this_broker: i32) -> Vec<StorageCommand>;
 }

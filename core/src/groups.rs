@@ -668,8 +668,9 @@ impl crate::coordinator::Coordinator for Groups {
     /// The records of groups left empty (their generation moved without a JoinGroup answer,
     /// which would have stored it): a lost one only means a later coordinator shows the group's
     /// previous generation.
-    fn take_writes(&mut self) -> Vec<crate::storage::StorageCommand> {
-        self.take_records().into_iter().map(|(group, record)| crate::storage::StorageCommand::SaveGroup { group, record }).collect()
+    fn take_writes(&mut self, this_broker: i32) -> Vec<crate::storage::StorageCommand> {
+        let save = |(group, record)| crate::storage::StorageCommand::SaveGroup { group, record, coordinator: this_broker };
+        self.take_records().into_iter().map(save).collect()
     }
 }
 

@@ -11,7 +11,7 @@
 //! | `{ks}:timeindex:{topic:partition}` | sorted set | member offset, score the timestamp that raised the running maximum |
 //! | `{ks}:producer-ids` | string | counter behind InitProducerId |
 //! | `{ks}:groups` | set | groups that have committed offsets or stored metadata |
-//! | `{ks}:group:{group}` | hash | `generation`, `protocol-type`, `protocol`, `leader` after the last rebalance |
+//! | `{ks}:group:{group}` | hash | `generation`, `coordinator` (who claimed it), `protocol-type`, `protocol`, `leader` after the last rebalance |
 //! | `{ks}:offsets:{group}` | hash | `topic:partition` -> JSON `{"offset", "leader_epoch", "metadata"}` |
 //!
 //! A record's entry has the fields `timestamp`, then `key` and `value` when not null, then one
@@ -33,6 +33,7 @@ mod trim;
 pub mod keys;
 pub mod membership;
 pub mod notify;
+mod probe;
 pub mod registry;
 
 use korvet_core::storage::*;
@@ -67,11 +68,15 @@ if start > from then from = start end \
 local found = redis.call('XRANGE', KEYS[3], string.format('%d-1', from), '+', 'COUNT', 1) \
 if #found == 0 then return {} end \
 return {tonumber(string.match(found[1][1], '^(%d+)')), tonumber(found[1][2][2])}";
-/// Stores a group's record unless the stored one has a higher generation: generations never go
-/// back, whichever broker saves last. KEYS[1] group hash; ARGV generation, then field/value pairs.
+/// Claims a group's generation for a coordinator and stores the group's record with it: granted
+/// (1) if the stored generation is lower, or the same and claimed by the same coordinator;
+/// otherwise (0) nothing changes. KEYS[1] group hash; ARGV generation, coordinator, then
+/// field/value pairs.
 const SAVE_GROUP_SCRIPT: &str = "local stored = tonumber(redis.call('HGET', KEYS[1], 'generation') or '-1') \
-if stored > tonumber(ARGV[1]) then return 0 end \
-redis.call('HSET', KEYS[1], 'generation', ARGV[1], unpack(ARGV, 2)) return 1";
+local generation = tonumber(ARGV[1]) \
+if stored > generation then return 0 end \
+if stored == generation and redis.call('HGET', KEYS[1], 'coordinator') ~= ARGV[2] then return 0 end \
+redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'coordinator', ARGV[2], unpack(ARGV, 3)) return 1";
 
 /// Options for the Redis connection.
 #[derive(Clone, Debug)]
@@ -598,15 +603,18 @@ impl RedisStorage {
                 names.sort();
                 Ok(StorageReply::GroupNames(names))
             }
-            StorageCommand::SaveGroup { group, record } => {
+            StorageCommand::SaveGroup { group, record, coordinator } => {
                 let mut cmd = redis::cmd("EVAL");
-                cmd.arg(SAVE_GROUP_SCRIPT).arg(1).arg(keys.group(&group)).arg(record.generation);
+                cmd.arg(SAVE_GROUP_SCRIPT).arg(1).arg(keys.group(&group)).arg(record.generation).arg(coordinator);
                 for (field, value) in
                     [("protocol-type", &record.protocol_type), ("protocol", &record.protocol), ("leader", &record.leader)]
                 {
                     cmd.arg(field).arg(value.as_deref().unwrap_or(""));
                 }
-                let _: () = cmd.query_async(&mut conn).await?;
+                let granted: i64 = cmd.query_async(&mut conn).await?;
+                if granted == 0 {
+                    return Ok(StorageReply::GroupGenerationTaken);
+                }
                 let _: () = redis::cmd("SADD").arg(keys.groups()).arg(&group).query_async(&mut conn).await?;
                 Ok(StorageReply::GroupSaved)
             }

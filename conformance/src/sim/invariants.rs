@@ -73,9 +73,13 @@ pub fn gaps(store: &mut MemoryStore, topic: &str) -> i64 {
     offsets.high_watermark - offsets.log_start - all_records(store, topic, 0).len() as i64
 }
 
-/// The injected compaction bug: every removal also takes the partition's newest record.
+/// The injected storage bugs: every removal also takes the partition's newest record; every
+/// generation claim is made in one coordinator's name.
 pub fn bug_on_command(bug: Option<Bug>, store: &mut MemoryStore, command: StorageCommand) -> StorageCommand {
     match (bug, command) {
+        (Some(Bug::UnfencedGenerations), StorageCommand::SaveGroup { group, record, .. }) => {
+            StorageCommand::SaveGroup { group, record, coordinator: 0 }
+        }
         (Some(Bug::CompactionRemovesTheLatest), StorageCommand::RemoveRecords { topic, partition, mut offsets }) => {
             offsets.push(self::offsets(store, &topic, partition).high_watermark - 1);
             StorageCommand::RemoveRecords { topic, partition, offsets }

@@ -23,7 +23,7 @@ use korvet_core::cluster::BrokerInfo;
 use korvet_core::storage::memory::MemoryStore;
 use korvet_core::storage::{StorageCommand, StorageError, StorageReply};
 use korvet_core::{Broker, BrokerConfig, ConnId, OpId, Output, Time};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeSet, BTreeMap, VecDeque};
 
 pub const TOPIC: &str = "sim";
 pub const PARTITIONS: i32 = 3;
@@ -78,6 +78,9 @@ pub enum Bug {
     UnorderedAppends,
     /// Compaction also removes the newest record of the partition: the latest of its key.
     CompactionRemovesTheLatest,
+    /// Every coordinator claims generations under one name, so that two brokers that both
+    /// believe they coordinate a group can both hand out its next generation.
+    UnfencedGenerations,
 }
 
 /// The result of a run that kept every invariant.
@@ -89,6 +92,8 @@ pub struct Outcome {
     pub commits: usize,
     pub generations: usize,
     pub crashes: usize,
+    /// Times one live broker wrongly believed another dead for a while.
+    pub suspicions: usize,
     /// Consumer lag entries the brokers' background jobs reported at the end.
     pub lags: usize,
     /// Records of the records topic below its final log starts (trimmed by retention and
@@ -151,6 +156,8 @@ enum Event {
     /// A storage reply reaches its broker.
     Reply { broker: usize, incarnation: u64, op: OpId, reply: StorageReply },
     Restart { broker: usize },
+    /// `observer` stops suspecting `suspected` (see [`World::suspect`]).
+    Trust { observer: usize, suspected: usize },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -199,6 +206,10 @@ pub struct World {
     trace_tail: VecDeque<String>,
     keep_trace: bool,
     crashes: usize,
+    /// (observer, suspected): live brokers that one broker wrongly takes for dead, as a broker
+    /// might when a peer's port refuses a probe; its view of the live brokers leaves them out.
+    suspected: BTreeSet<(usize, usize)>,
+    suspicions: usize,
     /// One-way delay between a broker and the store, drawn per run: with a round trip of
     /// several milliseconds, requests that need a lookup first (a topic whose cached metadata
     /// expired) overlap with later requests that do not.
@@ -266,6 +277,8 @@ impl World {
             trace_tail: VecDeque::new(),
             keep_trace: false,
             crashes: 0,
+            suspected: BTreeSet::new(),
+            suspicions: 0,
             config,
         };
         for id in 0..world.config.brokers {
@@ -324,15 +337,31 @@ impl World {
         (0..self.brokers.len()).filter(|b| self.brokers[*b].core.is_some()).collect()
     }
 
-    /// Every live broker learns the live set at once (the registry, without its delay).
+    /// Every live broker learns the live set at once (the registry, without its delay), less
+    /// the brokers it suspects.
     fn announce_live_brokers(&mut self) {
-        let live: Vec<BrokerInfo> = self.live().into_iter().map(broker_info).collect();
+        let live = self.live();
         let now = self.time();
-        for broker in &mut self.brokers {
+        for (observer, broker) in self.brokers.iter_mut().enumerate() {
             if let Some(core) = &mut broker.core {
-                core.set_live_brokers(live.clone(), now);
+                let seen = live.iter().filter(|b| !self.suspected.contains(&(observer, **b))).map(|b| broker_info(*b)).collect();
+                core.set_live_brokers(seen, now);
             }
         }
+    }
+
+    /// A live broker takes another live broker for dead for a while: the two disagree on who
+    /// coordinates some groups and both may accept their members. Storage must keep them from
+    /// both handing out one generation.
+    fn suspect(&mut self, observer: usize, suspected: usize) {
+        if observer == suspected || !self.suspected.insert((observer, suspected)) {
+            return;
+        }
+        self.suspicions += 1;
+        self.trace(|| format!("broker {observer} wrongly suspects broker {suspected}"));
+        self.announce_live_brokers();
+        let until = self.now + 200 + self.rng.below(2_000);
+        self.schedule(until, Event::Trust { observer, suspected });
     }
 
     fn network_delay(&mut self) -> u64 {
@@ -423,6 +452,7 @@ impl World {
             commits: self.ledger.commits(),
             generations: self.ledger.generations(),
             crashes: self.crashes,
+            suspicions: self.suspicions,
         })
     }
 
@@ -469,6 +499,11 @@ impl World {
             if self.live().len() > 1 {
                 self.crash(broker);
             }
+        }
+        if self.rng.chance(1_000) {
+            let observer = self.rng.below(self.brokers.len() as u64) as usize;
+            let suspected = self.rng.below(self.brokers.len() as u64) as usize;
+            self.suspect(observer, suspected);
         }
         if self.rng.chance(1_000) && !self.links.is_empty() {
             let index = self.rng.below(self.links.len() as u64) as usize;
@@ -525,6 +560,11 @@ impl World {
                 }
             }
             Event::Restart { broker } => self.restart(broker),
+            Event::Trust { observer, suspected } => {
+                self.suspected.remove(&(observer, suspected));
+                self.trace(|| format!("broker {observer} trusts broker {suspected} again"));
+                self.announce_live_brokers();
+            }
         }
         Ok(())
     }

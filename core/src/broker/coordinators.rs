@@ -70,7 +70,7 @@ impl Broker {
         let mut writes = Vec::new();
         let mut changed = Vec::new();
         for coordinator in self.coordinators.all() {
-            writes.extend(coordinator.take_writes());
+            writes.extend(coordinator.take_writes(self.this.id));
             changed.extend(coordinator.take_changed());
         }
         for command in writes {

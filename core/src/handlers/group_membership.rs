@@ -64,7 +64,7 @@ impl JoinGroup {
     /// before its fire-and-forget save would let the next one hand out the same generation
     /// number again, and a member of the old generation 5 could commit as a member of the new
     /// generation 5. (Found by the simulator, seed 57.)
-    fn finish(&mut self, group: &str, result: JoinResult) -> Step {
+    fn finish(&mut self, group: &str, coordinator: i32, result: JoinResult) -> Step {
         if result.error != errors::NONE || result.generation <= 0 {
             return self.respond(result);
         }
@@ -75,7 +75,7 @@ impl JoinGroup {
             leader: Some(result.leader.clone()),
         };
         self.phase = JoinPhase::Saving(result);
-        Step::Storage(vec![StorageCommand::SaveGroup { group: group.to_string(), record }])
+        Step::Storage(vec![StorageCommand::SaveGroup { group: group.to_string(), record, coordinator }])
     }
 
     fn respond(&self, result: JoinResult) -> Step {
@@ -121,6 +121,14 @@ impl Handler for JoinGroup {
                     // The member retries, finding the coordinator again.
                     self.respond(JoinResult::error(errors::COORDINATOR_NOT_AVAILABLE, &result.member_id))
                 }
+                Some(StorageReply::GroupGenerationTaken) => {
+                    // Another broker coordinates the group (this one's view of the live brokers
+                    // is behind or wrong) or has moved it on: this generation is not ours to
+                    // hand out. Drop the group; whoever coordinates it next loads it again.
+                    log::info!("group {group}: generation {} is claimed by another coordinator; dropping the group here", result.generation);
+                    cx.groups.hand_over(|name| name != group.as_str());
+                    self.respond(JoinResult::error(errors::NOT_COORDINATOR, &result.member_id))
+                }
                 Some(_) => self.respond(result),
             };
         }
@@ -145,7 +153,7 @@ impl Handler for JoinGroup {
             },
             JoinPhase::Waiting { member_id, deadline } => {
                 if let Some(result) = cx.groups.take_join_result(&group, &member_id) {
-                    return self.finish(&group, result);
+                    return self.finish(&group, cx.config.broker_id, result);
                 }
                 if !cx.groups.is_member(&group, &member_id) || now >= deadline {
                     return self.respond(JoinResult::error(errors::UNKNOWN_MEMBER_ID, &member_id));
@@ -173,13 +181,13 @@ impl Handler for JoinGroup {
             require_known_member_id: self.version >= 4,
         };
         match cx.groups.join(request, new_member_id, now) {
-            JoinOutcome::Respond(result) => self.finish(&group, result),
+            JoinOutcome::Respond(result) => self.finish(&group, cx.config.broker_id, result),
             JoinOutcome::Wait { member_id } => {
                 // The join phase ends by the rebalance timeout at the latest; the margin only
                 // guards against waiting forever.
                 let deadline = now + rebalance_timeout_ms.max(0) as u64 + 5_000;
                 if let Some(result) = cx.groups.take_join_result(&group, &member_id) {
-                    return self.finish(&group, result);
+                    return self.finish(&group, cx.config.broker_id, result);
                 }
                 self.phase = JoinPhase::Waiting { member_id, deadline };
                 Step::Park { deadline, keys: vec![WaitKey::Group(group)] }

@@ -18,6 +18,8 @@ pub struct MemoryStore {
     /// group -> (topic, partition) -> commit
     group_offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
     group_records: BTreeMap<String, GroupRecord>,
+    /// Which coordinator claimed each group's stored generation.
+    group_claims: BTreeMap<String, i32>,
 }
 
 #[derive(Default, Clone)]
@@ -259,6 +261,7 @@ impl MemoryStore {
                     None => {
                         self.group_offsets.remove(&group);
                         self.group_records.remove(&group);
+                        self.group_claims.remove(&group);
                     }
                     Some(partitions) => {
                         if let Some(committed) = self.group_offsets.get_mut(&group) {
@@ -279,12 +282,17 @@ impl MemoryStore {
                 names.dedup();
                 StorageReply::GroupNames(names)
             }
-            StorageCommand::SaveGroup { group, record } => {
-                // Generations only move forward: a late save of an older one changes nothing.
-                let newer = self.group_records.get(&group).is_none_or(|stored| stored.generation <= record.generation);
-                if newer {
-                    self.group_records.insert(group, record);
+            StorageCommand::SaveGroup { group, record, coordinator } => {
+                let granted = match self.group_records.get(&group) {
+                    None => true,
+                    Some(stored) if stored.generation < record.generation => true,
+                    Some(stored) => stored.generation == record.generation && self.group_claims.get(&group) == Some(&coordinator),
+                };
+                if !granted {
+                    return StorageReply::GroupGenerationTaken;
                 }
+                self.group_claims.insert(group.clone(), coordinator);
+                self.group_records.insert(group, record);
                 StorageReply::GroupSaved
             }
             StorageCommand::LoadGroup { group } => StorageReply::Group(self.group_records.get(&group).cloned()),

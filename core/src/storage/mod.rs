@@ -108,9 +108,14 @@ pub enum StorageCommand {
     DeleteOffsets { group: String, partitions: Option<Vec<(String, i32)>> },
     /// Every group that has committed offsets or stored metadata.
     ListGroups,
-    /// Stores a group's metadata after a rebalance, replacing the previous one unless that has a
-    /// higher generation (generations never go back, whichever broker saves last).
-    SaveGroup { group: String, record: GroupRecord },
+    /// Claims a group's generation for `coordinator` (a broker id) and stores the group's
+    /// metadata with it: granted if the stored generation is lower, or the same and claimed by
+    /// the same coordinator (each member's join stores it again); otherwise the generation
+    /// belongs to another coordinator, or a later one exists, and nothing changes
+    /// ([`StorageReply::GroupGenerationTaken`]). So two brokers that both believe they coordinate
+    /// a group (their views of the live brokers differ for a moment) can never both hand out one
+    /// generation, and generations never go back.
+    SaveGroup { group: String, record: GroupRecord, coordinator: i32 },
     /// A group's stored metadata, if any.
     LoadGroup { group: String },
 }
@@ -242,6 +247,8 @@ pub enum StorageReply {
     OffsetsDeleted,
     GroupNames(Vec<String>),
     GroupSaved,
+    /// The generation was claimed by another coordinator, or a later one is stored.
+    GroupGenerationTaken,
     Group(Option<GroupRecord>),
     Failed(StorageError),
 }
