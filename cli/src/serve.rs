@@ -117,6 +117,7 @@ pub struct ServeConfig {
     pub group_max_session_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub heartbeat_interval: Duration,
+    pub probe_interval: Duration,
     pub registry_ttl: Duration,
     pub log_defaults: korvet_core::log_config::LogDefaults,
     pub retention_check_interval: Duration,
@@ -152,6 +153,7 @@ impl ServeConfig {
             group_max_session_timeout: s.duration("server.group-max-session-timeout"),
             shutdown_timeout: s.duration("server.shutdown-timeout"),
             heartbeat_interval: s.duration("registry.heartbeat-interval"),
+            probe_interval: s.duration("registry.probe-interval"),
             registry_ttl: s.duration("registry.ttl"),
             log_defaults: korvet_core::log_config::LogDefaults {
                 retention_ms: s.int("server.log-retention-ms").unwrap_or(604_800_000),
@@ -360,7 +362,9 @@ async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
     let registry = match &redis {
         Some(redis) => match join_cluster(rt, &args, redis, &mut broker, seed).await {
             Ok(registry) => {
-                let membership = Membership { registry: registry.clone(), pubsub: redis.pubsub(), heartbeat: args.heartbeat_interval };
+                let probe_interval = Some(args.probe_interval).filter(|interval| !interval.is_zero());
+                let membership =
+                    Membership { registry: registry.clone(), pubsub: redis.pubsub(), heartbeat: args.heartbeat_interval, probe_interval };
                 let id_lost = id_lost.clone();
                 rt.spawn(async move {
                     let end = membership.run(move |d| rt.sleep(d), |event| cluster_tx.send(event).is_ok()).await;

@@ -110,6 +110,7 @@ pub const SPECS: &[Spec] = &[
     spec("management.port", "KORVET_MANAGEMENT_PORT", "management-port", Some("8080"), Kind::Port, "Port of the management HTTP server (health, metrics)."),
     spec("registry.heartbeat-interval", "KORVET_REGISTRY_HEARTBEAT_INTERVAL", "heartbeat-interval", Some("10s"), Kind::Duration, "How often this broker refreshes its entry in the broker registry."),
     spec("registry.ttl", "KORVET_REGISTRY_TTL", "registry-ttl", Some("30s"), Kind::Duration, "How long a registry entry lives without heartbeats before other brokers drop it."),
+    spec("registry.probe-interval", "KORVET_REGISTRY_PROBE_INTERVAL", "registry-probe-interval", Some("1s"), Kind::Duration, "How often the other brokers' Kafka ports are probed; a broker whose port refuses two probes in a row is taken for gone at once, not at its TTL (0s: only the TTL)."),
     spec("log.level", "KORVET_LOG_LEVEL", "log-level", Some("info"), Kind::Text, "Log level, optionally per module: info or info,korvet_core=debug."),
     spec("log.format", "KORVET_LOG_FORMAT", "log-format", Some("text"), Kind::Choice(&["text", "json"]), "Log lines as plain text or as JSON objects (one per line)."),
 ];

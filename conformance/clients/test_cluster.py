@@ -236,3 +236,56 @@ def test_topic_changes_through_two_brokers_are_both_kept(cluster):
     described = korvet(first, "describe", "changed-twice")
     assert "Partitions: 3" in described, f"the partitions were reverted:\n{described}"
     assert "retention.ms=123456" in described
+
+
+def test_a_killed_broker_is_left_behind_in_seconds_with_default_registry_settings(redis):
+    """The guide's registry settings (10 s heartbeat, 30 s TTL): kill -9 of one of three brokers
+    under an acks=all load. The others find its port closed and take it for gone within about
+    two seconds, long before its entry expires; no acknowledgement waits 5 s or more."""
+    brokers = Cluster(redis, f"fast-{time.monotonic_ns()}", 3, settings={"KORVET_SERVER_REBALANCE_DELAY": "300ms"})
+    try:
+        wait_for(lambda: all(len(metadata(b.bootstrap).brokers) == 3 for b in brokers.brokers.values()), 30,
+                 "every broker to see the other two")
+        topic = "fast-failover"
+        create_topic(brokers.bootstrap, topic, 6)
+        sent, delays, failed = {}, [], []
+        stopping = threading.Event()
+
+        def report(err, msg):
+            if err is None:
+                delays.append(time.monotonic() - sent[int(msg.value())])
+            else:
+                failed.append(err)
+
+        def produce():
+            producer = Producer({"bootstrap.servers": brokers.bootstrap, "acks": "all", "linger.ms": 5})
+            for i in itertools.count():
+                if stopping.is_set():
+                    break
+                sent[i] = time.monotonic()
+                producer.produce(topic, value=b"%d" % i, partition=i % 6, on_delivery=report)
+                producer.poll(0.005)
+            assert producer.flush(60) == 0
+
+        producing = threading.Thread(target=produce, daemon=True)
+        producing.start()
+        wait_for(lambda: len(delays) > 300, 30, "producing to start")
+        victim = 1
+        assert victim in leaders(brokers.brokers[0].bootstrap, topic).values()
+        brokers.brokers[victim].stop(sig=9)
+        killed = time.monotonic()
+        survivors = [b for i, b in brokers.brokers.items() if i != victim]
+        wait_for(lambda: all(len(metadata(b.bootstrap).brokers) == 2 for b in survivors), 10,
+                 "the survivors to leave the killed broker out")
+        noticed = time.monotonic() - killed
+        assert noticed < 3, f"the killed broker was left out after {noticed:.1f} s"
+        assert victim not in leaders(survivors[0].bootstrap, topic).values(), "its partitions have new leaders"
+        before = len(delays)
+        wait_for(lambda: len(delays) > before + 1000, 30, "producing to go on")
+        stopping.set()
+        producing.join(90)
+        assert not failed, failed[:3]
+        print(f"left out after {noticed:.2f} s; longest acknowledgement {max(delays):.2f} s of {len(delays)}")
+        assert max(delays) < 5, f"the longest acknowledgement took {max(delays):.1f} s"
+    finally:
+        brokers.close()

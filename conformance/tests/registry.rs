@@ -119,7 +119,7 @@ async fn membership_reports_live_brokers_and_remote_appends() {
     let one_registry = registry(&one, 1, "one", ttl);
     one_registry.claim().await.unwrap();
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let membership = Membership { registry: one_registry, pubsub: one.pubsub(), heartbeat: Duration::from_secs(10) };
+    let membership = Membership { registry: one_registry, pubsub: one.pubsub(), heartbeat: Duration::from_secs(10), probe_interval: None };
     let runner = tokio::spawn(membership.run(tokio::time::sleep, move |event| events_tx.send(event).is_ok()));
     assert_eq!(next(&mut events).await, ClusterEvent::LiveBrokers(vec![info(1)]));
 

@@ -1,7 +1,8 @@
 //! The main Redis connection (everything but partition reads and pub/sub), replaced when it goes
 //! silent. Against a Redis Cluster it is the redis crate's cluster connection, which routes each
 //! command by its key's slot, follows `MOVED` and `ASK`, and reads the slot map again when the
-//! cluster changes; against a single Redis (or the master Sentinel names) a connection manager.
+//! cluster changes; against a single Redis a connection manager; behind Sentinel a plain
+//! connection to the master Sentinel names, opened again (asking Sentinel) when it fails.
 //!
 //! The `redis` crate's `ConnectionManager` reconnects when its connection closes or errors, but
 //! not when it stops answering without closing (a dead peer, a dropped route, a hung proxy):
@@ -120,11 +121,6 @@ impl MainConnection {
         let link = connector.open().await?;
         let shared = Shared { connector, attempt_limit, current: Mutex::new((0, link)), replacing: AtomicBool::new(false) };
         Ok(MainConnection { shared: Arc::new(shared) })
-    }
-
-    /// Whether this is a connection to a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self.shared.connector, Connector::Cluster { .. })
     }
 
     /// Runs independent commands whose keys may lie in different slots: together (the

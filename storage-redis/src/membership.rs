@@ -1,10 +1,13 @@
 //! Keeps one broker in the cluster: heartbeats into the registry, and tells the broker which
-//! brokers are live and which partitions others appended to.
+//! brokers are live and which partitions others appended to. Registered peers whose Kafka port
+//! refuses connections are left out of the live brokers until it answers again (see
+//! [`crate::probe`]), so a crashed broker's partitions and groups move in seconds.
 //!
 //! Written against the redis crate only; the runtime supplies `sleep`, so the same loop runs
 //! under tokio and smol.
 
 use crate::notify::{Notice, PubSubSource, Subscription};
+use crate::probe::{self, Suspicions};
 use crate::registry::{ClaimError, Holder, Registry};
 use futures_util::future::{select, Either};
 use korvet_core::cluster::{BrokerInfo, ClusterEvent};
@@ -25,6 +28,8 @@ pub struct Membership {
     pub registry: Registry,
     pub pubsub: PubSubSource,
     pub heartbeat: Duration,
+    /// How often the registered peers' ports are probed; `None` leaves it to the registry TTL.
+    pub probe_interval: Option<Duration>,
 }
 
 /// How soon a lost subscription is opened again.
@@ -42,6 +47,9 @@ impl Membership {
         let keys = self.registry.keys().clone();
         let mut subscription: Option<Subscription> = None;
         let mut live: Vec<BrokerInfo> = Vec::new();
+        let mut registered: Vec<BrokerInfo> = Vec::new();
+        let mut suspicions = Suspicions::default();
+        let mut next_probe = self.probe_interval.map(|interval| Instant::now() + interval);
         let mut next_heartbeat = Instant::now() + self.heartbeat;
         let mut refresh = true;
         let mut failures = 0u32;
@@ -60,14 +68,17 @@ impl Membership {
                 refresh = false;
                 match self.registry.live_brokers().await {
                     Ok(brokers) => {
-                        if brokers != live {
-                            live = brokers;
-                            if !emit(ClusterEvent::LiveBrokers(live.clone())) {
-                                return MembershipEnd::BrokerGone;
-                            }
-                        }
+                        suspicions.retain(|id| brokers.iter().any(|b| b.id == id));
+                        registered = brokers;
                     }
                     Err(err) => log::debug!("cannot read the broker registry: {err}"),
+                }
+                let seen: Vec<BrokerInfo> = registered.iter().filter(|b| !suspicions.is_suspected(b.id)).cloned().collect();
+                if seen != live {
+                    live = seen;
+                    if !emit(ClusterEvent::LiveBrokers(live.clone())) {
+                        return MembershipEnd::BrokerGone;
+                    }
                 }
                 if let Some(sub) = &mut subscription {
                     let others_live = live.iter().any(|b| b.id != this);
@@ -78,11 +89,14 @@ impl Membership {
                     }
                 }
             }
-            let wait = if subscription.is_none() {
-                RESUBSCRIBE_AFTER.min(next_heartbeat.saturating_duration_since(Instant::now()))
-            } else {
-                next_heartbeat.saturating_duration_since(Instant::now())
-            };
+            let mut wake_at = next_heartbeat;
+            if let Some(at) = next_probe {
+                wake_at = wake_at.min(at);
+            }
+            let mut wait = wake_at.saturating_duration_since(Instant::now());
+            if subscription.is_none() {
+                wait = wait.min(RESUBSCRIBE_AFTER);
+            }
             let notice = match &mut subscription {
                 Some(sub) => Either::Left(Box::pin(sub.next())),
                 None => Either::Right(std::future::pending()),
@@ -103,6 +117,26 @@ impl Membership {
                 Some(None) => {
                     log::warn!("lost the cluster notification connection to Redis; reconnecting");
                     subscription = None;
+                }
+            }
+            if let (Some(at), Some(interval)) = (next_probe, self.probe_interval) {
+                if Instant::now() >= at {
+                    next_probe = Some(Instant::now() + interval);
+                    let peers: Vec<(i32, String, u16)> =
+                        registered.iter().filter(|b| b.id != this).filter_map(|b| Some((b.id, b.host.clone(), u16::try_from(b.port).ok()?))).collect();
+                    if !peers.is_empty() {
+                        // Bounded by the probe's own timeout: less than the interval.
+                        let answers = probe::probe(peers, interval / 2).await.unwrap_or_default();
+                        let (gone, back) = suspicions.update(&answers);
+                        for id in &gone {
+                            let at = registered.iter().find(|b| b.id == *id).map(|b| format!("{}:{}", b.host, b.port)).unwrap_or_default();
+                            log::warn!("broker {id} at {at} refuses connections: taking it for gone until its port answers again");
+                        }
+                        for id in &back {
+                            log::info!("broker {id} answers again");
+                        }
+                        refresh |= !gone.is_empty() || !back.is_empty();
+                    }
                 }
             }
             if Instant::now() >= next_heartbeat {
