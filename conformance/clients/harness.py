@@ -54,7 +54,13 @@ class Redis:
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=20)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                # A replica in the middle of a sync (or a master waiting for its replicas to
+                # catch up, Redis 7's shutdown-timeout) can take longer than a test will wait.
+                self.proc.kill()
+                self.proc.wait(timeout=10)
 
     @property
     def uri(self):
@@ -272,15 +278,16 @@ class Cluster:
         "KORVET_SERVER_REBALANCE_DELAY": "300ms",
     }
 
-    def __init__(self, redis, keyspace, size):
+    def __init__(self, redis, keyspace, size, settings=None):
         self.redis = redis
         self.keyspace = keyspace
+        self.settings = self.SETTINGS if settings is None else settings
         self.brokers = {}
         for broker_id in range(size):
             self.add(broker_id)
 
     def add(self, broker_id):
-        env = dict(self.SETTINGS, KORVET_SERVER_BROKER_ID=str(broker_id))
+        env = dict(self.settings, KORVET_SERVER_BROKER_ID=str(broker_id))
         broker = Korvet(redis_uri=self.redis.uri, keyspace=self.keyspace, extra_env=env)
         self.brokers[broker_id] = broker
         return broker
