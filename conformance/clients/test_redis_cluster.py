@@ -53,6 +53,11 @@ class Load:
     def count(self):
         return sum(len(a) for a in self.acked.values())
 
+    def goes_on(self, records, what):
+        """Waits until `records` more are acknowledged."""
+        before = self.count()
+        wait_for(lambda: self.count() > before + records, 90, what)
+
     def stop(self):
         self.stopping.set()
         self.thread.join(150)
@@ -124,8 +129,7 @@ def test_a_killed_master_is_replaced_by_its_replica_and_nothing_acknowledged_is_
         cluster.start_node(victim)
         wait_for(lambda: "master_link_status:up" in cluster.node_cli(victim, "INFO", "replication"), 60,
                  "the restarted node to replicate the new master")
-        before = load.count()
-        wait_for(lambda: load.count() > before + 3000, 90, "producing to go on at full speed after the failover")
+        load.goes_on(3000, "producing to go on at full speed after the failover")
         load.stop()
         check_nothing_acknowledged_is_lost(load, broker.bootstrap, topic, failover=True)
     finally:
@@ -157,12 +161,11 @@ def test_resharding_under_load_costs_clients_nothing():
         ports = sorted(ids)
         # Move every slot of the first master to the second, then half of them on to the third.
         for source, target, slots in ((ports[0], ports[1], 5461), (ports[1], ports[2], 4000)):
-            before = load.count()
             subprocess.run(["redis-cli", "--cluster", "reshard", f"127.0.0.1:{cluster.port}",
                             "--cluster-from", ids[source], "--cluster-to", ids[target],
                             "--cluster-slots", str(slots), "--cluster-yes", "--cluster-pipeline", "100"],
                            capture_output=True, text=True, timeout=240, check=True)
-            wait_for(lambda: load.count() > before + 500, 60, "producing to go on during the reshard")
+            load.goes_on(500, "producing to go on after the reshard")
         load.stop()
         check_nothing_acknowledged_is_lost(load, broker.bootstrap, topic)
     finally:

@@ -30,8 +30,7 @@ def test_korvet_follows_a_sentinel_failover_and_loses_nothing_acknowledged():
         # acks=all produces need one replica: the other one, once it follows the new master.
         wait_for(lambda: f"master_port:{promoted.port}" in other.cli("INFO", "replication") and
                  "master_link_status:up" in other.cli("INFO", "replication"), 60, "the other replica to follow the new master")
-        before = load.count()
-        wait_for(lambda: load.count() > before + 3000, 90, "producing to go on through the new master")
+        load.goes_on(3000, "producing to go on through the new master")
         load.stop()
         check_nothing_acknowledged_is_lost(load, broker.bootstrap, topic, failover=True)
     finally:

@@ -767,3 +767,21 @@ async fn redis_cluster_store_meets_the_contract() {
     let holding = cluster.nodes[..cluster.masters].iter().filter(|node| node.cli(&["DBSIZE"]).trim() != "0").count();
     assert_eq!(holding, cluster.masters, "the keys are spread over every master");
 }
+
+/// A seed list whose first node is down: korvet asks the next one, and finds the cluster.
+#[tokio::test]
+async fn a_seed_list_with_a_dead_first_node_reaches_the_cluster() {
+    let cluster = korvet_conformance::redis_server::RedisCluster::start(3, 0);
+    let dead = korvet_conformance::redis_server::free_port();
+    let seeds = format!("redis://127.0.0.1:{dead},127.0.0.1:{}", cluster.nodes[1].port);
+    let store = RedisStorage::connect(&RedisOptions::new(seeds, "seeds")).await.expect("connect through the second seed");
+    // Three partitions, each in a slot of its own.
+    assert_eq!(run(&store, StorageCommand::CreateTopic { topic: topic("spread", 3) }).await, StorageReply::TopicCreated(true));
+    for partition in 0..3 {
+        let command = StorageCommand::Append { topic: "spread".into(), partition, producer: None, records: vec![record(1, 5)], replicated: false };
+        assert!(matches!(run(&store, command).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0, .. })));
+        let read = StorageCommand::Read { topic: "spread".into(), partition, offset: 0, max_bytes: 1 << 20 };
+        let StorageReply::Records { records, .. } = run(&store, read).await else { panic!("read failed") };
+        assert_eq!(records.len(), 1);
+    }
+}
