@@ -50,13 +50,13 @@ class ClusterProcesses:
                  "--cluster-enabled", "yes", "--cluster-config-file", os.path.join(node_dir, "nodes.conf"), "--dir", node_dir],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             run.wait_for(lambda: run.port_open(port), 20, "cluster node")
-        if masters == 1:
-            # redis-cli --cluster create wants three masters: one node takes every slot itself.
-            subprocess.run(["redis-cli", "-p", str(self.ports[0]), "CLUSTER", "ADDSLOTSRANGE", "0", "16383"],
-                           check=True, capture_output=True, timeout=30)
-        else:
-            subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports], "--cluster-yes"],
-                           check=True, capture_output=True, timeout=60)
+        # redis-cli --cluster create wants three masters at least: the slots are split by hand
+        # and the nodes introduced to the first.
+        for i, port in enumerate(self.ports):
+            first, last = i * 16384 // masters, (i + 1) * 16384 // masters - 1
+            self.cli(port, "CLUSTER", "ADDSLOTSRANGE", first, last)
+            if i > 0:
+                self.cli(port, "CLUSTER", "MEET", "127.0.0.1", self.ports[0])
         run.wait_for(self.healthy, 60, "the cluster to be healthy", step=0.1)
         self.kafka_port, self.management_port = run.free_port(), run.free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("KORVET_")}
@@ -67,17 +67,21 @@ class ClusterProcesses:
                                        stderr=open(os.path.join(self.dir, "korvet.log"), "wb"))
         run.wait_for(lambda: run.port_open(self.kafka_port), 30, "korvet's Kafka port")
 
+    @staticmethod
+    def cli(port, *args):
+        return subprocess.run(["redis-cli", "-p", str(port), *map(str, args)], capture_output=True, text=True, timeout=30,
+                              check=True).stdout
+
     def healthy(self):
-        return all("cluster_state:ok" in subprocess.run(["redis-cli", "-p", str(p), "CLUSTER", "INFO"], capture_output=True,
-                                                         text=True, timeout=10).stdout for p in self.ports)
+        known = f"cluster_known_nodes:{len(self.ports)}"
+        return all("cluster_state:ok" in info and known in info for info in (self.cli(p, "CLUSTER", "INFO") for p in self.ports))
 
     @property
     def bootstrap(self):
         return f"127.0.0.1:{self.kafka_port}"
 
     def keys_per_node(self):
-        return [int(subprocess.run(["redis-cli", "-p", str(p), "DBSIZE"], capture_output=True, text=True, timeout=10).stdout)
-                for p in self.ports]
+        return [int(self.cli(p, "DBSIZE")) for p in self.ports]
 
     def close(self):
         for proc in [self.korvet] + self.nodes:
