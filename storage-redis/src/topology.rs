@@ -5,7 +5,7 @@
 //! Whether a server is a cluster node is asked of the server itself (`INFO cluster`), so the
 //! same URI works whichever way Redis is deployed.
 
-use redis::{ConnectionAddr, ConnectionInfo, RedisError};
+use redis::{ConnectionInfo, RedisError};
 use std::time::Duration;
 
 /// The Redis deployment behind the URI.
@@ -91,18 +91,16 @@ pub async fn detect(deployment: Deployment, connect_timeout: Duration, response_
                 let cluster = info.lines().any(|line| line.trim() == "cluster_enabled:1");
                 return Ok(if cluster { Deployment::Cluster(seeds) } else { Deployment::Single(seeds[0].clone()) });
             }
+            // The server answered, but not INFO (a managed Redis may refuse it): it is taken for
+            // a single server, whose connection then says what is wrong, if anything.
+            Err(err) if err.kind() != redis::ErrorKind::Io && !err.is_timeout() && !err.is_connection_refusal() => {
+                log::debug!("{} did not answer INFO cluster ({err}); taking it for a single server", seed.addr());
+                return Ok(Deployment::Single(seed.clone()));
+            }
             Err(err) => last = Some(err),
         }
     }
     Err(last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Redis node to connect to"))))
-}
-
-/// The host of a TCP address, for messages and for nodes announced without one.
-pub fn host_of(info: &ConnectionInfo) -> String {
-    match info.addr() {
-        ConnectionAddr::Tcp(host, _) => host.clone(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
