@@ -58,6 +58,11 @@ class Load:
         before = self.count()
         wait_for(lambda: self.count() > before + records, 90, what)
 
+    def stop_and_check(self, bootstrap, failover=False):
+        """Stops producing and checks what is stored (see check_nothing_acknowledged_is_lost)."""
+        self.stop()
+        check_nothing_acknowledged_is_lost(self, bootstrap, self.topic, failover)
+
     def stop(self):
         self.stopping.set()
         self.thread.join(150)
@@ -130,8 +135,7 @@ def test_a_killed_master_is_replaced_by_its_replica_and_nothing_acknowledged_is_
         wait_for(lambda: "master_link_status:up" in cluster.node_cli(victim, "INFO", "replication"), 60,
                  "the restarted node to replicate the new master")
         load.goes_on(3000, "producing to go on at full speed after the failover")
-        load.stop()
-        check_nothing_acknowledged_is_lost(load, broker.bootstrap, topic, failover=True)
+        load.stop_and_check(broker.bootstrap, failover=True)
     finally:
         if broker:
             broker.stop()
@@ -166,8 +170,7 @@ def test_resharding_under_load_costs_clients_nothing():
                             "--cluster-slots", str(slots), "--cluster-yes", "--cluster-pipeline", "100"],
                            capture_output=True, text=True, timeout=240, check=True)
             load.goes_on(500, "producing to go on after the reshard")
-        load.stop()
-        check_nothing_acknowledged_is_lost(load, broker.bootstrap, topic)
+        load.stop_and_check(broker.bootstrap)
     finally:
         if broker:
             broker.stop()

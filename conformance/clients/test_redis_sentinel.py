@@ -5,7 +5,7 @@ acknowledged record is lost."""
 import signal
 
 from harness import Korvet, Redis, Sentinel, wait_for
-from test_redis_cluster import Load, check_nothing_acknowledged_is_lost, create_topic
+from test_redis_cluster import Load, create_topic
 
 
 def test_korvet_follows_a_sentinel_failover_and_loses_nothing_acknowledged():
@@ -31,8 +31,7 @@ def test_korvet_follows_a_sentinel_failover_and_loses_nothing_acknowledged():
         wait_for(lambda: f"master_port:{promoted.port}" in other.cli("INFO", "replication") and
                  "master_link_status:up" in other.cli("INFO", "replication"), 60, "the other replica to follow the new master")
         load.goes_on(3000, "producing to go on through the new master")
-        load.stop()
-        check_nothing_acknowledged_is_lost(load, broker.bootstrap, topic, failover=True)
+        load.stop_and_check(broker.bootstrap, failover=True)
     finally:
         if broker:
             broker.stop()

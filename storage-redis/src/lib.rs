@@ -332,25 +332,20 @@ impl RedisStorage {
             }
             reads::Reads::Single(_) => vec![None],
         };
-        let mut summary = RedisReport { persistent: Some(true), replicas: u64::MAX, ..RedisReport::default() };
-        let mut policy = "noeviction".to_string();
+        let mut states = Vec::with_capacity(nodes.len());
         for node in &nodes {
-            let state = self.node_state(node.as_ref()).await?;
-            summary.used_memory += state.used_memory;
-            summary.max_memory += state.max_memory;
-            summary.replicas = summary.replicas.min(state.replicas);
-            summary.persistent = match (summary.persistent, state.persistent) {
-                (Some(false), _) | (_, Some(false)) => Some(false),
-                (Some(true), Some(true)) => Some(true),
-                _ => None,
-            };
-            if state.policy != "noeviction" {
-                policy = state.policy;
-            }
+            states.push(self.node_state(node.as_ref()).await?);
         }
-        let replicas = if summary.replicas == u64::MAX { 0 } else { summary.replicas };
-        let persistent = summary.persistent;
-        let (used_memory, max_memory) = (summary.used_memory, summary.max_memory);
+        // The deployment is as safe as its weakest master.
+        let used_memory = states.iter().map(|s| s.used_memory).sum();
+        let max_memory = states.iter().map(|s| s.max_memory).sum();
+        let replicas = states.iter().map(|s| s.replicas).min().unwrap_or(0);
+        let persistent = match states.iter().map(|s| s.persistent).collect::<Option<Vec<bool>>>() {
+            Some(all) => Some(all.iter().all(|&p| p)),
+            None if states.iter().any(|s| s.persistent == Some(false)) => Some(false),
+            None => None,
+        };
+        let policy = states.iter().map(|s| s.policy.clone()).find(|p| p != "noeviction").unwrap_or_else(|| "noeviction".into());
         if persistent == Some(false) && replicas == 0 && !self.inner.warned_volatile.swap(true, std::sync::atomic::Ordering::Relaxed) {
             log::warn!(
                 "Redis has neither persistence (appendonly, save) nor replicas: a Redis restart loses every record, \
