@@ -77,3 +77,38 @@ def heartbeat(address, group, generation=1, member="nobody"):
     frame = _call(address, 12, 0, _string(group) + struct.pack(">i", generation) + _string(member))
     (error,) = struct.unpack_from(">h", frame, 4)
     return error
+
+
+def metadata(address, topic):
+    """Metadata v1 for one topic, answered by the broker at `address` itself; returns (the
+    broker ids it lists, {partition: leader id})."""
+    frame = _call(address, 3, 1, struct.pack(">i", 1) + _string(topic))
+    pos = 4
+    (count,) = struct.unpack_from(">i", frame, pos)
+    pos += 4
+    brokers = []
+    for _ in range(count):
+        (node_id,) = struct.unpack_from(">i", frame, pos)
+        (host_len,) = struct.unpack_from(">h", frame, pos + 4)
+        pos += 4 + 2 + host_len + 4
+        (rack_len,) = struct.unpack_from(">h", frame, pos)
+        pos += 2 + max(rack_len, 0)
+        brokers.append(node_id)
+    pos += 4  # controller id
+    (topics,) = struct.unpack_from(">i", frame, pos)
+    assert topics == 1
+    pos += 4 + 2  # count, error code
+    (name_len,) = struct.unpack_from(">h", frame, pos)
+    pos += 2 + name_len + 1  # name, is_internal
+    (count,) = struct.unpack_from(">i", frame, pos)
+    pos += 4
+    leaders = {}
+    for _ in range(count):
+        _error, partition, leader = struct.unpack_from(">hii", frame, pos)
+        pos += 10
+        for _list in ("replicas", "isr"):
+            (ids,) = struct.unpack_from(">i", frame, pos)
+            pos += 4 + 4 * max(ids, 0)
+        leaders[partition] = leader
+    return sorted(brokers), leaders
+
