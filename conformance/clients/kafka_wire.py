@@ -112,3 +112,15 @@ def metadata(address, topic):
         leaders[partition] = leader
     return sorted(brokers), leaders
 
+
+def offset_commit(address, group, topic, partition, offset, timeout=10):
+    """OffsetCommit v2 of one partition outside any generation (as a standalone consumer
+    commits); returns the partition's error code."""
+    body = _string(group) + struct.pack(">i", -1) + _string("") + struct.pack(">q", -1)
+    body += struct.pack(">i", 1) + _string(topic) + struct.pack(">i", 1) + struct.pack(">iq", partition, offset) + _string("")
+    frame = _call(address, 8, 2, body, timeout)
+    pos = 4 + 4  # correlation id, topic count
+    (name_len,) = struct.unpack_from(">h", frame, pos)
+    pos += 2 + name_len + 4  # name, partition count
+    _partition, error = struct.unpack_from(">ih", frame, pos)
+    return error

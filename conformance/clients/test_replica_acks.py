@@ -1,13 +1,17 @@
 """Replica acknowledgements: with KORVET_REDIS_REPLICA_ACKS an acks=all produce is acknowledged
 only once that many Redis replicas have it (WAIT), and answers NOT_ENOUGH_REPLICAS_AFTER_APPEND
-(retriable) when they do not confirm in time; acks=1 never waits. A real primary and a real
-replica (redis-server --replicaof)."""
+(retriable) when they do not confirm in time; acks=1 never waits. Offset commits wait the same
+way. A real primary and a real replica (redis-server --replicaof)."""
 import time
 
 from confluent_kafka import KafkaError
 
+import kafka_wire
 from harness import Korvet, Redis, wait_for
 from test_redis_faults import deliver
+
+
+COORDINATOR_LOAD_IN_PROGRESS = 14
 
 
 def linked(replica):
@@ -26,6 +30,8 @@ def test_acks_all_waits_for_a_replica_and_says_when_none_confirms():
         assert deliver(broker.bootstrap, "replicated", values) == [None] * 200
         # Acknowledged means the replica has it, at once.
         assert replica.cli("XLEN", "korvet:stream:{replicated:0}") == "200"
+        assert kafka_wire.offset_commit(broker.bootstrap, "replicated-group", "replicated", 0, 150) == 0
+        assert replica.cli("HLEN", "korvet:offsets:{replicated-group}") == "1", "a commit is answered once the replica has it"
 
         replica.stop()
         wait_for(lambda: "connected_slaves:0" in primary.cli("INFO", "replication"), 30, "the primary to lose its replica")
@@ -34,6 +40,9 @@ def test_acks_all_waits_for_a_replica_and_says_when_none_confirms():
         assert refused[0] is not None and refused[0].code() == KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND, refused
         assert time.monotonic() - started < 5, "answered after the replica timeout, not the client's"
         assert deliver(broker.bootstrap, "replicated", [b"acks=1 does not wait"], acks=1) == [None]
+        started = time.monotonic()
+        assert kafka_wire.offset_commit(broker.bootstrap, "replicated-group", "replicated", 0, 180) == COORDINATOR_LOAD_IN_PROGRESS
+        assert time.monotonic() - started < 5
 
         replica.start()
         wait_for(lambda: linked(replica), 30, "the replica to come back")

@@ -1,7 +1,7 @@
 //! The deterministic simulation of whole clusters (see `src/sim`): many seeds keep every
 //! invariant, a seed replays identically, and deliberately injected bugs are caught.
 
-use korvet_conformance::sim::{run, Bug, SimConfig};
+use korvet_conformance::sim::{run, Bug, Replication, SimConfig};
 
 /// Seeds to run: `KORVET_SIM_SEEDS` (default 200), starting at `KORVET_SIM_FIRST_SEED` (1).
 fn seeds() -> std::ops::Range<u64> {
@@ -99,4 +99,59 @@ fn without_faults_every_produce_is_acknowledged() {
     let outcome = run(3, &config).expect("a fault-free run passes");
     assert_eq!(outcome.crashes, 0);
     assert!(outcome.acknowledged > 1_000 && outcome.commits > 0);
+}
+
+/// Runs `seeds` seeds of `config`, failing on the first broken invariant; sums the outcomes'
+/// failovers, acknowledged records they lost, and slot moves.
+fn run_all(config: &SimConfig, seeds: std::ops::Range<u64>) -> (usize, usize, usize) {
+    let mut totals = (0, 0, 0);
+    for seed in seeds {
+        match run(seed, config) {
+            Ok(outcome) => {
+                totals.0 += outcome.failovers;
+                totals.1 += outcome.lost_acknowledged;
+                totals.2 += outcome.slot_moves;
+            }
+            Err(failure) => panic!("{failure}"),
+        }
+    }
+    totals
+}
+
+#[test]
+fn without_replica_acks_a_failover_loses_what_the_replica_lacked_and_nothing_else() {
+    // KORVET_REDIS_REPLICA_ACKS=0: acknowledged records the replica had not applied when its
+    // master died are gone (the ledger forgets and counts them); everything else holds.
+    let config = SimConfig { replication: Replication::Unacknowledged, ..config() };
+    let (failovers, lost, _) = run_all(&config, 1..41);
+    assert!(failovers > 20, "{failovers} failovers");
+    assert!(lost > 0, "a failover without replica acknowledgements lost no acknowledged record in {failovers} failovers");
+}
+
+#[test]
+fn with_replica_acks_no_failover_loses_an_acknowledged_record() {
+    // The ledger fails the run if a failover takes an acknowledged record.
+    let config = SimConfig { replication: Replication::Acknowledged, ..config() };
+    let (failovers, lost, _) = run_all(&config, 1..41);
+    assert!(failovers > 20, "{failovers} failovers");
+    assert_eq!(lost, 0);
+}
+
+#[test]
+fn acknowledging_before_the_replica_has_the_write_is_caught() {
+    let config = SimConfig { replication: Replication::Acknowledged, bug: Some(Bug::AcknowledgedBeforeReplicated), ..config() };
+    let caught = (1..=40).find_map(|seed| run(seed, &config).err());
+    let failure = caught.expect("the invariants must catch it within 40 seeds");
+    assert!(failure.message.contains("despite replica acknowledgements"), "{failure}");
+    assert!(failure.to_string().contains("--replica acknowledged"), "{failure}");
+}
+
+#[test]
+fn slots_moving_between_cluster_nodes_keep_every_invariant() {
+    // A broker's commands keep their order per slot only; slots migrate, costing redirections
+    // and TRYAGAIN; the store also fails over.
+    let config = SimConfig { cluster: true, replication: Replication::Acknowledged, ..config() };
+    let (failovers, lost, moves) = run_all(&config, 1..41);
+    assert!(moves > 100 && failovers > 20, "{moves} slot moves, {failovers} failovers");
+    assert_eq!(lost, 0);
 }

@@ -127,8 +127,8 @@ impl Script {
 
 struct Inner {
     conn: MainConnection,
-    /// With replica acknowledgements configured, appends that wait for replicas run on a
-    /// connection of their own: WAIT holds up every later command of its connection until the
+    /// With replica acknowledgements configured, appends and group writes that wait for
+    /// replicas run on a connection of their own: WAIT holds up every later command of its connection until the
     /// replicas answer, and must not hold up the broker's other commands.
     replicated: Option<Replicated>,
     /// Partition reads have connections of their own; see [`reads`].
@@ -159,6 +159,13 @@ struct Replicated {
     conn: MainConnection,
     replicas: u32,
     timeout: Duration,
+}
+
+/// What came of a write that waits for replicas.
+enum Confirmation<T> {
+    Confirmed(T),
+    /// Too few replicas confirmed it within the timeout.
+    TooFew(StorageError),
 }
 
 /// What korvet last learned of the Redis it uses.
@@ -484,6 +491,30 @@ impl RedisStorage {
         Ok(outcomes)
     }
 
+    /// Runs a write of group state (a generation claim, offset commits) and, with replica
+    /// acknowledgements configured, waits for the replicas as acks=all appends do: Kafka writes
+    /// both with acks=all, and a failover must not hand out a generation again or move a group
+    /// back to older offsets. The write and its WAIT go in one pipeline on one connection.
+    async fn write_replicated<T: redis::FromRedisValue>(&self, cmd: Cmd) -> Result<Confirmation<T>, RedisError> {
+        let Some(replicated) = &self.inner.replicated else {
+            let mut conn = self.inner.conn.clone();
+            return Ok(Confirmation::Confirmed(cmd.query_async(&mut conn).await?));
+        };
+        let timeout_ms = replicated.timeout.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).cmd("WAIT").arg(replicated.replicas).arg(timeout_ms);
+        let mut conn = replicated.conn.clone();
+        let (reply, confirmed): (T, u32) = pipe.query_async(&mut conn).await?;
+        if confirmed < replicated.replicas {
+            let required = replicated.replicas;
+            // Written on the master, which may yet lose it: the caller cannot tell which.
+            return Ok(Confirmation::TooFew(StorageError::outcome_unknown(format!(
+                "only {confirmed} of {required} Redis replicas confirmed the write in time"
+            ))));
+        }
+        Ok(Confirmation::Confirmed(reply))
+    }
+
     async fn execute_command(&self, command: StorageCommand) -> Result<StorageReply, RedisError> {
         let inner = &*self.inner;
         let mut conn = inner.conn.clone();
@@ -567,7 +598,9 @@ impl RedisStorage {
                     for commit in &offsets {
                         cmd.arg(codec::commit_field(&commit.topic, commit.partition)).arg(codec::encode_commit(commit));
                     }
-                    let _: () = cmd.query_async(&mut conn).await?;
+                    if let Confirmation::TooFew(err) = self.write_replicated::<()>(cmd).await? {
+                        return Ok(StorageReply::Failed(err));
+                    }
                     let _: () = redis::cmd("SADD").arg(keys.groups()).arg(&group).query_async(&mut conn).await?;
                 }
                 Ok(StorageReply::OffsetsCommitted)
@@ -606,7 +639,10 @@ impl RedisStorage {
                 {
                     cmd.arg(field).arg(value.as_deref().unwrap_or(""));
                 }
-                let granted: i64 = cmd.query_async(&mut conn).await?;
+                let granted: i64 = match self.write_replicated(cmd).await? {
+                    Confirmation::Confirmed(granted) => granted,
+                    Confirmation::TooFew(err) => return Ok(StorageReply::Failed(err)),
+                };
                 if granted == 0 {
                     return Ok(StorageReply::GroupGenerationTaken);
                 }

@@ -2,9 +2,10 @@
 //!
 //!   korvet-sim --seeds 1000 [--first 1]     many seeds, for soak runs
 //!   korvet-sim --seed 42 [--trace]         one seed, printing every event with --trace
-//!   options: --duration-ms N --brokers N --no-faults
+//!   options: --duration-ms N --brokers N --no-faults --cluster
+//!            --replica unacknowledged|acknowledged   (a Redis replica, failovers, replica acks)
 
-use korvet_conformance::sim::{run, SimConfig, World};
+use korvet_conformance::sim::{run, Replication, SimConfig, World};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +29,21 @@ fn main() {
                 config.faults = false;
                 i += 1;
                 continue;
+            }
+            "--cluster" => {
+                config.cluster = true;
+                i += 1;
+                continue;
+            }
+            "--replica" => {
+                config.replication = match args.get(i + 1).map(String::as_str) {
+                    Some("unacknowledged") => Replication::Unacknowledged,
+                    Some("acknowledged") => Replication::Acknowledged,
+                    _ => {
+                        eprintln!("korvet-sim: --replica takes unacknowledged or acknowledged");
+                        std::process::exit(2)
+                    }
+                };
             }
             "--trace" => {
                 trace = true;
@@ -57,12 +73,16 @@ fn main() {
     }
     let started = std::time::Instant::now();
     let mut totals = (0usize, 0usize, 0usize);
+    let (mut failovers, mut lost, mut slot_moves) = (0usize, 0usize, 0usize);
     for seed in first..first + seeds {
         match run(seed, &config) {
             Ok(outcome) => {
                 totals.0 += outcome.acknowledged;
                 totals.1 += outcome.crashes;
                 totals.2 += outcome.generations;
+                failovers += outcome.failovers;
+                lost += outcome.lost_acknowledged;
+                slot_moves += outcome.slot_moves;
             }
             Err(failure) => {
                 eprintln!("{failure}");
@@ -71,7 +91,8 @@ fn main() {
         }
     }
     println!(
-        "{seeds} seeds passed in {:.1} s: {} records acknowledged, {} broker crashes, {} group generations",
+        "{seeds} seeds passed in {:.1} s: {} records acknowledged, {} broker crashes, {} group generations, \
+         {failovers} Redis failovers losing {lost} acknowledged records, {slot_moves} slot moves",
         started.elapsed().as_secs_f64(),
         totals.0,
         totals.1,

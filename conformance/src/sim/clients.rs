@@ -385,7 +385,7 @@ fn handle_response(world: &mut World, index: usize, pending: Pending, response: 
             let data = &r.responses[0].partitions[0];
             if data.error_code == errors::NONE {
                 let records = wire::fetched(data.records.clone().unwrap_or_default())?;
-                world.ledger.read(partition, offset, data.log_start_offset, &records)?;
+                world.ledger.read(&mut world.store, partition, offset, data.log_start_offset, &records)?;
                 if let (Some((last, _)), ClientKind::Reader { positions, .. }) = (records.last(), &mut world.clients[index].kind) {
                     positions[partition as usize] = last + 1;
                 }
@@ -411,7 +411,7 @@ fn handle_response(world: &mut World, index: usize, pending: Pending, response: 
         (Pending::TableProduce { entries }, ResponseKind::Produce(r)) => {
             let result = &r.responses[0].partition_responses[0];
             if result.error_code == errors::NONE {
-                world.ledger.acknowledge_table(result.base_offset, &entries);
+                world.ledger.acknowledge_table(&mut world.store, result.base_offset, &entries);
             }
             world.clients[index].next_action_at = now + pause;
         }

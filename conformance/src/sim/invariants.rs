@@ -19,7 +19,14 @@
 //!   start to the high watermark are dense;
 //! - in the compacted table topic, the latest acknowledged record of each key is still there
 //!   (or a later record of the key): compaction only removes superseded records, and
-//!   tombstones once they are the latest of their key.
+//!   tombstones once they are the latest of their key;
+//! - a Redis failover (see `replica.rs`) loses only what its replica had not applied: with
+//!   replica acknowledgements no acknowledged record at all; without them the acknowledged
+//!   records at or above the promoted replica's high watermark, which the ledger then forgets
+//!   (and counts), along with what was read there. For a short while after a failover, answers
+//!   computed on the dead master may still arrive: an acknowledgement or a read of an offset the
+//!   failover took is checked against the store and, if it disagrees, taken for one of those.
+//!   Without replica acknowledgements a lost generation may also be handed out again.
 
 use super::{Bug, World, GROUP, PARTITIONS, TABLE, TOPIC};
 use korvet_core::storage::memory::MemoryStore;
@@ -48,7 +55,21 @@ pub struct Ledger {
     /// key -> tombstones sent for it and not acknowledged: one may have been stored all the same
     /// (its reply lost), be the key's latest record, and be removed by compaction.
     table_unconfirmed_tombstones: BTreeMap<String, usize>,
+    /// Whether korvet waits for the replica (acknowledged records then survive a failover).
+    pub replica_acks: bool,
+    /// The virtual time, for the doubt windows below.
+    pub now: u64,
+    /// (topic, partition) -> (the promoted replica's high watermark, until when): offsets at or
+    /// above it were reassigned by a failover, and answers from the dead master may still come.
+    doubtful: BTreeMap<(&'static str, i32), (i64, u64)>,
+    /// partition -> one past the highest acknowledged offset a failover lost.
+    lost_end: BTreeMap<i32, i64>,
+    /// Acknowledged records a failover lost (none with replica acknowledgements).
+    pub lost: usize,
 }
+
+/// How long after a failover answers computed on the dead master may still reach a client.
+pub const DOUBT_MS: u64 = 3_000;
 
 /// A partition's offsets in the store.
 pub fn offsets(store: &mut MemoryStore, topic: &str, partition: i32) -> PartitionOffsets {
@@ -88,11 +109,17 @@ pub fn bug_on_command(bug: Option<Bug>, store: &mut MemoryStore, command: Storag
     }
 }
 
-fn read_one(store: &mut MemoryStore, partition: i32, offset: i64) -> Option<String> {
-    let reply = store.execute(StorageCommand::Read { topic: TOPIC.into(), partition, offset, max_bytes: 1 });
+/// The key and value of the record at `offset`, if there is one.
+fn record_at(store: &mut MemoryStore, topic: &str, partition: i32, offset: i64) -> Option<(Option<String>, Option<String>)> {
+    let text = |b: Option<bytes::Bytes>| b.map(|v| String::from_utf8_lossy(&v).into_owned());
+    let reply = store.execute(StorageCommand::Read { topic: topic.into(), partition, offset, max_bytes: 1 });
     let StorageReply::Records { records, .. } = reply else { return None };
     let first = records.into_iter().next().filter(|r| r.offset == offset)?;
-    first.record.value.map(|v| String::from_utf8_lossy(&v).into_owned())
+    Some((text(first.record.key), text(first.record.value)))
+}
+
+fn read_one(store: &mut MemoryStore, partition: i32, offset: i64) -> Option<String> {
+    record_at(store, TOPIC, partition, offset).and_then(|(_, value)| value)
 }
 
 impl Ledger {
@@ -111,6 +138,63 @@ impl Ledger {
     /// One past the highest acknowledged offset of a partition (what members commit).
     pub fn acked_end(&self, partition: i32) -> i64 {
         self.acked.range((partition, 0)..(partition + 1, 0)).next_back().map_or(0, |(_, o)| o + 1)
+    }
+
+    /// Whether `offset` is one a recent failover reassigned, so that an answer about it may come
+    /// from the dead master.
+    fn in_doubt(&self, topic: &'static str, partition: i32, offset: i64) -> bool {
+        self.doubtful.get(&(topic, partition)).is_some_and(|(from, until)| offset >= *from && self.now < *until)
+    }
+
+    /// A failover promoted a replica whose data is now in `store`: what it lacks is forgotten.
+    /// With replica acknowledgements, an acknowledged record it lacks breaks the invariant.
+    pub fn failover(&mut self, store: &mut MemoryStore) -> Result<usize, String> {
+        let mut lost = 0;
+        let until = self.now + DOUBT_MS;
+        for partition in 0..PARTITIONS {
+            let end = offsets(store, TOPIC, partition).high_watermark;
+            self.doubtful.insert((TOPIC, partition), (end, until));
+            let gone: Vec<(i32, i64)> = self.known.range((partition, end)..(partition + 1, 0)).map(|(key, _)| *key).collect();
+            for key in gone {
+                self.known.remove(&key);
+                if self.acked.remove(&key) {
+                    if self.replica_acks {
+                        return Err(format!(
+                            "acknowledged record at partition {partition} offset {} was lost in a failover despite replica acknowledgements",
+                            key.1
+                        ));
+                    }
+                    lost += 1;
+                    let lost_end = self.lost_end.entry(partition).or_default();
+                    *lost_end = (*lost_end).max(key.1 + 1);
+                }
+            }
+            for ((_, p), up_to) in self.produced_up_to.iter_mut() {
+                if *p == partition {
+                    *up_to = (*up_to).min(end - 1);
+                }
+            }
+        }
+        let end = offsets(store, TABLE, 0).high_watermark;
+        self.doubtful.insert((TABLE, 0), (end, until));
+        let before = self.table_latest.len();
+        self.table_latest.retain(|_, (offset, _)| *offset < end);
+        if self.replica_acks && self.table_latest.len() < before {
+            return Err(format!("an acknowledged record of {TABLE} at or above {end} was lost in a failover despite replica acknowledgements"));
+        }
+        if !self.replica_acks {
+            // A generation claim the replica lacks is lost: the group's next coordinator hands
+            // that generation out again, to other members.
+            let stored = match store.execute(StorageCommand::LoadGroup { group: GROUP.into() }) {
+                StorageReply::Group(Some(record)) => record.generation,
+                _ => 0,
+            };
+            self.owners.retain(|generation, _| *generation <= stored);
+        }
+        // An acknowledged DeleteRecords or retention trim the replica had not applied is undone.
+        self.log_starts.clear();
+        self.lost += lost;
+        Ok(lost)
     }
 
     fn learn(&mut self, partition: i32, offset: i64, value: &str, how: &str) -> Result<(), String> {
@@ -138,6 +222,14 @@ impl Ledger {
         values: &[String],
     ) -> Result<(), String> {
         let last = base_offset + values.len() as i64 - 1;
+        if self.in_doubt(TOPIC, partition, base_offset) && !self.replica_acks {
+            let stored: Vec<Option<String>> = (base_offset..=last).map(|offset| read_one(store, partition, offset)).collect();
+            if stored.iter().zip(values).any(|(stored, value)| stored.as_deref() != Some(value)) {
+                // Acknowledged by the dead master before the failover took it.
+                self.lost += values.len();
+                return Ok(());
+            }
+        }
         if let Some(previous) = self.produced_up_to.insert((producer, partition), last) {
             if base_offset <= previous {
                 return Err(format!(
@@ -165,13 +257,17 @@ impl Ledger {
 
     /// A fetch from `from` returned `records`: consecutive offsets from `from`, none below the
     /// log start the fetch reported, values as known.
-    pub fn read(&mut self, partition: i32, from: i64, log_start: i64, records: &[(i64, String)]) -> Result<(), String> {
+    pub fn read(&mut self, store: &mut MemoryStore, partition: i32, from: i64, log_start: i64, records: &[(i64, String)]) -> Result<(), String> {
         if let Some((first, _)) = records.first().filter(|(offset, _)| *offset < log_start) {
             return Err(format!("a fetch of partition {partition} returned offset {first}, below the log start {log_start} it reported"));
         }
         for (expected, (offset, value)) in (from..).zip(records) {
             if *offset != expected {
                 return Err(format!("a fetch of partition {partition} from {from} returned offset {offset} where {expected} was due"));
+            }
+            if self.in_doubt(TOPIC, partition, *offset) && read_one(store, partition, *offset).as_ref() != Some(value) {
+                // Read on the dead master before the failover reassigned the offset.
+                continue;
             }
             self.learn(partition, *offset, value, "read")?;
             self.read += 1;
@@ -203,7 +299,20 @@ impl Ledger {
     }
 
     /// A produce to the table topic was acknowledged: each key's latest record is remembered.
-    pub fn acknowledge_table(&mut self, base_offset: i64, entries: &[(String, Option<String>)]) {
+    pub fn acknowledge_table(&mut self, store: &mut MemoryStore, base_offset: i64, entries: &[(String, Option<String>)]) {
+        if self.in_doubt(TABLE, 0, base_offset) && !self.replica_acks {
+            let range = base_offset..base_offset + entries.len() as i64;
+            // Compaction may have removed some since; a record of another key means the
+            // acknowledgement came from the dead master.
+            let foreign = range.zip(entries).any(|(offset, (key, _))| {
+                record_at(store, TABLE, 0, offset).is_some_and(|(stored, _)| stored.as_deref() != Some(key.as_str()))
+            });
+            let beyond = base_offset + entries.len() as i64 > offsets(store, TABLE, 0).high_watermark;
+            if foreign || beyond {
+                self.lost += entries.len();
+                return;
+            }
+        }
         for (key, _) in entries.iter().filter(|(_, value)| value.is_none()) {
             if let Some(count) = self.table_unconfirmed_tombstones.get_mut(key) {
                 *count = count.saturating_sub(1);
@@ -304,7 +413,8 @@ pub fn check_final(world: &mut World) -> Result<(), String> {
             if !sent {
                 return Err(format!("partition {} has committed offset {}, which no member committed", commit.partition, commit.offset));
             }
-            let end = world.ledger.acked_end(commit.partition);
+            let lost_end = world.ledger.lost_end.get(&commit.partition).copied().unwrap_or(0);
+            let end = world.ledger.acked_end(commit.partition).max(lost_end);
             if commit.offset > end {
                 return Err(format!("partition {} has committed offset {} beyond its acknowledged records (end {end})", commit.partition, commit.offset));
             }

@@ -9,13 +9,19 @@
 //!
 //! Faults come from the seed: delayed and dropped connections, clients that vanish mid-request,
 //! brokers that crash and restart (their storage commands still reach the store, their replies
-//! are lost), and storage that is slow or fails (before or after executing a command). After
-//! every step and at the end the invariants in `invariants.rs` are checked. A run is a pure
-//! function of its seed: the trace hash of a seed never changes.
+//! are lost), and storage that is slow or fails (before or after executing a command). A run may
+//! also give Redis a lagging replica that a failover promotes (`replica.rs`), or model a Redis
+//! Cluster whose slots move (`slots.rs`). After every step and at the end the invariants in
+//! `invariants.rs` are checked. A run is a pure function of its seed: the trace hash of a seed
+//! never changes.
 
 mod clients;
 mod invariants;
+mod replica;
+mod slots;
 mod wire;
+
+pub use replica::Replication;
 
 use crate::sim::clients::{Client, ClientKind};
 use crate::sim::invariants::Ledger;
@@ -48,6 +54,10 @@ pub struct SimConfig {
     /// Virtual milliseconds to run.
     pub duration_ms: u64,
     pub faults: bool,
+    /// A replica of the store, and whether korvet waits for it; failovers come with it.
+    pub replication: Replication,
+    /// A Redis Cluster: a broker's commands keep their order per slot only, and slots move.
+    pub cluster: bool,
     /// A deliberately broken part, to show the invariants catch it.
     pub bug: Option<Bug>,
 }
@@ -63,6 +73,8 @@ impl Default for SimConfig {
             table_writers: 2,
             duration_ms: 20_000,
             faults: true,
+            replication: Replication::None,
+            cluster: false,
             bug: None,
         }
     }
@@ -81,6 +93,8 @@ pub enum Bug {
     /// Every coordinator claims generations under one name, so that two brokers that both
     /// believe they coordinate a group can both hand out its next generation.
     UnfencedGenerations,
+    /// With replica acknowledgements, appends are answered before the replica has them.
+    AcknowledgedBeforeReplicated,
 }
 
 /// The result of a run that kept every invariant.
@@ -101,12 +115,20 @@ pub struct Outcome {
     pub trimmed: i64,
     /// Offsets of the table topic below its high watermark whose records compaction removed.
     pub compacted: i64,
+    /// Redis failovers, and the acknowledged records they lost (none with replica acks).
+    pub failovers: usize,
+    pub lost_acknowledged: usize,
+    /// Slots that moved between Redis Cluster nodes, and commands that met a moving slot.
+    pub slot_moves: usize,
+    pub redirected: usize,
 }
 
 /// A broken invariant, with what led to it.
 #[derive(Debug)]
 pub struct Failure {
     pub seed: u64,
+    /// The korvet-sim options that replay the run's configuration.
+    pub options: String,
     pub message: String,
     pub trace_tail: Vec<String>,
 }
@@ -118,7 +140,7 @@ impl std::fmt::Display for Failure {
         for line in &self.trace_tail {
             writeln!(f, "  {line}")?;
         }
-        write!(f, "replay: cargo run -p korvet-conformance --bin korvet-sim -- --seed {} --trace", self.seed)
+        write!(f, "replay: cargo run -p korvet-conformance --bin korvet-sim -- --seed {}{} --trace", self.seed, self.options)
     }
 }
 
@@ -145,6 +167,15 @@ impl Rng {
     }
 }
 
+/// What became of a reply when its write went on to the replica.
+enum Replicated {
+    Answer(StorageReply),
+    /// Answered at a later time (after the WAIT timeout).
+    Later(StorageReply, u64),
+    /// Answered when the replica applies the write.
+    Held,
+}
+
 /// Something scheduled to happen at a virtual time.
 enum Event {
     /// Request bytes reach a broker.
@@ -165,6 +196,8 @@ enum Failing {
     No,
     /// Fails before reaching the store: nothing happened.
     Before,
+    /// Meets its slot migrating between Redis Cluster nodes (TRYAGAIN): nothing happened.
+    Moving,
     /// Executes, then the reply is lost: the broker cannot tell (a Redis timeout).
     After,
 }
@@ -214,6 +247,11 @@ pub struct World {
     /// several milliseconds, requests that need a lookup first (a topic whose cached metadata
     /// expired) overlap with later requests that do not.
     storage_latency_ms: u64,
+    replica: Option<replica::Replica>,
+    /// Until when the store answers nothing: its master died and the replica is taking over.
+    outage_until: u64,
+    failovers: usize,
+    slots: slots::Slots,
 }
 
 fn broker_info(id: usize) -> BrokerInfo {
@@ -260,7 +298,14 @@ impl World {
             clients.push(Client::new(ClientKind::table_writer(), rng.below(config.brokers as u64) as usize));
         }
         let storage_latency_ms = rng.below(6);
+        let replica = (config.replication != Replication::None).then(|| replica::Replica::new(store.clone(), 1 + rng.below(20)));
+        let mut ledger = Ledger::default();
+        ledger.replica_acks = config.replication == Replication::Acknowledged;
         let mut world = World {
+            replica,
+            outage_until: 0,
+            failovers: 0,
+            slots: slots::Slots::default(),
             seed,
             storage_latency_ms,
             rng,
@@ -272,7 +317,7 @@ impl World {
             clients,
             links: BTreeMap::new(),
             next_conn: 1,
-            ledger: Ledger::default(),
+            ledger,
             trace_hash: 0xcbf29ce484222325,
             trace_tail: VecDeque::new(),
             keep_trace: false,
@@ -446,6 +491,10 @@ impl World {
             lags,
             trimmed,
             compacted,
+            failovers: self.failovers,
+            lost_acknowledged: self.ledger.lost,
+            slot_moves: self.slots.moves,
+            redirected: self.slots.redirected,
             trace_hash: self.trace_hash,
             acknowledged: self.ledger.acknowledged(),
             read: self.ledger.read,
@@ -457,11 +506,22 @@ impl World {
     }
 
     fn failure(&self, message: String) -> Failure {
-        Failure { seed: self.seed, message, trace_tail: self.trace_tail.iter().cloned().collect() }
+        let mut options = String::new();
+        match self.config.replication {
+            Replication::None => {}
+            Replication::Unacknowledged => options.push_str(" --replica unacknowledged"),
+            Replication::Acknowledged => options.push_str(" --replica acknowledged"),
+        }
+        if self.config.cluster {
+            options.push_str(" --cluster");
+        }
+        Failure { seed: self.seed, options, message, trace_tail: self.trace_tail.iter().cloned().collect() }
     }
 
     fn step(&mut self) -> Result<(), String> {
-        self.inject_faults();
+        self.ledger.now = self.now;
+        self.inject_faults()?;
+        self.replicate();
         while let Some(entry) = self.events.first_entry() {
             if entry.key().0 > self.now {
                 break;
@@ -489,9 +549,9 @@ impl World {
         Ok(())
     }
 
-    fn inject_faults(&mut self) {
+    fn inject_faults(&mut self) -> Result<(), String> {
         if !self.config.faults {
-            return;
+            return Ok(());
         }
         if self.rng.chance(300) {
             let broker = self.rng.below(self.brokers.len() as u64) as usize;
@@ -514,6 +574,51 @@ impl World {
                 self.clients[client].connection_lost(conn);
             }
         }
+        if self.replica.is_some() {
+            if self.rng.chance(500) {
+                let until = self.now + 50 + self.rng.below(550);
+                self.trace(|| format!("the replica stalls until {until} ms"));
+                if let Some(replica) = &mut self.replica {
+                    replica.stall(until);
+                }
+            }
+            if self.rng.chance(150) && self.now >= self.outage_until {
+                self.fail_over()?;
+            }
+        }
+        if self.config.cluster && self.rng.chance(500) {
+            let key = slots::random_key(&mut self.rng);
+            let until = self.now + 100 + self.rng.below(700);
+            self.trace(|| format!("slot of {key} migrates until {until} ms"));
+            self.slots.start_move(key, until);
+        }
+        Ok(())
+    }
+
+    /// The replica applies the writes that reached it; replies waiting for it go out.
+    fn replicate(&mut self) {
+        let Some(replica) = &mut self.replica else { return };
+        for held in replica.apply_due(self.now) {
+            let replica::Held { broker, incarnation, op, reply } = held;
+            self.schedule(self.now + self.storage_latency_ms, Event::Reply { broker, incarnation, op, reply });
+        }
+    }
+
+    /// The master dies; its replica takes over with what it has, after an outage.
+    fn fail_over(&mut self) -> Result<(), String> {
+        let Some(replica) = &mut self.replica else { return Ok(()) };
+        let failover = replica.fail_over();
+        self.store = failover.store;
+        for held in failover.broken {
+            let replica::Held { broker, incarnation, op, .. } = held;
+            self.schedule(self.now + self.storage_latency_ms, Event::Reply { broker, incarnation, op, reply: replica::master_died() });
+        }
+        self.outage_until = self.now + 50 + self.rng.below(450);
+        self.failovers += 1;
+        let lost = self.ledger.failover(&mut self.store)?;
+        let (writes, until) = (failover.lost_writes, self.outage_until);
+        self.trace(|| format!("the master dies: its replica takes over at {until} ms without {writes} writes ({lost} acknowledged records)"));
+        Ok(())
     }
 
     fn handle(&mut self, event: Event) -> Result<(), String> {
@@ -534,16 +639,37 @@ impl World {
             }
             Event::Execute { broker, incarnation, op, command, fail } => {
                 let name = command.name();
-                let reply = match fail {
-                    Failing::Before => StorageReply::Failed(StorageError::retriable("simulated storage failure")),
-                    _ => {
-                        let command = invariants::bug_on_command(self.config.bug, &mut self.store, command);
-                        let reply = self.store.execute(command);
-                        let reply = self.ledger.bug_on_reply(self.config.bug, reply);
-                        if fail == Failing::After {
-                            StorageReply::Failed(StorageError::outcome_unknown("simulated timeout after execution"))
-                        } else {
-                            reply
+                let mut reply_at = self.now + self.storage_latency_ms;
+                let reply = if self.now < self.outage_until {
+                    StorageReply::Failed(StorageError::retriable("the master is down and its replica not yet promoted"))
+                } else {
+                    match fail {
+                        Failing::Before => StorageReply::Failed(StorageError::retriable("simulated storage failure")),
+                        Failing::Moving => StorageReply::Failed(StorageError::retriable("TRYAGAIN: the slot is migrating")),
+                        _ => {
+                            let command = invariants::bug_on_command(self.config.bug, &mut self.store, command);
+                            let copy = (self.replica.is_some() && replica::is_write(&command)).then(|| command.clone());
+                            let reply = self.store.execute(command);
+                            let reply = self.ledger.bug_on_reply(self.config.bug, reply);
+                            let reply = match copy {
+                                Some(copy) => match self.replicate_write(broker, incarnation, op, copy, reply, fail) {
+                                    Replicated::Answer(reply) => reply,
+                                    Replicated::Later(reply, at) => {
+                                        reply_at = at;
+                                        reply
+                                    }
+                                    Replicated::Held => {
+                                        self.trace(|| format!("store runs {name} of broker {broker} op {op}: held until the replica has it"));
+                                        return Ok(());
+                                    }
+                                },
+                                None => reply,
+                            };
+                            if fail == Failing::After {
+                                StorageReply::Failed(StorageError::outcome_unknown("simulated timeout after execution"))
+                            } else {
+                                reply
+                            }
                         }
                     }
                 };
@@ -551,7 +677,7 @@ impl World {
                 if name == "RemoveRecords" {
                     invariants::check_table(self)?;
                 }
-                self.schedule(self.now + self.storage_latency_ms, Event::Reply { broker, incarnation, op, reply });
+                self.schedule(reply_at, Event::Reply { broker, incarnation, op, reply });
             }
             Event::Reply { broker, incarnation, op, reply } => {
                 let current = self.brokers[broker].incarnation == incarnation;
@@ -567,6 +693,29 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// Sends a write the master executed on to the replica; with replica acknowledgements, an
+    /// acks=all append's reply waits for it (korvet's WAIT), or says too few replicas confirmed
+    /// once the WAIT times out.
+    fn replicate_write(&mut self, broker: usize, incarnation: u64, op: OpId, command: StorageCommand, reply: StorageReply, fail: Failing) -> Replicated {
+        let Some(replica) = &mut self.replica else { return Replicated::Answer(reply) };
+        let waits = self.config.replication == Replication::Acknowledged
+            && fail == Failing::No
+            && self.config.bug != Some(Bug::AcknowledgedBeforeReplicated)
+            && replica::waits_for_replicas(&command, &reply);
+        if !waits {
+            replica.replicate(self.now, command, None);
+            return Replicated::Answer(reply);
+        }
+        let deadline = self.now + replica::WAIT_TIMEOUT_MS;
+        if replica.arrival(self.now) > deadline {
+            let reply = replica::too_few_replicas(&command);
+            replica.replicate(self.now, command, None);
+            return Replicated::Later(reply, deadline + self.storage_latency_ms);
+        }
+        replica.replicate(self.now, command, Some(replica::Held { broker, incarnation, op, reply }));
+        Replicated::Held
     }
 
     /// Carries out what the brokers asked for.
@@ -636,12 +785,32 @@ impl World {
         } else {
             (self.rng.below(2), Failing::No)
         };
+        let (mut slow, mut fail) = (slow, fail);
+        let slot = self.config.cluster.then(|| slots::key_of(&command));
+        if let Some(slot) = &slot {
+            if self.slots.is_moving(slot, self.now) {
+                // ASK redirections cost a round trip; a multi-key script meets TRYAGAIN.
+                self.slots.redirected += 1;
+                if self.rng.chance(250_000) {
+                    fail = Failing::Moving;
+                } else {
+                    slow += 1 + self.rng.below(4);
+                }
+            }
+        }
         let unordered = self.config.bug == Some(Bug::UnorderedAppends) && matches!(command, StorageCommand::Append { .. });
         let at = if unordered {
             self.now + self.storage_latency_ms + self.rng.below(5)
         } else {
-            let at = (self.now + self.storage_latency_ms + slow).max(self.brokers[broker].storage_busy_until);
-            self.brokers[broker].storage_busy_until = at;
+            // One connection to one Redis keeps a broker's commands in order; on a cluster only
+            // those of one slot share a node (and korvet's appends to a partition queue behind
+            // each other), so the order holds per slot.
+            let busy = match slot {
+                Some(slot) => self.slots.busy_until.entry((broker, slot)).or_default(),
+                None => &mut self.brokers[broker].storage_busy_until,
+            };
+            let at = (self.now + self.storage_latency_ms + slow).max(*busy);
+            *busy = at;
             at
         };
         let incarnation = self.brokers[broker].incarnation;

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 /// ordering under idempotence.
 pub const PRODUCER_BATCH_HISTORY: usize = 5;
 
-#[derive(Default)]
+/// Cloned by the simulator to model a Redis replica, which holds a prefix of the master's writes.
+#[derive(Default, Clone)]
 pub struct MemoryStore {
     topics: BTreeMap<String, TopicMeta>,
     partitions: BTreeMap<(String, i32), PartitionLog>,
