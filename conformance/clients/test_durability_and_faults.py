@@ -1,9 +1,12 @@
 """Data survives a broker restart; Redis outages give retriable errors and the broker recovers by
-itself; hostile bytes close only the offending connection."""
+itself; hostile bytes close only the offending connection; a TLS or HTTP client on the Kafka port
+is told so at once."""
 import socket
+import ssl
 import struct
 import time
 
+import pytest
 from confluent_kafka import KafkaError, Producer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -106,6 +109,39 @@ def test_hostile_bytes_close_only_their_connection(korvet):
     # Everyone else is unaffected.
     assert produce_n(korvet.bootstrap, "after-hostile", 2) == [0, 1]
     assert "closing connection" in korvet.logs()
+
+
+def test_a_tls_client_on_the_plaintext_port_fails_at_once_and_is_logged_once(fresh_korvet):
+    korvet = fresh_korvet
+    """A client configured for SSL meets a plaintext listener: korvet answers its greeting with a
+    TLS alert, so the client's TLS library fails the handshake at once instead of timing out, and
+    the broker logs one line that says why however often the client reconnects."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    for _ in range(20):
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", korvet.port), timeout=10) as sock:
+            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+                context.wrap_socket(sock)
+        assert time.monotonic() - started < 2, "the handshake failed only after a timeout"
+    errors = []
+    producer = Producer({"bootstrap.servers": korvet.bootstrap, "security.protocol": "SSL",
+                         "enable.ssl.certificate.verification": False, "error_cb": errors.append})
+    wait_for(lambda: producer.poll(0.1) >= 0 and any("handshake failure" in str(e) for e in errors), 10,
+             "librdkafka to report the failed handshake")
+    del producer
+    wait_for(lambda: "began a TLS handshake" in korvet.logs(), 10, "the reason in the log")
+    warned = [line for line in korvet.logs().splitlines() if "began a TLS handshake" in line]
+    assert len(warned) == 1, warned
+    assert "PLAINTEXT" in warned[0]
+    assert produce_n(korvet.bootstrap, "after-tls", 2) == [0, 1]
+
+
+def test_an_http_request_on_the_kafka_port_is_refused_with_a_reason(fresh_korvet):
+    korvet = fresh_korvet
+    assert raw_request(korvet.port, b"GET /actuator/health HTTP/1.1\r\nHost: korvet\r\n\r\n") == b""
+    wait_for(lambda: "sent an HTTP request to the Kafka port" in korvet.logs(), 10, "the reason in the log")
 
 
 def test_a_client_that_never_reads_its_responses_is_disconnected(fresh_korvet):

@@ -4,7 +4,7 @@
 //! to pause and resume reading accordingly.
 
 use super::{Broker, ConnId, Output, TaskId, MAX_CONCURRENT_REQUESTS, UNRESERVED_FRAME_BYTES};
-use crate::frame::FrameDecoder;
+use crate::frame::{FrameDecoder, FrameError, TLS_HANDSHAKE_FAILURE_ALERT};
 use crate::handlers::Session;
 use crate::Time;
 use bytes::Bytes;
@@ -59,6 +59,16 @@ impl Broker {
                     self.handle_frame(conn, frame, now);
                 }
                 Ok(None) => break,
+                Err(err @ (FrameError::TlsHandshake | FrameError::Http)) => {
+                    let peer = connection.peer.clone();
+                    if err == FrameError::TlsHandshake {
+                        self.outputs.push_back(Output::Transmit { conn, bytes: Bytes::from_static(&TLS_HANDSHAKE_FAILURE_ALERT) });
+                    }
+                    self.warn_foreign_protocol(&peer, &err.to_string(), now);
+                    self.outputs.push_back(Output::Close { conn, reason: err.to_string() });
+                    self.handle_disconnect(conn, now);
+                    return;
+                }
                 Err(err) => {
                     self.close(conn, err.to_string());
                     return;

@@ -137,6 +137,7 @@ pub struct Broker {
     next_id: u64,
     announced_timeout: Option<u64>,
     storage_warnings: RateLimit,
+    foreign_protocol_warnings: RateLimit,
     /// Work the broker does on its own schedule (see `background`).
     jobs: Vec<background::Job>,
 }
@@ -176,6 +177,7 @@ impl Broker {
             next_id: 1,
             announced_timeout: None,
             storage_warnings: RateLimit::default(),
+            foreign_protocol_warnings: RateLimit::default(),
             jobs,
         }
     }
