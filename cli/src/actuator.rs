@@ -2,7 +2,8 @@
 //! `/actuator/health/readiness` and `/actuator/prometheus`.
 //!
 //! `respond` maps a request path to a response without any I/O; `serve` answers on a listener
-//! of either runtime.
+//! of either runtime. With a [`Login`], every endpoint but the health probes (which Kubernetes
+//! and load balancers call without credentials) asks for HTTP basic authentication.
 
 use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,48 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+}
+
+/// The credentials the management endpoints ask for.
+pub struct Login {
+    /// The `Authorization` header value that carries them.
+    expected: Vec<u8>,
+}
+
+impl Login {
+    pub fn new(user: &str, password: &str) -> Self {
+        Login { expected: format!("Basic {}", base64(format!("{user}:{password}").as_bytes())).into_bytes() }
+    }
+
+    /// Whether an `Authorization` header value carries the credentials, compared in time that
+    /// does not depend on where they differ.
+    fn accepts(&self, header: Option<&[u8]>) -> bool {
+        let Some(given) = header else { return false };
+        let differences = given.iter().zip(&self.expected).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        given.len() == self.expected.len() && differences == 0
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), as HTTP basic authentication writes credentials.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Paths served without credentials: the probes.
+fn is_health_probe(path: &str) -> bool {
+    matches!(path, "/actuator/health" | "/actuator/health/liveness" | "/actuator/health/readiness")
 }
 
 fn json(status: u16, body: String) -> Response {
@@ -49,7 +92,8 @@ pub fn respond(path: &str, health: &Health, metrics: &Metrics) -> Response {
 }
 
 /// Serves the endpoints until the process exits.
-pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>, metrics: Arc<Metrics>) {
+pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>, metrics: Arc<Metrics>, login: Option<Login>) {
+    let login = Arc::new(login);
     loop {
         let Ok((mut reader, mut writer, _)) = rt.accept(&listener).await else {
             rt.sleep(Duration::from_millis(100)).await;
@@ -57,6 +101,7 @@ pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>
         };
         let health = health.clone();
         let metrics = metrics.clone();
+        let login = login.clone();
         rt.spawn(async move {
             let mut buf = vec![0u8; 8192];
             let mut len = 0;
@@ -78,20 +123,27 @@ pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>
             }
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut request = httparse::Request::new(&mut headers);
-            let response = match request.parse(&buf[..len]) {
+            let parsed = request.parse(&buf[..len]);
+            let path = request.path.unwrap_or("/").split('?').next().unwrap_or("");
+            let authorization = request.headers.iter().find(|h| h.name.eq_ignore_ascii_case("authorization")).map(|h| h.value);
+            let denied = parsed.is_ok() && !is_health_probe(path) && login.as_ref().as_ref().is_some_and(|login| !login.accepts(authorization));
+            let response = match parsed {
+                _ if denied => json(401, r#"{"error":"unauthorized"}"#.into()),
                 Ok(_) if request.method == Some("GET") => respond(request.path.unwrap_or("/"), &health, &metrics),
                 Ok(_) => json(405, r#"{"error":"method not allowed"}"#.into()),
                 Err(_) => json(400, r#"{"error":"bad request"}"#.into()),
             };
             let reason = match response.status {
                 200 => "OK",
+                401 => "Unauthorized",
                 404 => "Not Found",
                 405 => "Method Not Allowed",
                 503 => "Service Unavailable",
                 _ => "Bad Request",
             };
+            let challenge = if response.status == 401 { "WWW-Authenticate: Basic realm=\"korvet\", charset=\"UTF-8\"\r\n" } else { "" };
             let head = format!(
-                "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {} {reason}\r\n{challenge}Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 response.status,
                 response.content_type,
                 response.body.len()
@@ -100,5 +152,26 @@ pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>
             let _ = R::write_all(&mut writer, response.body.as_bytes()).await;
             R::close(writer).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (plain, encoded) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    #[test]
+    fn only_the_right_credentials_are_accepted() {
+        let login = Login::new("ops", "s3cret");
+        assert!(login.accepts(Some(b"Basic b3BzOnMzY3JldA==")));
+        assert!(!login.accepts(Some(b"Basic b3BzOnMzY3JldB==")));
+        assert!(!login.accepts(Some(b"Basic b3BzOnMzY3JldA")));
+        assert!(!login.accepts(None));
     }
 }

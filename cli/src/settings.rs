@@ -108,6 +108,8 @@ pub const SPECS: &[Spec] = &[
     spec("redis.replica-acks", "KORVET_REDIS_REPLICA_ACKS", "redis-replica-acks", Some("0"), Kind::Int { min: 0, max: 16 }, "Redis replicas that must have an acks=all produce before it is acknowledged (WAIT); fewer in time answer NOT_ENOUGH_REPLICAS_AFTER_APPEND (min.insync.replicas)."),
     spec("redis.replica-ack-timeout", "KORVET_REDIS_REPLICA_ACK_TIMEOUT", "redis-replica-ack-timeout", Some("5s"), Kind::Duration, "How long an acks=all produce waits for KORVET_REDIS_REPLICA_ACKS replicas."),
     spec("management.port", "KORVET_MANAGEMENT_PORT", "management-port", Some("8080"), Kind::Port, "Port of the management HTTP server (health, metrics)."),
+    spec("management.username", "KORVET_MANAGEMENT_USERNAME", "management-username", None, Kind::Text, "With KORVET_MANAGEMENT_PASSWORD: HTTP basic authentication for every management endpoint but the health probes."),
+    spec("management.password", "KORVET_MANAGEMENT_PASSWORD", "management-password", None, Kind::Secret, "The password that goes with KORVET_MANAGEMENT_USERNAME."),
     spec("registry.heartbeat-interval", "KORVET_REGISTRY_HEARTBEAT_INTERVAL", "heartbeat-interval", Some("10s"), Kind::Duration, "How often this broker refreshes its entry in the broker registry."),
     spec("registry.ttl", "KORVET_REGISTRY_TTL", "registry-ttl", Some("30s"), Kind::Duration, "How long a registry entry lives without heartbeats before other brokers drop it."),
     spec("registry.probe-interval", "KORVET_REGISTRY_PROBE_INTERVAL", "registry-probe-interval", Some("1s"), Kind::Duration, "How often the other brokers' Kafka ports are probed; a broker whose port refuses two probes in a row is taken for gone at once, not at its TTL (0s: only the TTL)."),
