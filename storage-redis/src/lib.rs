@@ -128,8 +128,8 @@ impl Script {
 struct Inner {
     conn: MainConnection,
     /// With replica acknowledgements configured, appends and group writes that wait for
-    /// replicas run on a connection of their own: WAIT holds up every later command of its connection until the
-    /// replicas answer, and must not hold up the broker's other commands.
+    /// replicas run on a connection of their own: WAIT holds up every later command of its
+    /// connection until the replicas answer, and must not hold up the broker's other commands.
     replicated: Option<Replicated>,
     /// Partition reads have connections of their own; see [`reads`].
     reads: reads::Reads,

@@ -222,7 +222,7 @@ impl Ledger {
         values: &[String],
     ) -> Result<(), String> {
         let last = base_offset + values.len() as i64 - 1;
-        if self.in_doubt(TOPIC, partition, base_offset) && !self.replica_acks {
+        if self.in_doubt(TOPIC, partition, last) && !self.replica_acks {
             let stored: Vec<Option<String>> = (base_offset..=last).map(|offset| read_one(store, partition, offset)).collect();
             if stored.iter().zip(values).any(|(stored, value)| stored.as_deref() != Some(value)) {
                 // Acknowledged by the dead master before the failover took it.
@@ -300,14 +300,14 @@ impl Ledger {
 
     /// A produce to the table topic was acknowledged: each key's latest record is remembered.
     pub fn acknowledge_table(&mut self, store: &mut MemoryStore, base_offset: i64, entries: &[(String, Option<String>)]) {
-        if self.in_doubt(TABLE, 0, base_offset) && !self.replica_acks {
-            let range = base_offset..base_offset + entries.len() as i64;
+        let range = base_offset..base_offset + entries.len() as i64;
+        if self.in_doubt(TABLE, 0, range.end - 1) && !self.replica_acks {
             // Compaction may have removed some since; a record of another key means the
             // acknowledgement came from the dead master.
-            let foreign = range.zip(entries).any(|(offset, (key, _))| {
+            let foreign = range.clone().zip(entries).any(|(offset, (key, _))| {
                 record_at(store, TABLE, 0, offset).is_some_and(|(stored, _)| stored.as_deref() != Some(key.as_str()))
             });
-            let beyond = base_offset + entries.len() as i64 > offsets(store, TABLE, 0).high_watermark;
+            let beyond = range.end > offsets(store, TABLE, 0).high_watermark;
             if foreign || beyond {
                 self.lost += entries.len();
                 return;
