@@ -30,11 +30,30 @@ pub struct Response {
 pub struct Login {
     /// The `Authorization` header value that carries them.
     expected: Vec<u8>,
+    /// When a failed attempt was last logged, and how many were not logged since.
+    failures: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 impl Login {
     pub fn new(user: &str, password: &str) -> Self {
-        Login { expected: format!("Basic {}", base64(format!("{user}:{password}").as_bytes())).into_bytes() }
+        let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes())).into_bytes();
+        Login { expected, failures: Default::default() }
+    }
+
+    /// Logs a failed attempt with the peer's address, at most one line per 10 s: a scraper
+    /// with stale credentials retries every few seconds.
+    fn log_failure(&self, peer: &str, offered: bool) {
+        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last, held_back) = &mut *failures;
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) {
+            *held_back += 1;
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let what = if offered { "wrong credentials" } else { "no credentials" };
+        let more = std::mem::take(held_back);
+        let more = if more > 0 { format!(" ({more} more failures in the last 10 s not shown)") } else { String::new() };
+        log::warn!("management request from {peer} refused: {what}{more}");
     }
 
     /// Whether an `Authorization` header value carries the credentials, compared in time that
@@ -95,7 +114,7 @@ pub fn respond(path: &str, health: &Health, metrics: &Metrics) -> Response {
 pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>, metrics: Arc<Metrics>, login: Option<Login>) {
     let login = Arc::new(login);
     loop {
-        let Ok((mut reader, mut writer, _)) = rt.accept(&listener).await else {
+        let Ok((mut reader, mut writer, peer)) = rt.accept(&listener).await else {
             rt.sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -127,6 +146,10 @@ pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>
             let path = request.path.unwrap_or("/").split('?').next().unwrap_or("");
             let authorization = request.headers.iter().find(|h| h.name.eq_ignore_ascii_case("authorization")).map(|h| h.value);
             let denied = parsed.is_ok() && !is_health_probe(path) && login.as_ref().as_ref().is_some_and(|login| !login.accepts(authorization));
+            if let (true, Some(login)) = (denied, login.as_ref()) {
+                metrics.authentication_failed("http-basic");
+                login.log_failure(&peer.to_string(), authorization.is_some());
+            }
             let response = match parsed {
                 _ if denied => json(401, r#"{"error":"unauthorized"}"#.into()),
                 Ok(_) if request.method == Some("GET") => respond(request.path.unwrap_or("/"), &health, &metrics),

@@ -22,6 +22,7 @@ pub struct Metrics {
     storage_errors: IntCounterVec,
     redis_used_memory: IntGauge,
     redis_max_memory: IntGauge,
+    authentication_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -41,12 +42,18 @@ impl Metrics {
         let redis_used_memory = IntGauge::new("korvet_redis_used_memory_bytes", "Memory Redis uses (INFO used_memory), read every 10 s.").expect("valid metric");
         let redis_max_memory =
             IntGauge::new("korvet_redis_max_memory_bytes", "Redis's maxmemory limit (0: none), read every 10 s.").expect("valid metric");
+        let authentication_failures = IntCounterVec::new(
+            Opts::new("korvet_authentication_failures_total", "Failed authentications, per mechanism (http-basic: the management server)."),
+            &["mechanism"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(StatsCollector::new(stats)) as Box<dyn Collector>,
             Box::new(storage_latency.clone()),
             Box::new(storage_errors.clone()),
             Box::new(redis_used_memory.clone()),
             Box::new(redis_max_memory.clone()),
+            Box::new(authentication_failures.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -54,12 +61,16 @@ impl Metrics {
         // korvet process (Linux only).
         #[cfg(target_os = "linux")]
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("metric names are unique");
-        Arc::new(Metrics { registry, storage_latency, storage_errors, redis_used_memory, redis_max_memory })
+        Arc::new(Metrics { registry, storage_latency, storage_errors, redis_used_memory, redis_max_memory, authentication_failures })
     }
 
     pub fn set_redis_memory(&self, used: u64, max: u64) {
         self.redis_used_memory.set(used.min(i64::MAX as u64) as i64);
         self.redis_max_memory.set(max.min(i64::MAX as u64) as i64);
+    }
+
+    pub fn authentication_failed(&self, mechanism: &'static str) {
+        self.authentication_failures.with_label_values(&[mechanism]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

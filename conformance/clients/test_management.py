@@ -98,8 +98,8 @@ def test_every_metric_family_moves_with_traffic(redis):
 
 def test_basic_authentication_guards_everything_but_the_health_probes(redis):
     """With KORVET_MANAGEMENT_USERNAME and _PASSWORD, metrics need the credentials (401 with a
-    Basic challenge otherwise); the probes Kubernetes calls stay open; the password is never
-    printed."""
+    Basic challenge otherwise; failures counted and logged at most every 10 s); the probes
+    Kubernetes calls stay open; the password is never printed."""
     import base64
     broker = Korvet(redis_uri=redis.uri, keyspace="management-auth",
                     extra_env={"KORVET_MANAGEMENT_USERNAME": "ops", "KORVET_MANAGEMENT_PASSWORD": "hunter2-s3cret"})
@@ -126,6 +126,10 @@ def test_basic_authentication_guards_everything_but_the_health_probes(redis):
         assert with_login("ops", "wrong")[0] == 401
         status, text = with_login("ops", "hunter2-s3cret")
         assert status == 200 and "korvet_" in text
+        assert metric(text, 'korvet_authentication_failures_total{mechanism="http-basic"}') == 2
+        wait_for(lambda: "management request from 127.0.0.1" in broker.logs(), 10, "the refusal in the log")
+        refusals = [line for line in broker.logs().splitlines() if "management request from" in line]
+        assert len(refusals) == 1 and "no credentials" in refusals[0], refusals
         assert "hunter2" not in broker.logs()
         env = {**os.environ, "KORVET_MANAGEMENT_USERNAME": "ops", "KORVET_MANAGEMENT_PASSWORD": "hunter2-s3cret"}
         printed = subprocess.run([KORVET_BIN, "serve", "--print-config"], env=env, capture_output=True, text=True, timeout=30)
