@@ -1,5 +1,6 @@
 """Operating korvet: settings from file, environment and flags with their precedence and their
-rejection messages; SIGTERM under load loses no acknowledged record; a second signal exits at once."""
+rejection messages; a refused Redis password is reported without it; SIGTERM under load loses no
+acknowledged record; a second signal exits at once."""
 import os
 import signal
 import subprocess
@@ -86,6 +87,33 @@ def test_bad_settings_are_refused_at_start_with_what_is_allowed():
     assert not_yaml.returncode == 2 and "not valid YAML" in not_yaml.stderr
     missing = korvet_serve("--config", "/nonexistent/korvet.yaml")
     assert missing.returncode == 2 and "/nonexistent/korvet.yaml" in missing.stderr
+
+
+def test_a_wrong_redis_password_is_reported_without_the_password():
+    """A Redis that refuses korvet's password: korvet says so and keeps trying (a rotated secret
+    may be mounted meanwhile), stays not ready, and no log line shows either password."""
+    from harness import Redis
+    server = Redis(["--requirepass", "right-pass-123"])
+    broker = None
+    try:
+        management = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KORVET_")}
+        env.update({"KORVET_REDIS_URI": f"redis://:wrong-pass-456@127.0.0.1:{server.port}", "KORVET_SERVER_PORT": str(free_port()),
+                    "KORVET_MANAGEMENT_PORT": str(management)})
+        log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)
+        broker = subprocess.Popen([KORVET_BIN, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        logs = lambda: open(log.name, errors="replace").read()
+        wait_for(lambda: logs().count("authentication failed") >= 2, 20, "korvet to report the refused password twice")
+        assert broker.poll() is None, "korvet keeps trying"
+        from types import SimpleNamespace
+        assert get(SimpleNamespace(management_port=management), "/actuator/health/readiness")[0] == 503
+        assert "wrong-pass-456" not in logs() and "right-pass-123" not in logs()
+        assert "redis://***@127.0.0.1" in logs()
+    finally:
+        if broker:
+            broker.kill()
+            broker.wait(10)
+        server.close()
 
 
 def test_sigterm_under_load_loses_no_acknowledged_record(redis):
