@@ -22,10 +22,13 @@ import run  # the single-Redis benchmark's helpers
 PARTITIONS = 12
 
 
-def free_cluster_port():
+def free_cluster_port(taken=()):
+    """A free port whose bus port (port + 10000) is free too, clear of the other nodes' ports and
+    bus ports (they are chosen before any node listens)."""
+    reserved = {p for port in taken for p in (port, port + 10000)}
     while True:
         port = run.free_port()
-        if port <= 55535:
+        if port <= 55535 and port not in reserved and port + 10000 not in reserved:
             try:
                 import socket
                 with socket.socket() as s:
@@ -40,7 +43,9 @@ class ClusterProcesses:
 
     def __init__(self, masters):
         self.dir = tempfile.mkdtemp(prefix="korvet-cluster-bench-")
-        self.ports = [free_cluster_port() for _ in range(masters)]
+        self.ports = []
+        for _ in range(masters):
+            self.ports.append(free_cluster_port(self.ports))
         self.nodes = []
         for port in self.ports:
             node_dir = os.path.join(self.dir, str(port))

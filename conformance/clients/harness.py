@@ -77,11 +77,13 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def free_cluster_port():
-    """A free port whose cluster bus port (port + 10000) is free too."""
+def free_cluster_port(taken=()):
+    """A free port whose cluster bus port (port + 10000) is free too, and neither of which is a
+    port or bus port in `taken` (the cluster's other nodes, not listening yet)."""
+    reserved = {p for port in taken for p in (port, port + 10000)}
     while True:
         port = free_port()
-        if port <= 55535:
+        if port <= 55535 and port not in reserved and port + 10000 not in reserved:
             with socket.socket() as s:
                 try:
                     s.bind(("127.0.0.1", port + 10000))
@@ -97,13 +99,16 @@ class RedisCluster:
 
     def __init__(self, masters=3, replicas=1):
         self.dir = tempfile.mkdtemp(prefix="korvet-cluster-")
-        self.ports = [free_cluster_port() for _ in range(masters * (1 + replicas))]
+        self.ports = []
+        for _ in range(masters * (1 + replicas)):
+            self.ports.append(free_cluster_port(self.ports))
         self.procs = {}
         for port in self.ports:
             self.start_node(port)
-        subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
-                       ["--cluster-replicas", str(replicas), "--cluster-yes"],
-                       capture_output=True, text=True, timeout=60, check=True)
+        created = subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
+                                 ["--cluster-replicas", str(replicas), "--cluster-yes"],
+                                 capture_output=True, text=True, timeout=60)
+        assert created.returncode == 0, f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}"
         self.wait_healthy()
 
     def start_node(self, port):
