@@ -109,10 +109,9 @@ pub struct ServeConfig {
     pub keyspace: String,
     pub rack: Option<String>,
     pub management_port: u16,
-    /// HTTP basic authentication for the management endpoints (username, password).
-    pub management_login: Option<(String, String)>,
-    management_username_given: bool,
-    management_password_given: bool,
+    /// HTTP basic authentication for the management endpoints (both or neither).
+    pub management_username: Option<String>,
+    pub management_password: Option<String>,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub max_request_size: usize,
@@ -149,9 +148,8 @@ impl ServeConfig {
             keyspace: s.required("server.keyspace").to_string(),
             rack: text("server.rack"),
             management_port: s.int("management.port").unwrap_or(8080),
-            management_login: text("management.username").zip(text("management.password")),
-            management_username_given: s.text("management.username").is_some(),
-            management_password_given: s.text("management.password").is_some(),
+            management_username: text("management.username"),
+            management_password: text("management.password"),
             auto_create_topics: s.bool("server.auto-create-topics"),
             default_partitions: s.int("server.default-partitions").unwrap_or(1),
             max_request_size: s.int("server.max-request-size").unwrap_or(100 << 20),
@@ -223,7 +221,7 @@ impl ServeConfig {
                 self.redis_replica_ack_timeout, self.redis_command_timeout
             ));
         }
-        if self.management_login.is_none() && (self.management_username_given || self.management_password_given) {
+        if self.management_username.is_some() != self.management_password.is_some() {
             return Err("korvet.management.username and korvet.management.password go together: give both, or neither".into());
         }
         logging::parse_filter(&self.log_level).map_err(|e| format!("invalid korvet.log.level {:?}: {e}", self.log_level))?;
@@ -350,7 +348,7 @@ async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
     let health = Arc::new(actuator::Health::default());
     let (stats_tx, stats_rx) = tokio::sync::watch::channel(korvet_core::stats::Stats::default());
     let metrics = Metrics::new(stats_rx.clone());
-    let login = args.management_login.as_ref().map(|(user, password)| actuator::Login::new(user, password));
+    let login = args.management_username.as_deref().zip(args.management_password.as_deref()).map(|(user, password)| actuator::Login::new(user, password));
     rt.spawn(actuator::serve(rt, management, health.clone(), metrics.clone(), login));
     let (storage, redis) = connect_storage(rt, &args).await;
     let storage: Arc<dyn StorageDriver> = Arc::new(MeteredStorage { inner: storage, metrics: metrics.clone() });

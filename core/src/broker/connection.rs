@@ -65,8 +65,7 @@ impl Broker {
                         self.outputs.push_back(Output::Transmit { conn, bytes: Bytes::from_static(&TLS_HANDSHAKE_FAILURE_ALERT) });
                     }
                     self.warn_foreign_protocol(&peer, &err.to_string(), now);
-                    self.outputs.push_back(Output::Close { conn, reason: err.to_string() });
-                    self.handle_disconnect(conn, now);
+                    self.close_quietly(conn, err.to_string());
                     return;
                 }
                 Err(err) => {

@@ -39,6 +39,13 @@ impl Broker {
     pub(super) fn close(&mut self, conn: ConnId, reason: String) {
         if let Some(connection) = self.conns.get(&conn) {
             log::warn!("closing connection {conn} from {}: {reason}", connection.peer);
+        }
+        self.close_quietly(conn, reason);
+    }
+
+    /// Closes a connection whose reason the caller has logged (or rate-limited) itself.
+    pub(super) fn close_quietly(&mut self, conn: ConnId, reason: String) {
+        if self.conns.contains_key(&conn) {
             self.outputs.push_back(Output::Close { conn, reason });
         }
         self.handle_disconnect(conn, Time { mono_us: 0, wall_ms: 0 });
