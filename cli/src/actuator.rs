@@ -147,7 +147,7 @@ pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>
             let authorization = request.headers.iter().find(|h| h.name.eq_ignore_ascii_case("authorization")).map(|h| h.value);
             let denied = parsed.is_ok() && !is_health_probe(path) && login.as_ref().as_ref().is_some_and(|login| !login.accepts(authorization));
             if let (true, Some(login)) = (denied, login.as_ref()) {
-                metrics.authentication_failed("http-basic");
+                metrics.http_basic_failed();
                 login.log_failure(&peer.to_string(), authorization.is_some());
             }
             let response = match parsed {

@@ -2,6 +2,7 @@
 
 mod actuator;
 mod admin;
+mod listeners;
 mod logging;
 mod metrics;
 mod serve;
@@ -40,6 +41,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::groups::GroupsCommand,
     },
+    /// Manage the SCRAM users SASL authenticates against.
+    Users {
+        #[command(flatten)]
+        connect: admin::Connect,
+        #[command(subcommand)]
+        command: admin::users::UsersCommand,
+    },
 }
 
 fn main() {
@@ -48,6 +56,7 @@ fn main() {
         Command::Serve(args) => serve::run(*args),
         Command::Topics { connect, command } => admin::run(&connect, |a| admin::topics::run(a, command)),
         Command::Groups { connect, command } => admin::run(&connect, |a| admin::groups::run(a, command)),
+        Command::Users { connect, command } => admin::run(&connect, |a| admin::users::run(a, command)),
     };
     std::process::exit(code);
 }

@@ -11,6 +11,7 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -22,7 +23,8 @@ pub struct Metrics {
     storage_errors: IntCounterVec,
     redis_used_memory: IntGauge,
     redis_max_memory: IntGauge,
-    authentication_failures: IntCounterVec,
+    /// Failed basic authentications on the management server (the broker counts its own).
+    http_basic_failures: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -42,18 +44,13 @@ impl Metrics {
         let redis_used_memory = IntGauge::new("korvet_redis_used_memory_bytes", "Memory Redis uses (INFO used_memory), read every 10 s.").expect("valid metric");
         let redis_max_memory =
             IntGauge::new("korvet_redis_max_memory_bytes", "Redis's maxmemory limit (0: none), read every 10 s.").expect("valid metric");
-        let authentication_failures = IntCounterVec::new(
-            Opts::new("korvet_authentication_failures_total", "Failed authentications, per mechanism (http-basic: the management server)."),
-            &["mechanism"],
-        )
-        .expect("valid metric");
+        let http_basic_failures = Arc::new(AtomicU64::new(0));
         for collector in [
-            Box::new(StatsCollector::new(stats)) as Box<dyn Collector>,
+            Box::new(StatsCollector::new(stats, http_basic_failures.clone())) as Box<dyn Collector>,
             Box::new(storage_latency.clone()),
             Box::new(storage_errors.clone()),
             Box::new(redis_used_memory.clone()),
             Box::new(redis_max_memory.clone()),
-            Box::new(authentication_failures.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -61,7 +58,7 @@ impl Metrics {
         // korvet process (Linux only).
         #[cfg(target_os = "linux")]
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("metric names are unique");
-        Arc::new(Metrics { registry, storage_latency, storage_errors, redis_used_memory, redis_max_memory, authentication_failures })
+        Arc::new(Metrics { registry, storage_latency, storage_errors, redis_used_memory, redis_max_memory, http_basic_failures })
     }
 
     pub fn set_redis_memory(&self, used: u64, max: u64) {
@@ -69,8 +66,9 @@ impl Metrics {
         self.redis_max_memory.set(max.min(i64::MAX as u64) as i64);
     }
 
-    pub fn authentication_failed(&self, mechanism: &'static str) {
-        self.authentication_failures.with_label_values(&[mechanism]).inc();
+    /// A failed HTTP basic authentication on the management server.
+    pub fn http_basic_failed(&self) {
+        self.http_basic_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -111,6 +109,7 @@ impl StorageDriver for MeteredStorage {
 /// Exports a [`Stats`] snapshot.
 struct StatsCollector {
     stats: watch::Receiver<Stats>,
+    http_basic_failures: Arc<AtomicU64>,
     descs: Vec<Desc>,
 }
 
@@ -133,6 +132,12 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("korvet_partition_log_start_offset", "Log start offset of the partitions this broker leads, as its log cleaner last read it.", MetricType::GAUGE, &["partition", "topic"]),
     ("korvet_partition_high_watermark", "High watermark of the partitions this broker leads, as its log cleaner last read it.", MetricType::GAUGE, &["partition", "topic"]),
     ("korvet_partition_retained_records", "Offsets between log start and high watermark of the partitions this broker leads (compacted partitions hold fewer records).", MetricType::GAUGE, &["partition", "topic"]),
+    (
+        "korvet_authentication_failures_total",
+        "Failed authentications, per mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, TLS (handshakes), http-basic (the management server).",
+        MetricType::COUNTER,
+        &["mechanism"],
+    ),
     ("korvet_live_brokers", "Brokers in the registry that this broker sees as live (itself included).", MetricType::GAUGE, &[]),
     ("korvet_consumer_groups", "Consumer groups this broker coordinates and holds in memory, per state.", MetricType::GAUGE, &["state"]),
     (
@@ -144,7 +149,7 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
 ];
 
 impl StatsCollector {
-    fn new(stats: watch::Receiver<Stats>) -> Self {
+    fn new(stats: watch::Receiver<Stats>, http_basic_failures: Arc<AtomicU64>) -> Self {
         let descs = FAMILIES
             .iter()
             .map(|(name, help, _, labels)| {
@@ -152,7 +157,7 @@ impl StatsCollector {
                     .expect("valid metric")
             })
             .collect();
-        StatsCollector { stats, descs }
+        StatsCollector { stats, http_basic_failures, descs }
     }
 }
 
@@ -228,6 +233,14 @@ impl Collector for StatsCollector {
                     "korvet_request_duration_seconds" => stats.apis.iter().map(|(api, a)| histogram(&[("api", api)], &a.latency)).collect(),
                     "korvet_storage_errors_total" => vec![sample(kind, &[], stats.storage_errors as f64)],
                     "korvet_live_brokers" => vec![sample(kind, &[], stats.live_brokers.len() as f64)],
+                    "korvet_authentication_failures_total" => {
+                        let http_basic = self.http_basic_failures.load(Ordering::Relaxed);
+                        let mut counts: Vec<(&str, u64)> = stats.authentication_failures.iter().map(|(m, n)| (*m, *n)).collect();
+                        if http_basic > 0 {
+                            counts.push(("http-basic", http_basic));
+                        }
+                        counts.into_iter().map(|(mechanism, n)| sample(kind, &[("mechanism", mechanism)], n as f64)).collect()
+                    }
                     "korvet_consumer_lag" => stats
                         .consumer_lag
                         .iter()

@@ -1,7 +1,10 @@
 //! `korvet serve`: configuration, storage selection and the broker's lifetime.
 
 use crate::metrics::{Metrics, MeteredStorage};
-use korvet_runtime_common::Runtime;
+use crate::listeners;
+use korvet_core::security::{SaslConfig, SaslMechanism, SecurityProtocol};
+use korvet_runtime_common::tls::TlsAcceptor;
+use korvet_runtime_common::{ListenerSocket, Runtime};
 use korvet_runtime_smol::Smol;
 use korvet_runtime_tokio::Tokio;
 use futures_util::StreamExt;
@@ -12,7 +15,6 @@ use clap::{Arg, ArgAction, ArgMatches};
 use korvet_core::storage::memory::SharedMemoryStore;
 use korvet_core::storage::StorageDriver;
 use korvet_core::{Broker, BrokerConfig};
-use korvet_core::cluster::BrokerInfo;
 use korvet_storage_redis::membership::{Membership, MembershipEnd};
 use korvet_storage_redis::registry::{ClaimError, Registry};
 use korvet_storage_redis::{RedisOptions, RedisStorage};
@@ -128,6 +130,17 @@ pub struct ServeConfig {
     pub log_level: String,
     pub log_format: String,
     pub runtime: String,
+    pub security_protocol: SecurityProtocol,
+    pub listeners: Option<String>,
+    pub advertised_listeners: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub tls_client_ca_file: Option<String>,
+    pub tls_client_auth: String,
+    pub tls_reload_interval: Duration,
+    pub sasl_mechanisms: Vec<SaslMechanism>,
+    pub sasl_max_reauth: Duration,
+    pub sasl_authentication_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -170,17 +183,45 @@ impl ServeConfig {
             log_level: s.required("log.level").to_string(),
             log_format: s.required("log.format").to_string(),
             runtime: s.required("server.runtime").to_string(),
+            security_protocol: SecurityProtocol::from_name(s.required("server.security-protocol")).unwrap_or(SecurityProtocol::Plaintext),
+            listeners: text("server.listeners"),
+            advertised_listeners: text("server.advertised-listeners"),
+            tls_cert_file: text("tls.cert-file"),
+            tls_key_file: text("tls.key-file"),
+            tls_client_ca_file: text("tls.client-ca-file"),
+            tls_client_auth: s.required("tls.client-auth").to_string(),
+            tls_reload_interval: s.duration("tls.reload-interval"),
+            sasl_mechanisms: s.required("sasl.mechanisms").split(',').filter_map(SaslMechanism::from_name).collect(),
+            sasl_max_reauth: s.duration("sasl.max-reauth"),
+            sasl_authentication_timeout: s.duration("sasl.authentication-timeout"),
         }
     }
 }
 
 impl ServeConfig {
-    fn broker_config(&self) -> BrokerConfig {
-        let advertised_host = self.advertised_host.clone().unwrap_or_else(|| match self.host.as_str() {
+    fn advertised_host(&self) -> String {
+        self.advertised_host.clone().unwrap_or_else(|| match self.host.as_str() {
             "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
             host => host.to_string(),
-        });
+        })
+    }
+
+    /// The listeners beyond the main one (see [`listeners::plan`]).
+    fn plan_listeners(&self) -> Result<Vec<listeners::Planned>, String> {
+        listeners::plan(self.security_protocol, &self.host, &self.advertised_host(), self.listeners.as_deref(), self.advertised_listeners.as_deref())
+    }
+
+    fn broker_config(&self) -> BrokerConfig {
+        let advertised_host = self.advertised_host();
         BrokerConfig {
+            security_protocol: self.security_protocol,
+            extra_listeners: self.plan_listeners().unwrap_or_default().into_iter().map(|p| p.listener).collect(),
+            sasl: SaslConfig {
+                mechanisms: self.sasl_mechanisms.clone(),
+                max_reauth_ms: Some(self.sasl_max_reauth.as_millis() as u64).filter(|ms| *ms > 0),
+                authentication_timeout_ms: self.sasl_authentication_timeout.as_millis().max(1) as u64,
+                ..SaslConfig::default()
+            },
             broker_id: self.broker_id,
             advertised_host,
             advertised_port: i32::from(self.advertised_port.unwrap_or(self.port)),
@@ -356,16 +397,17 @@ async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
     if let Some(redis) = &redis {
         rt.spawn(watch_storage(rt, redis.clone(), health.clone(), metrics.clone()));
     }
-    let listener = match rt.bind(listen).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            log::error!("cannot listen on {listen}: {err}");
-            return 1;
-        }
+    let sockets = match bind_listeners(rt, &args, listen).await {
+        Ok(sockets) => sockets,
+        Err(code) => return code,
     };
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
         ^ u64::from(std::process::id()).rotate_left(32);
     let mut broker = Broker::new(config, seed);
+    match os_entropy() {
+        Ok(entropy) => broker.seed_secrets(entropy),
+        Err(err) => log::warn!("cannot read entropy from the operating system ({err}): SCRAM nonces derive from the start time"),
+    }
     let (cluster_tx, cluster_rx) = tokio::sync::mpsc::unbounded_channel();
     let id_lost = Arc::new(tokio::sync::Notify::new());
     let registry = match &redis {
@@ -419,7 +461,7 @@ async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
             });
         }
     };
-    korvet_runtime_common::serve(rt, listener, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
+    korvet_runtime_common::serve(rt, sockets, broker, storage, cluster_rx, stopping, args.shutdown_timeout, stats_tx).await;
     if let Some(registry) = registry {
         match rt.timeout(Duration::from_secs(5), registry.deregister()).await {
             Some(Ok(())) => log::info!("left the broker registry"),
@@ -431,11 +473,80 @@ async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
     0
 }
 
+/// Binds the main listener and the further ones, with TLS where their protocol has it, and
+/// keeps the TLS files watched for changes. Exits with 2 for a configuration that cannot work,
+/// 1 for a port that cannot be had.
+async fn bind_listeners<R: Runtime>(rt: R, args: &ServeConfig, main: SocketAddr) -> Result<Vec<ListenerSocket<R>>, i32> {
+    let planned = args.plan_listeners().map_err(|err| {
+        log::error!("{err}");
+        2
+    })?;
+    let mut addresses = vec![(main, args.security_protocol)];
+    for p in &planned {
+        let address = format!("{}:{}", p.bind_host, p.port);
+        let Some(resolved) = rt.resolve(&address) else {
+            log::error!("cannot resolve listen address {address} of listener {}", p.listener.name());
+            return Err(2);
+        };
+        addresses.push((resolved, p.listener.protocol));
+    }
+    let protocols: Vec<SecurityProtocol> = addresses.iter().map(|(_, p)| *p).collect();
+    let tls = listeners::tls(
+        &protocols,
+        args.tls_cert_file.as_deref(),
+        args.tls_key_file.as_deref(),
+        args.tls_client_ca_file.as_deref(),
+        &args.tls_client_auth,
+    )
+    .map_err(|err| {
+        log::error!("{err}");
+        2
+    })?;
+    if let Some(tls) = &tls {
+        rt.spawn(reload_tls(rt, tls.clone(), args.tls_reload_interval));
+    }
+    let mut sockets = Vec::new();
+    for (address, protocol) in addresses {
+        match rt.bind(address).await {
+            Ok(socket) => {
+                log::info!("listening on {address} for {} clients", protocol.name());
+                sockets.push(ListenerSocket { socket, tls: tls.clone().filter(|_| protocol.uses_tls()) });
+            }
+            Err(err) => {
+                log::error!("cannot listen on {address} ({}): {err}", protocol.name());
+                return Err(1);
+            }
+        }
+    }
+    Ok(sockets)
+}
+
+/// Reads the TLS files again whenever they change, so that a rotated certificate reaches new
+/// connections without a restart.
+async fn reload_tls<R: Runtime>(rt: R, tls: Arc<TlsAcceptor>, every: Duration) {
+    let every = every.max(Duration::from_millis(100));
+    loop {
+        rt.sleep(every).await;
+        match tls.reload() {
+            Ok(true) => log::info!("TLS: read the certificate {} again", tls.files().cert.display()),
+            Ok(false) => {}
+            Err(err) => log::warn!("TLS: keeping the certificate in use: {err}"),
+        }
+    }
+}
+
+/// Key material for the broker's secrets (SCRAM nonces) from the operating system.
+fn os_entropy() -> Result<[u8; 32], getrandom::Error> {
+    let mut entropy = [0u8; 32];
+    getrandom::getrandom(&mut entropy)?;
+    Ok(entropy)
+}
+
 /// Registers this broker in the registry and tells it which brokers are live. Refuses (exit code
 /// 1) when a live broker already holds the id.
 async fn join_cluster<R: Runtime>(rt: R, args: &ServeConfig, redis: &RedisStorage, broker: &mut Broker, seed: u64) -> Result<Registry, i32> {
     let config = broker.config();
-    let this = BrokerInfo { id: config.broker_id, host: config.advertised_host.clone(), port: config.advertised_port, rack: config.rack.clone() };
+    let this = config.broker_info();
     let instance = format!("{:016x}", seed);
     let registry = Registry::new(redis.connection(), redis.keys().clone(), this, instance, args.registry_ttl);
     // Long enough to see a live holder's heartbeat, short enough to restart quickly after a crash.

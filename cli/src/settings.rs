@@ -23,6 +23,10 @@ pub enum Kind {
     Keyspace,
     /// A Redis URI.
     RedisUri,
+    /// Kafka's listener list: `SASL_SSL://0.0.0.0:9093,SSL://:9094`.
+    Listeners,
+    /// A comma-separated list of SASL mechanisms.
+    Mechanisms,
 }
 
 impl Kind {
@@ -35,6 +39,8 @@ impl Kind {
             Kind::Duration => "a duration such as 500ms, 5s, 2m or 1h".into(),
             Kind::Choice(choices) => format!("one of {}", choices.join(", ")),
             Kind::Keyspace => "a non-empty prefix without { or }".into(),
+            Kind::Listeners => "a comma-separated list of PROTOCOL://host:port, the protocol one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL".into(),
+            Kind::Mechanisms => "a comma-separated list of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512".into(),
             Kind::RedisUri => "a URI such as redis://host:6379, rediss://user:password@host:6380/0, a comma-separated list of cluster nodes, or redis+sentinel://host:26379/mastername".into(),
         }
     }
@@ -56,6 +62,12 @@ impl Kind {
             Kind::Duration => humantime::parse_duration(value).map(|_| value.to_string()).map_err(|_| ()),
             Kind::Choice(choices) => choices.iter().find(|c| c.eq_ignore_ascii_case(value)).map(|c| c.to_string()).ok_or(()),
             Kind::Keyspace => (!value.is_empty() && !value.contains(['{', '}'])).then(|| value.to_string()).ok_or(()),
+            Kind::Listeners => crate::listeners::parse(value).map(|_| value.to_string()).map_err(|_| ()),
+            Kind::Mechanisms => {
+                let all = value.split(',').map(str::trim).filter(|m| !m.is_empty());
+                let known: Option<Vec<&str>> = all.map(|m| korvet_core::security::SaslMechanism::from_name(m).map(|m| m.name())).collect();
+                known.filter(|m| !m.is_empty()).map(|m| m.join(",")).ok_or(())
+            }
             Kind::RedisUri => {
                 let known = ["redis://", "rediss://", "redis+unix://", "unix://", "redis+sentinel://"].iter().any(|s| value.starts_with(s));
                 let readable = korvet_storage_redis::topology::parse(value, None).is_ok();
@@ -86,6 +98,9 @@ pub const SPECS: &[Spec] = &[
     spec("server.broker-id", "KORVET_SERVER_BROKER_ID", "broker-id", Some("0"), Kind::Int { min: 0, max: i32::MAX as i64 }, "This broker's id, unique in the cluster."),
     spec("server.advertised-host", "KORVET_SERVER_ADVERTISED_HOST", "advertised-host", None, Kind::Text, "Host clients are told to connect to [default: the listen host, or 127.0.0.1 when listening on all interfaces]."),
     spec("server.advertised-port", "KORVET_SERVER_ADVERTISED_PORT", "advertised-port", None, Kind::Port, "Port clients are told to connect to [default: the listen port]."),
+    spec("server.security-protocol", "KORVET_SERVER_SECURITY_PROTOCOL", "security-protocol", Some("PLAINTEXT"), Kind::Choice(&["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), "Security protocol of the main listener (KORVET_SERVER_HOST:KORVET_SERVER_PORT)."),
+    spec("server.listeners", "KORVET_SERVER_LISTENERS", "listeners", None, Kind::Listeners, "Further listeners, e.g. SASL_SSL://0.0.0.0:9093,SSL://0.0.0.0:9094; one per protocol, each other than the main listener's."),
+    spec("server.advertised-listeners", "KORVET_SERVER_ADVERTISED_LISTENERS", "advertised-listeners", None, Kind::Listeners, "Addresses clients are told for the further listeners, by protocol, e.g. SASL_SSL://broker1.example.com:9093 [default: the listener's host, or the advertised host, and its port]."),
     spec("server.keyspace", "KORVET_SERVER_KEYSPACE", "keyspace", Some("korvet"), Kind::Keyspace, "Prefix of every Redis key; brokers with the same keyspace form one cluster."),
     spec("server.rack", "KORVET_SERVER_RACK", "rack", None, Kind::Text, "Rack of this broker, reported to clients (Kafka's broker.rack)."),
     spec("server.auto-create-topics", "KORVET_SERVER_AUTO_CREATE_TOPICS", "auto-create-topics", Some("true"), Kind::Bool, "Create unknown topics when clients ask for them (auto.create.topics.enable)."),
@@ -107,6 +122,14 @@ pub const SPECS: &[Spec] = &[
     spec("redis.allow-eviction", "KORVET_REDIS_ALLOW_EVICTION", "redis-allow-eviction", Some("false"), Kind::Bool, "Serve a Redis whose maxmemory-policy can evict keys (anything but noeviction); evicted keys lose acknowledged records."),
     spec("redis.replica-acks", "KORVET_REDIS_REPLICA_ACKS", "redis-replica-acks", Some("0"), Kind::Int { min: 0, max: 16 }, "Redis replicas that must have an acks=all produce before it is acknowledged (WAIT); fewer in time answer NOT_ENOUGH_REPLICAS_AFTER_APPEND (min.insync.replicas)."),
     spec("redis.replica-ack-timeout", "KORVET_REDIS_REPLICA_ACK_TIMEOUT", "redis-replica-ack-timeout", Some("5s"), Kind::Duration, "How long an acks=all produce waits for KORVET_REDIS_REPLICA_ACKS replicas."),
+    spec("tls.cert-file", "KORVET_TLS_CERT_FILE", "tls-cert-file", None, Kind::Text, "PEM certificate chain of the SSL and SASL_SSL listeners; read again when it changes."),
+    spec("tls.key-file", "KORVET_TLS_KEY_FILE", "tls-key-file", None, Kind::Text, "PEM private key (PKCS#8, PKCS#1 or SEC1) that goes with KORVET_TLS_CERT_FILE."),
+    spec("tls.client-ca-file", "KORVET_TLS_CLIENT_CA_FILE", "tls-client-ca-file", None, Kind::Text, "PEM certificates of the CAs whose client certificates are trusted (mutual TLS)."),
+    spec("tls.client-auth", "KORVET_TLS_CLIENT_AUTH", "tls-client-auth", Some("none"), Kind::Choice(&["none", "requested", "required"]), "Whether TLS clients must present a certificate (ssl.client.auth); on an SSL listener its subject is the principal."),
+    spec("tls.reload-interval", "KORVET_TLS_RELOAD_INTERVAL", "tls-reload-interval", Some("10s"), Kind::Duration, "How often the TLS files are checked for changes; new connections get the new certificate."),
+    spec("sasl.mechanisms", "KORVET_SASL_MECHANISMS", "sasl-mechanisms", Some("SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"), Kind::Mechanisms, "SASL mechanisms offered on SASL listeners (sasl.enabled.mechanisms); PLAIN checks passwords against the SCRAM credentials."),
+    spec("sasl.max-reauth", "KORVET_SASL_MAX_REAUTH", "sasl-max-reauth", Some("0s"), Kind::Duration, "Lifetime of a SASL session; clients re-authenticate before it ends, or their connection is closed (connections.max.reauth.ms; 0s: forever)."),
+    spec("sasl.authentication-timeout", "KORVET_SASL_AUTHENTICATION_TIMEOUT", "sasl-authentication-timeout", Some("10s"), Kind::Duration, "A connection on a SASL listener that has not authenticated this long after connecting is closed."),
     spec("management.port", "KORVET_MANAGEMENT_PORT", "management-port", Some("8080"), Kind::Port, "Port of the management HTTP server (health, metrics)."),
     spec("management.username", "KORVET_MANAGEMENT_USERNAME", "management-username", None, Kind::Text, "With KORVET_MANAGEMENT_PASSWORD: HTTP basic authentication for every management endpoint but the health probes."),
     spec("management.password", "KORVET_MANAGEMENT_PASSWORD", "management-password", None, Kind::Secret, "The password that goes with KORVET_MANAGEMENT_USERNAME."),

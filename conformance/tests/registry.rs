@@ -12,7 +12,7 @@ use korvet_storage_redis::{RedisOptions, RedisStorage};
 use std::time::{Duration, Instant};
 
 fn info(id: i32) -> BrokerInfo {
-    BrokerInfo { id, host: "127.0.0.1".into(), port: 9000 + id, rack: (id == 1).then(|| "rack-b".to_string()) }
+    BrokerInfo::new(id, "127.0.0.1", 9000 + id, (id == 1).then(|| "rack-b".to_string()))
 }
 
 async fn storage(redis: &RedisServer, keyspace: &str, broker_id: i32) -> RedisStorage {

@@ -7,9 +7,55 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerInfo {
     pub id: i32,
+    /// The address of the broker's main listener (the registry's `host` and `port`).
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Every listener's advertised address, the main one included; empty for a broker that
+    /// registered only its main listener.
+    pub listeners: Vec<Endpoint>,
+}
+
+/// Where a broker's listener of a name is reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl BrokerInfo {
+    /// A broker with only a main listener.
+    pub fn new(id: i32, host: impl Into<String>, port: i32, rack: Option<String>) -> Self {
+        BrokerInfo { id, host: host.into(), port, rack, listeners: Vec::new() }
+    }
+
+    /// The address a client that connected through `listener` is told for this broker: the
+    /// broker's listener of that name, or its main one when it has none of that name (Kafka
+    /// leaves such brokers out; korvet's brokers normally all have the same listeners).
+    pub fn address_on(&self, listener: &str) -> (&str, i32) {
+        match self.listeners.iter().find(|e| e.listener == listener) {
+            Some(endpoint) => (&endpoint.host, endpoint.port),
+            None => (&self.host, self.port),
+        }
+    }
+
+    /// The listeners as Kafka writes them: `SASL_SSL://host:9093,SSL://host:9094`.
+    pub fn listeners_text(&self) -> String {
+        self.listeners.iter().map(|e| format!("{}://{}:{}", e.listener, e.host, e.port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Reads [`Self::listeners_text`]; entries that do not parse are skipped.
+    pub fn parse_listeners(text: &str) -> Vec<Endpoint> {
+        text.split(',')
+            .filter_map(|entry| {
+                let (listener, address) = entry.trim().split_once("://")?;
+                let (host, port) = address.rsplit_once(':')?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                Some(Endpoint { listener: listener.to_string(), host: host.to_string(), port: port.parse().ok()? })
+            })
+            .collect()
+    }
 }
 
 /// What a broker learns from the rest of the cluster (through the registry and notifications
@@ -97,7 +143,7 @@ mod tests {
     use super::*;
 
     fn view(ids: &[i32]) -> ClusterView {
-        let info = |id: i32| BrokerInfo { id, host: format!("b{id}"), port: 9092, rack: None };
+        let info = |id: i32| BrokerInfo::new(id, format!("b{id}"), 9092, None);
         let mut view = ClusterView::single(info(ids[0]));
         view.update(&info(ids[0]), ids.iter().map(|&id| info(id)).collect());
         view

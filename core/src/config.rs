@@ -1,6 +1,9 @@
 //! The settings the core itself needs. The `korvet` binary builds this from flags, environment
 //! and config file.
 
+use crate::cluster::{BrokerInfo, Endpoint};
+use crate::security::{Listener, SaslConfig, SecurityProtocol};
+
 /// Static broker settings.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -9,6 +12,12 @@ pub struct BrokerConfig {
     pub advertised_host: String,
     pub advertised_port: i32,
     pub rack: Option<String>,
+    /// The security protocol of the main listener (the one advertised above).
+    pub security_protocol: SecurityProtocol,
+    /// Further listeners, each with its own protocol and advertised address (Kafka's
+    /// `listeners` beyond the first); runtimes number them from 1, the main listener being 0.
+    pub extra_listeners: Vec<Listener>,
+    pub sasl: SaslConfig,
     /// Reported in Metadata; identical on every broker of one keyspace.
     pub cluster_id: String,
     /// Create unknown topics on Metadata and Produce, like Kafka's `auto.create.topics.enable`.
@@ -55,6 +64,9 @@ impl Default for BrokerConfig {
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             rack: None,
+            security_protocol: SecurityProtocol::Plaintext,
+            extra_listeners: Vec::new(),
+            sasl: SaslConfig::default(),
             cluster_id: "korvet".into(),
             auto_create_topics: true,
             default_partitions: 1,
@@ -70,5 +82,32 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: None,
             producer_id_expiration_ms: 86_400_000,
         }
+    }
+}
+
+impl BrokerConfig {
+    /// Listener `index`: 0 is the main listener, then [`Self::extra_listeners`] in order.
+    pub fn listener(&self, index: usize) -> Option<Listener> {
+        match index {
+            0 => Some(Listener {
+                protocol: self.security_protocol,
+                advertised_host: self.advertised_host.clone(),
+                advertised_port: self.advertised_port,
+            }),
+            _ => self.extra_listeners.get(index - 1).cloned(),
+        }
+    }
+
+    /// This broker as the registry and Metadata describe it: its main address and, when it has
+    /// further listeners, every listener's.
+    pub fn broker_info(&self) -> BrokerInfo {
+        let mut info = BrokerInfo::new(self.broker_id, self.advertised_host.clone(), self.advertised_port, self.rack.clone());
+        if !self.extra_listeners.is_empty() {
+            info.listeners = (0..=self.extra_listeners.len())
+                .filter_map(|index| self.listener(index))
+                .map(|l| Endpoint { listener: l.name().to_string(), host: l.advertised_host, port: l.advertised_port })
+                .collect();
+        }
+        info
     }
 }

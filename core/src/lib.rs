@@ -17,6 +17,7 @@ mod handlers;
 pub mod log_config;
 pub mod records;
 pub mod rng;
+pub mod security;
 pub mod stats;
 pub mod storage;
 pub mod topics;

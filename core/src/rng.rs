@@ -24,3 +24,33 @@ impl SplitMix64 {
         bytes
     }
 }
+
+/// Unpredictable bytes for secrets (SCRAM nonces): HMAC-SHA-256 over a counter, keyed with
+/// entropy the runtime draws from the operating system once at start (the simulator passes bytes
+/// from its seed). Unlike [`SplitMix64`], whose output reveals its state, nothing it produces
+/// tells anything about its key or its other outputs.
+pub struct SecureRandom {
+    key: [u8; 32],
+    counter: u64,
+}
+
+impl SecureRandom {
+    pub fn new(entropy: [u8; 32]) -> Self {
+        SecureRandom { key: entropy, counter: 0 }
+    }
+
+    /// 32 fresh bytes.
+    pub fn next_block(&mut self) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        self.counter += 1;
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        mac.update(&self.counter.to_be_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A nonce of printable characters without `,` (as SCRAM requires), 32 characters long.
+    pub fn nonce(&mut self) -> String {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        self.next_block().iter().map(|b| ALPHABET[(b & 63) as usize] as char).collect()
+    }
+}

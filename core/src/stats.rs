@@ -56,6 +56,8 @@ pub struct Stats {
     pub apis: BTreeMap<&'static str, ApiStats>,
     pub topics: BTreeMap<String, TopicStats>,
     pub storage_errors: u64,
+    /// Failed authentications per mechanism (`PLAIN`, `SCRAM-SHA-256`, ..., `TLS`).
+    pub authentication_failures: BTreeMap<&'static str, u64>,
     /// The live brokers as this broker last learned them (itself included), sorted by id.
     pub live_brokers: Vec<crate::cluster::BrokerInfo>,
     /// Consumer groups this broker coordinates and holds in memory, with their state.

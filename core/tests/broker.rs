@@ -309,6 +309,10 @@ fn every_api_answers_at_every_decodable_version() {
                         delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(-1),
                     ]),
                 ])),
+                ApiKey::SaslHandshake => RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"))),
+                ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(SaslAuthenticateRequest::default()),
+                ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::default()),
+                ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(AlterUserScramCredentialsRequest::default()),
                 other => panic!("no test request for {other:?}"),
             };
             let id = h.send(request, api.key, version);
@@ -589,7 +593,7 @@ fn every_served_api_has_its_own_metrics_name() {
 }
 
 fn live(ids: &[i32]) -> Vec<korvet_core::cluster::BrokerInfo> {
-    ids.iter().map(|&id| korvet_core::cluster::BrokerInfo { id, host: format!("broker-{id}"), port: 9092, rack: None }).collect()
+    ids.iter().map(|&id| korvet_core::cluster::BrokerInfo::new(id, format!("broker-{id}"), 9092, None)).collect()
 }
 
 /// The coordinator of `group` when the brokers `cluster` are live.

@@ -10,8 +10,10 @@
 //! that the accept, read and write loops ([`serve`]) exist once for both runtimes.
 
 mod runtime;
+pub mod tls;
 
 pub use runtime::Runtime;
+use tls::{TlsAcceptor, TlsSession};
 
 use bytes::Bytes;
 use futures_util::future::{select, Either};
@@ -21,6 +23,7 @@ use korvet_core::storage::{StorageDriver, StorageReply};
 use korvet_core::{Broker, ConnId, OpId, Output, Time};
 use std::collections::HashMap;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -69,15 +72,30 @@ impl ReadBuffer {
 
 /// What a runtime's connection tasks tell the broker task.
 pub enum Event {
-    Connected { conn: ConnId, peer: String, writer: Writer, reader: Cancel, pause: watch::Sender<bool> },
+    /// A connection on listener `listener` (its TLS handshake done, if it has TLS);
+    /// `subject` is the client certificate's subject.
+    Connected { conn: ConnId, peer: String, listener: usize, subject: Option<String>, writer: Writer, reader: Cancel, pause: watch::Sender<bool> },
     Received { conn: ConnId, bytes: Bytes },
     Disconnected { conn: ConnId },
+    /// A TLS handshake failed (a client certificate refused, a client speaking plaintext).
+    TlsFailed { peer: String, reason: String },
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listening socket and, for SSL and SASL_SSL listeners, its TLS configuration. Listeners are
+/// numbered by their place in the list given to [`serve`] (the core's listener index).
+pub struct ListenerSocket<R: Runtime> {
+    pub socket: R::Listener,
+    pub tls: Option<Arc<TlsAcceptor>>,
 }
 
 /// Stops a connection's reader task.
 pub type Cancel = Box<dyn FnOnce() + Send>;
 
 /// The sending side of a connection, and how much of what was sent is not written yet.
+#[derive(Clone)]
 pub struct Writer {
     sender: mpsc::UnboundedSender<Bytes>,
     unwritten: Arc<AtomicUsize>,
@@ -166,13 +184,13 @@ pub struct BrokerTask<R> {
     pub rt: R,
 }
 
-/// Serves Kafka clients on `listener` until `shutdown` resolves, then stops accepting, lets
+/// Serves Kafka clients on `listeners` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish for at most `drain`, and returns the broker. The broker's counters
 /// are published on `stats` about once a second; what the rest of the cluster reports arrives on
 /// `cluster` (its sender may simply be dropped when there is no cluster).
 pub async fn serve<R: Runtime>(
     rt: R,
-    listener: R::Listener,
+    listeners: Vec<ListenerSocket<R>>,
     broker: Broker,
     storage: Arc<dyn StorageDriver>,
     cluster: mpsc::UnboundedReceiver<ClusterEvent>,
@@ -181,56 +199,151 @@ pub async fn serve<R: Runtime>(
     stats: watch::Sender<korvet_core::stats::Stats>,
 ) -> Broker {
     let (events_tx, events) = mpsc::channel::<Event>(1024);
-    let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
-    rt.spawn(accept_loop(rt, listener, events_tx, accepting_stopped));
+    let (stop_accepting, accepting_stopped) = watch::channel(());
+    // Connection ids are unique across listeners.
+    let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let acceptor = Acceptor { rt, index, tls: listener.tls, events: events_tx.clone(), next_conn: next_conn.clone() };
+        rt.spawn(acceptor.run(listener.socket, accepting_stopped.clone()));
+    }
+    drop(events_tx);
     let broker = run_broker(broker, BrokerTask { storage, events, cluster, drain, stats, rt }, shutdown).await;
     drop(stop_accepting);
     broker
 }
 
-async fn accept_loop<R: Runtime>(rt: R, listener: R::Listener, events: mpsc::Sender<Event>, mut stopped: oneshot::Receiver<()>) {
-    let mut next_conn: ConnId = 1;
-    loop {
-        let accepted = match select(std::pin::pin!(rt.accept(&listener)), &mut stopped).await {
-            Either::Left((accepted, _)) => accepted,
-            Either::Right(_) => return,
-        };
-        let (reader, writer, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                // Typically EMFILE: back off instead of spinning.
-                log::warn!("accept failed: {err}");
-                rt.sleep(Duration::from_millis(100)).await;
-                continue;
+/// One listener's accept loop and what its connections need.
+struct Acceptor<R: Runtime> {
+    rt: R,
+    index: usize,
+    tls: Option<Arc<TlsAcceptor>>,
+    events: mpsc::Sender<Event>,
+    next_conn: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Runtime> Acceptor<R> {
+    async fn run(self, listener: R::Listener, mut stopped: watch::Receiver<()>) {
+        let this = Arc::new(self);
+        loop {
+            let accepted = match select(std::pin::pin!(this.rt.accept(&listener)), std::pin::pin!(stopped.changed())).await {
+                Either::Left((accepted, _)) => accepted,
+                Either::Right(_) => return,
+            };
+            let (reader, writer, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    log::warn!("accept failed: {err}");
+                    this.rt.sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            match &this.tls {
+                None => {
+                    if !this.start(reader, writer, peer.to_string(), None, None).await {
+                        return;
+                    }
+                }
+                Some(tls) => {
+                    // The handshake runs in its own task: a slow client must not hold up accepting.
+                    let (this, tls) = (this.clone(), tls.clone());
+                    this.rt.spawn(async move { this.clone().handshake(tls, reader, writer, peer.to_string()).await });
+                }
             }
-        };
-        let conn = next_conn;
-        next_conn += 1;
+        }
+    }
+
+    /// Runs a TLS handshake, then starts the connection; a failure is reported and the socket
+    /// dropped.
+    async fn handshake(self: Arc<Self>, tls: Arc<TlsAcceptor>, mut reader: R::Reader, mut writer: R::Writer, peer: String) {
+        let handshake = tls_handshake::<R>(&tls, &mut reader, &mut writer);
+        match self.rt.timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+            Some(Ok(connection)) => {
+                let subject = tls::certificate_subject(&connection);
+                self.start(reader, writer, peer, subject, Some(TlsSession::new(connection))).await;
+            }
+            Some(Err(err)) => {
+                let _ = self.events.send(Event::TlsFailed { peer, reason: err.to_string() }).await;
+                R::close(writer).await;
+            }
+            None => {
+                let reason = format!("no TLS handshake within {} s", TLS_HANDSHAKE_TIMEOUT.as_secs());
+                let _ = self.events.send(Event::TlsFailed { peer, reason }).await;
+            }
+        }
+    }
+
+    /// Starts a connection's reader and writer and tells the broker; `false` once the broker is
+    /// gone.
+    async fn start(&self, reader: R::Reader, writer: R::Writer, peer: String, subject: Option<String>, tls: Option<TlsSession>) -> bool {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (sender, outgoing) = self::writer();
-        rt.spawn(write_loop::<R>(writer, outgoing));
+        self.rt.spawn(write_loop::<R>(writer, outgoing, tls.clone()));
         // The reader starts paused: the broker lets it read once it has seen `Connected`, so
         // that no bytes of this connection can reach the broker before the connection does.
         let (pause, paused) = watch::channel(true);
         let (cancel, cancelled) = oneshot::channel::<()>();
-        rt.spawn(read_loop::<R>(conn, reader, events.clone(), paused, cancelled));
+        let nudge = tls.as_ref().map(|_| sender.clone());
+        self.rt.spawn(read_loop::<R>(conn, reader, self.events.clone(), paused, cancelled, tls.map(|tls| (tls, nudge))));
         let cancel: Cancel = Box::new(move || {
             let _ = cancel.send(());
         });
-        let event = Event::Connected { conn, peer: peer.to_string(), writer: sender, reader: cancel, pause };
-        if events.send(event).await.is_err() {
-            return;
-        }
+        let event = Event::Connected { conn, peer, listener: self.index, subject, writer: sender, reader: cancel, pause };
+        self.events.send(event).await.is_ok()
     }
 }
 
-/// Forwards what the connection receives to the broker until it closes (then says so), the
-/// broker is gone, or the broker cancels it (it closed the connection itself).
+/// Drives a server TLS handshake over the socket to its end.
+async fn tls_handshake<R: Runtime>(tls: &TlsAcceptor, reader: &mut R::Reader, writer: &mut R::Writer) -> io::Result<rustls::ServerConnection> {
+    let mut connection = tls.connection().map_err(io::Error::other)?;
+    let mut buf = vec![0u8; 16 * 1024];
+    while connection.is_handshaking() {
+        let out = tls::drain(&mut connection)?;
+        if !out.is_empty() {
+            R::write_all(writer, &out).await?;
+        }
+        if !connection.is_handshaking() {
+            break;
+        }
+        if connection.wants_read() {
+            let n = R::read(reader, &mut buf).await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the client closed the connection during the TLS handshake"));
+            }
+            let mut received = &buf[..n];
+            while !received.is_empty() {
+                connection.read_tls(&mut received)?;
+                if let Err(err) = connection.process_new_packets() {
+                    // Tell the client why (an alert) before giving up.
+                    if let Ok(alert) = tls::drain(&mut connection) {
+                        let _ = R::write_all(writer, &alert).await;
+                    }
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+                }
+            }
+        }
+    }
+    let out = tls::drain(&mut connection)?;
+    if !out.is_empty() {
+        R::write_all(writer, &out).await?;
+    }
+    Ok(connection)
+}
+
+/// A TLS connection's session, and how its reader makes the writer send what TLS itself must
+/// (an empty message to the writer drains it).
+type ReaderTls = (TlsSession, Option<Writer>);
+
+/// Forwards what the connection receives (decrypted, on a TLS listener) to the broker until it
+/// closes (then says so), the broker is gone, or the broker cancels it (it closed the connection
+/// itself).
 async fn read_loop<R: Runtime>(
     conn: ConnId,
     mut reader: R::Reader,
     events: mpsc::Sender<Event>,
     mut paused: watch::Receiver<bool>,
     mut cancelled: oneshot::Receiver<()>,
+    tls: Option<ReaderTls>,
 ) {
     let mut buf = ReadBuffer::default();
     loop {
@@ -245,25 +358,51 @@ async fn read_loop<R: Runtime>(
             // The broker is gone, or closed the connection and forgot it.
             Either::Left((None, _)) | Either::Right(_) => return,
         };
-        match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if events.send(Event::Received { conn, bytes: buf.take(n) }).await.is_err() {
-                    return;
+        let bytes = match (read, &tls) {
+            (Ok(0) | Err(_), _) => break,
+            (Ok(n), None) => buf.take(n),
+            (Ok(n), Some((session, nudge))) => match session.decrypt(&buf.take(n)) {
+                Ok((plaintext, wants_write)) => {
+                    if wants_write {
+                        if let Some(writer) = nudge {
+                            writer.send(Bytes::new());
+                        }
+                    }
+                    if plaintext.is_empty() {
+                        continue;
+                    }
+                    Bytes::from(plaintext)
                 }
-            }
+                Err(err) => {
+                    log::debug!("connection {conn}: TLS failed: {err}");
+                    break;
+                }
+            },
+        };
+        if events.send(Event::Received { conn, bytes }).await.is_err() {
+            return;
         }
     }
     let _ = events.send(Event::Disconnected { conn }).await;
 }
 
-async fn write_loop<R: Runtime>(mut writer: R::Writer, mut outgoing: Outgoing) {
+async fn write_loop<R: Runtime>(mut writer: R::Writer, mut outgoing: Outgoing, tls: Option<TlsSession>) {
     while let Some(bytes) = outgoing.receiver.recv().await {
-        let written = R::write_all(&mut writer, &bytes).await;
+        let written = match &tls {
+            None => R::write_all(&mut writer, &bytes).await,
+            Some(session) => match session.encrypt(&bytes) {
+                Ok(encrypted) if encrypted.is_empty() => Ok(()),
+                Ok(encrypted) => R::write_all(&mut writer, &encrypted).await,
+                Err(err) => Err(err),
+            },
+        };
         outgoing.written(bytes.len());
         if written.is_err() {
             break;
         }
+    }
+    if let Some(session) = &tls {
+        let _ = R::write_all(&mut writer, &session.close()).await;
     }
     R::close(writer).await;
 }
@@ -296,8 +435,8 @@ pub async fn run_broker<R: Runtime>(mut broker: Broker, task: BrokerTask<R>, shu
                 broker.handle_storage_reply(op, reply, clock.now());
             }
             event = events.recv(), if stopping.is_none() => match event {
-                Some(Event::Connected { conn, peer, writer, reader, pause }) => {
-                    broker.handle_connect(conn, &peer, clock.now());
+                Some(Event::Connected { conn, peer, listener, subject, writer, reader, pause }) => {
+                    broker.handle_connect_on(conn, &peer, listener, subject.as_deref(), clock.now());
                     // Readers start paused (see `wait_until_readable`): now this one may read.
                     let _ = pause.send(false);
                     peers.insert(conn, Peer { writer, reader: Some(reader), pause });
@@ -307,6 +446,7 @@ pub async fn run_broker<R: Runtime>(mut broker: Broker, task: BrokerTask<R>, shu
                     peers.remove(&conn);
                     broker.handle_disconnect(conn, clock.now());
                 }
+                Some(Event::TlsFailed { peer, reason }) => broker.handle_tls_failure(&peer, &reason, clock.now()),
                 None => break,
             },
             Some(event) = cluster.recv() => broker.handle_cluster_event(event, clock.now()),

@@ -1,5 +1,6 @@
 //! Conversions between korvet's storage types and what Redis holds.
 
+use korvet_core::security::{ScramCredential, ScramMechanism};
 use korvet_core::records::{Header, Record};
 use korvet_core::storage::{CommittedOffset, PartitionOffsets, StoredRecord, TopicMeta};
 use crate::resp::{self, Reply};
@@ -144,4 +145,15 @@ pub fn decode_entry(reply: &mut Reply) -> Result<StoredRecord, RedisError> {
         reply.skip()?;
     }
     Ok(StoredRecord { offset, record })
+}
+
+/// The credentials hash's field of a user's credential for a mechanism: `SCRAM-SHA-256:alice`
+/// (the mechanism has no colon, the user name may).
+pub fn credential_field(mechanism: ScramMechanism, user: &str) -> String {
+    format!("{}:{user}", mechanism.name())
+}
+
+pub fn decode_credential(field: &str, value: &str) -> Option<ScramCredential> {
+    let (mechanism, user) = field.split_once(':')?;
+    ScramCredential::decode(user, ScramMechanism::from_name(mechanism)?, value)
 }

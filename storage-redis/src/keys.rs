@@ -55,6 +55,12 @@ impl Keys {
         format!("{}:groups", self.keyspace)
     }
 
+    /// Hash of the users' SCRAM credentials: `<mechanism>:<user>` -> Kafka's stored form
+    /// (salt, stored key, server key, iterations; never the password).
+    pub fn credentials(&self) -> String {
+        format!("{}:credentials", self.keyspace)
+    }
+
     /// Set of registered broker ids (deployment guide: `{keyspace}:brokers`).
     pub fn brokers(&self) -> String {
         format!("{}:brokers", self.keyspace)

@@ -13,6 +13,7 @@
 //! | `{ks}:groups` | set | groups that have committed offsets or stored metadata |
 //! | `{ks}:group:{group}` | hash | `generation`, `coordinator` (who claimed it), `protocol-type`, `protocol`, `leader` after the last rebalance |
 //! | `{ks}:offsets:{group}` | hash | `topic:partition` -> JSON `{"offset", "leader_epoch", "metadata"}` |
+//! | `{ks}:credentials` | hash | `<mechanism>:<user>` -> `salt=..,stored_key=..,server_key=..,iterations=..` (SCRAM; never a password) |
 //!
 //! A record's entry has the fields `timestamp`, then `key` and `value` when not null, then one
 //! `header:<name>` per header (`nullheader:<name>` with an empty value for a null header value).
@@ -36,6 +37,7 @@ pub mod notify;
 mod probe;
 pub mod registry;
 
+use korvet_core::security::{ScramCredential, ScramMechanism};
 use korvet_core::storage::*;
 pub use connection::MainConnection;
 use connection::Connector;
@@ -679,6 +681,38 @@ impl RedisStorage {
                     entries.iter().filter_map(|(field, json)| codec::decode_commit(field, json)).collect();
                 commits.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
                 Ok(StorageReply::CommittedOffsets(commits))
+            }
+            StorageCommand::LoadCredentials { users } => {
+                let entries: Vec<(String, String)> = match users {
+                    None => redis::cmd("HGETALL").arg(keys.credentials()).query_async(&mut conn).await?,
+                    Some(users) if users.is_empty() => Vec::new(),
+                    Some(users) => {
+                        let fields: Vec<String> = users
+                            .iter()
+                            .flat_map(|user| ScramMechanism::ALL.map(|m| codec::credential_field(m, user)))
+                            .collect();
+                        let values: Vec<Option<String>> =
+                            redis::cmd("HMGET").arg(keys.credentials()).arg(&fields).query_async(&mut conn).await?;
+                        fields.into_iter().zip(values).filter_map(|(f, v)| v.map(|v| (f, v))).collect()
+                    }
+                };
+                let mut credentials: Vec<ScramCredential> =
+                    entries.iter().filter_map(|(field, value)| codec::decode_credential(field, value)).collect();
+                credentials.sort_by(|a, b| (&a.user, a.mechanism).cmp(&(&b.user, b.mechanism)));
+                Ok(StorageReply::Credentials(credentials))
+            }
+            StorageCommand::SaveCredential { credential } => {
+                let mut cmd = redis::cmd("HSET");
+                cmd.arg(keys.credentials()).arg(codec::credential_field(credential.mechanism, &credential.user)).arg(credential.encode());
+                match self.write_replicated::<()>(cmd).await? {
+                    Confirmation::Confirmed(()) => Ok(StorageReply::CredentialSaved),
+                    Confirmation::TooFew(err) => Ok(StorageReply::Failed(err)),
+                }
+            }
+            StorageCommand::DeleteCredential { user, mechanism } => {
+                let removed: u32 =
+                    redis::cmd("HDEL").arg(keys.credentials()).arg(codec::credential_field(mechanism, &user)).query_async(&mut conn).await?;
+                Ok(StorageReply::CredentialDeleted(removed > 0))
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The broker registry of the deployment guide: `{ks}:brokers` (set of ids) and
-//! `{ks}:broker:{id}` (hash with host, port, rack; expires unless refreshed by heartbeats).
+//! `{ks}:broker:{id}` (hash with host, port, rack, and `listeners` when the broker has several:
+//! `SASL_SSL://host:9093,SSL://host:9094`; expires unless refreshed by heartbeats).
 //!
 //! Every command touches one key, so the registry also works on Redis Cluster. The broker hash
 //! also holds `instance`, a token unique to one process: it tells a broker's own entry apart from
@@ -107,6 +108,9 @@ impl Registry {
         script.arg("host").arg(&self.this.host).arg("port").arg(self.this.port);
         if let Some(rack) = &self.this.rack {
             script.arg("rack").arg(rack);
+        }
+        if !self.this.listeners.is_empty() {
+            script.arg("listeners").arg(self.this.listeners_text());
         }
         let reply: Vec<redis::Value> = script.query_async(&mut conn).await?;
         let claimed = matches!(reply.first(), Some(redis::Value::Int(1)));
@@ -232,10 +236,7 @@ impl Registry {
 }
 
 fn parse_entry(id: i32, entry: &HashMap<String, String>) -> Option<BrokerInfo> {
-    Some(BrokerInfo {
-        id,
-        host: entry.get("host")?.clone(),
-        port: entry.get("port")?.parse().ok()?,
-        rack: entry.get("rack").cloned(),
-    })
+    let mut info = BrokerInfo::new(id, entry.get("host")?.clone(), entry.get("port")?.parse().ok()?, entry.get("rack").cloned());
+    info.listeners = entry.get("listeners").map(|text| BrokerInfo::parse_listeners(text)).unwrap_or_default();
+    Some(info)
 }

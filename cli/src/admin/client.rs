@@ -49,8 +49,44 @@ struct Connection {
     correlation: i32,
 }
 
+/// A user and password to authenticate with (SASL/PLAIN) on a SASL_PLAINTEXT listener.
+#[derive(Clone, Debug)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+}
+
 impl Connection {
-    fn open(address: &str) -> Result<Connection> {
+    /// Connects, and authenticates with `login` when one is given.
+    fn open(address: &str, login: Option<&Login>) -> Result<Connection> {
+        let mut connection = Self::connect(address)?;
+        if let Some(login) = login {
+            connection.authenticate(login)?;
+        }
+        Ok(connection)
+    }
+
+    fn authenticate(&mut self, login: &Login) -> Result<()> {
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let ResponseKind::SaslHandshake(answer) = self.call(RequestKind::SaslHandshake(handshake), ApiKey::SaslHandshake, 1)? else {
+            return Err(AdminError::io("unexpected response to SaslHandshake"));
+        };
+        if answer.error_code != 0 {
+            return Err(AdminError::refused(format!("{} does not take SASL/PLAIN: {}", self.address, error_name(answer.error_code))));
+        }
+        let token = format!("\0{}\0{}", login.user, login.password);
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token.into_bytes()));
+        let ResponseKind::SaslAuthenticate(answer) = self.call(RequestKind::SaslAuthenticate(request), ApiKey::SaslAuthenticate, 1)? else {
+            return Err(AdminError::io("unexpected response to SaslAuthenticate"));
+        };
+        if answer.error_code != 0 {
+            let message = answer.error_message.map(|m| m.to_string()).unwrap_or_else(|| error_name(answer.error_code));
+            return Err(AdminError::refused(format!("authentication as {} failed: {message}", login.user)));
+        }
+        Ok(())
+    }
+
+    fn connect(address: &str) -> Result<Connection> {
         let addrs = std::net::ToSocketAddrs::to_socket_addrs(address).map_err(|e| AdminError::io(format!("cannot resolve {address}: {e}")))?;
         let mut last = None;
         for addr in addrs {
@@ -124,15 +160,16 @@ pub mod versions {
 /// A connection to the cluster through its bootstrap servers.
 pub struct Admin {
     bootstrap: Connection,
+    login: Option<Login>,
 }
 
 impl Admin {
     /// Connects to the first reachable of the comma-separated `bootstrap` servers.
-    pub fn connect(bootstrap: &str) -> Result<Admin> {
+    pub fn connect(bootstrap: &str, login: Option<Login>) -> Result<Admin> {
         let mut last = AdminError::io("no bootstrap server given");
         for address in bootstrap.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            match Connection::open(address) {
-                Ok(bootstrap) => return Ok(Admin { bootstrap }),
+            match Connection::open(address, login.as_ref()) {
+                Ok(bootstrap) => return Ok(Admin { bootstrap, login }),
                 Err(err) => last = err,
             }
         }
@@ -145,7 +182,7 @@ impl Admin {
 
     /// Sends to another broker, by address.
     pub fn call_at(&mut self, address: &str, request: RequestKind, key: ApiKey, version: i16) -> Result<ResponseKind> {
-        Connection::open(address)?.call(request, key, version)
+        Connection::open(address, self.login.as_ref())?.call(request, key, version)
     }
 
     /// Metadata of the given topics, or of all of them.

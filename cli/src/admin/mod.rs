@@ -6,6 +6,7 @@ pub mod client;
 pub mod groups;
 mod table;
 pub mod topics;
+pub mod users;
 
 use clap::Args;
 
@@ -15,11 +16,18 @@ pub struct Connect {
     /// Brokers to bootstrap from, comma-separated.
     #[arg(long = "bootstrap-server", env = "KORVET_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092", global = true)]
     pub bootstrap: String,
+    /// User to authenticate as with SASL/PLAIN (for a SASL_PLAINTEXT listener).
+    #[arg(long = "sasl-username", env = "KORVET_ADMIN_USERNAME", global = true, requires = "password")]
+    pub username: Option<String>,
+    /// That user's password.
+    #[arg(long = "sasl-password", env = "KORVET_ADMIN_PASSWORD", global = true, hide_env_values = true, id = "password")]
+    pub password: Option<String>,
 }
 
 /// Runs an admin command: prints its output, returns the exit code.
 pub fn run(connect: &Connect, command: impl FnOnce(&mut client::Admin) -> client::Result<String>) -> i32 {
-    let outcome = client::Admin::connect(&connect.bootstrap).and_then(|mut admin| command(&mut admin));
+    let login = connect.username.clone().zip(connect.password.clone()).map(|(user, password)| client::Login { user, password });
+    let outcome = client::Admin::connect(&connect.bootstrap, login).and_then(|mut admin| command(&mut admin));
     match outcome {
         Ok(output) => {
             print!("{output}");

@@ -255,7 +255,7 @@ pub struct World {
 }
 
 fn broker_info(id: usize) -> BrokerInfo {
-    BrokerInfo { id: id as i32, host: format!("broker-{id}"), port: 9092, rack: None }
+    BrokerInfo::new(id as i32, format!("broker-{id}"), 9092, None)
 }
 
 impl World {

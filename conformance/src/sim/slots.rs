@@ -50,6 +50,7 @@ pub fn key_of(command: &StorageCommand) -> String {
         LoadTopics { .. } | CreateTopic { .. } | DeleteTopic { .. } | UpdateTopic { .. } => "topics".into(),
         AllocateProducerId => "producer ids".into(),
         ListGroups => "groups".into(),
+        LoadCredentials { .. } | SaveCredential { .. } | DeleteCredential { .. } => "credentials".into(),
     }
 }
 

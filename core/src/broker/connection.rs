@@ -6,6 +6,7 @@
 use super::{Broker, ConnId, Output, TaskId, MAX_CONCURRENT_REQUESTS, UNRESERVED_FRAME_BYTES};
 use crate::frame::{FrameDecoder, FrameError, TLS_HANDSHAKE_FAILURE_ALERT};
 use crate::handlers::Session;
+use crate::security::sasl::SaslState;
 use crate::Time;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -13,8 +14,11 @@ use std::sync::Arc;
 
 pub(super) struct Connection {
     pub(super) peer: String,
+    /// The name of the listener it came through.
+    pub(super) listener: &'static str,
     /// Who is on the other end; every request of the connection runs as it.
     pub(super) session: Arc<Session>,
+    pub(super) sasl: SaslState,
     pub(super) frames: FrameDecoder,
     /// Responses in request order; `None` until the request's task has finished.
     pub(super) pending: VecDeque<(TaskId, Option<Bytes>)>,

@@ -12,6 +12,7 @@
 //! file holds the inputs and outputs and runs handlers step by step.
 
 mod append_order;
+mod authentication;
 mod background;
 mod connection;
 mod coordinators;
@@ -27,8 +28,10 @@ use crate::cluster::{BrokerInfo, ClusterEvent, ClusterView};
 use crate::config::BrokerConfig;
 use crate::frame::FrameDecoder;
 pub use crate::handlers::api_name;
-use crate::handlers::{self, Context, Handler, RequestMeta, Session, Step, WaitKey};
+use crate::handlers::{self, ConnectionSecurity, Context, Handler, RequestMeta, Session, Step, WaitKey};
 pub use crate::rng::SplitMix64;
+use crate::rng::SecureRandom;
+use crate::security::sasl::{self, SaslState};
 use crate::groups::Groups;
 use crate::stats::Stats;
 use crate::storage::{StorageCommand, StorageReply};
@@ -116,6 +119,7 @@ pub struct Broker {
     topics: TopicCache,
     stats: Stats,
     rng: SplitMix64,
+    secure_random: SecureRandom,
     conns: HashMap<ConnId, Connection>,
     tasks: HashMap<TaskId, Task>,
     ops: HashMap<OpId, (TaskId, usize)>,
@@ -138,6 +142,9 @@ pub struct Broker {
     announced_timeout: Option<u64>,
     storage_warnings: RateLimit,
     foreign_protocol_warnings: RateLimit,
+    authentication_warnings: RateLimit,
+    /// Connections on SASL listeners that must have authenticated by then, by deadline.
+    authentication_deadlines: BTreeSet<(u64, ConnId)>,
     /// Work the broker does on its own schedule (see `background`).
     jobs: Vec<background::Job>,
 }
@@ -147,12 +154,7 @@ impl Broker {
     /// `seed` feeds the broker's PRNG (topic ids); runtimes pass entropy, the simulator its seed.
     pub fn new(config: BrokerConfig, seed: u64) -> Self {
         let jobs = background::jobs(&config);
-        let this = BrokerInfo {
-            id: config.broker_id,
-            host: config.advertised_host.clone(),
-            port: config.advertised_port,
-            rack: config.rack.clone(),
-        };
+        let this = config.broker_info();
         Broker {
             topics: TopicCache::new(config.topic_cache_ttl_ms),
             coordinators: Coordinators::new(Groups::with_session_timeouts(
@@ -164,6 +166,7 @@ impl Broker {
             config,
             stats: Stats::default(),
             rng: SplitMix64::new(seed),
+            secure_random: SecureRandom::new(entropy_from_seed(seed)),
             conns: HashMap::new(),
             tasks: HashMap::new(),
             ops: HashMap::new(),
@@ -178,8 +181,17 @@ impl Broker {
             announced_timeout: None,
             storage_warnings: RateLimit::default(),
             foreign_protocol_warnings: RateLimit::default(),
+            authentication_warnings: RateLimit::default(),
+            authentication_deadlines: BTreeSet::new(),
             jobs,
         }
+    }
+
+    /// Keys the generator of secrets (SCRAM nonces) with entropy from the operating system;
+    /// without it, they derive from the seed given to [`Broker::new`] (fine for the simulator,
+    /// predictable in production).
+    pub fn seed_secrets(&mut self, entropy: [u8; 32]) {
+        self.secure_random = SecureRandom::new(entropy);
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -216,15 +228,34 @@ impl Broker {
         self.outputs.pop_front()
     }
 
-    pub fn handle_connect(&mut self, conn: ConnId, peer: &str, _now: Time) {
+    /// A connection on the main listener, without TLS.
+    pub fn handle_connect(&mut self, conn: ConnId, peer: &str, now: Time) {
+        self.handle_connect_on(conn, peer, 0, None, now);
+    }
+
+    /// A connection on listener `listener` (0 is the main one, see
+    /// [`BrokerConfig::listener`]); `certificate_subject` is the subject of the client
+    /// certificate a TLS listener verified, as Kafka writes it (`CN=carol,O=acme`).
+    pub fn handle_connect_on(&mut self, conn: ConnId, peer: &str, listener: usize, certificate_subject: Option<&str>, now: Time) {
         log::debug!("connection {conn} opened from {peer}");
+        let protocol = self.config.listener(listener).map_or(self.config.security_protocol, |l| l.protocol);
+        let session = match protocol.uses_sasl() {
+            true => Session::default(),
+            false => Session::for_certificate(certificate_subject),
+        };
+        if protocol.uses_sasl() {
+            let deadline = now.mono_ms() + self.config.sasl.authentication_timeout_ms;
+            self.authentication_deadlines.insert((deadline, conn));
+        }
         self.stats.active_connections += 1;
         self.stats.connections_total += 1;
         self.conns.insert(
             conn,
             Connection {
                 peer: peer.to_string(),
-                session: Arc::new(Session::default()),
+                listener: protocol.name(),
+                session: Arc::new(session),
+                sasl: SaslState::for_listener(protocol),
                 frames: FrameDecoder::new(self.config.max_request_size),
                 pending: VecDeque::new(),
                 active: 0,
@@ -234,6 +265,7 @@ impl Broker {
                 frame_memory: FrameMemory::None,
             },
         );
+        self.announce_timeout();
     }
 
     pub fn handle_disconnect(&mut self, conn: ConnId, _now: Time) {
@@ -291,6 +323,7 @@ impl Broker {
     /// Wakes parked requests whose deadline has passed. Spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Time) {
         self.tick_coordinators(now);
+        self.close_unauthenticated(now);
         self.run_due_jobs(now);
         while let Some(&(deadline, task_id)) = self.timers.first() {
             if deadline > now.mono_ms() {
@@ -331,7 +364,11 @@ impl Broker {
     fn start(&mut self, conn: ConnId, meta: RequestMeta, request: RequestKind, frame_bytes: usize, now: Time) {
         self.stats.api(api_name(meta.api_key)).requests += 1;
         let session = self.conns.get(&conn).map(|c| c.session.clone()).unwrap_or_default();
-        if let Err(reason) = handlers::authorize(&meta, &session) {
+        let admitted = match self.conns.get(&conn) {
+            Some(connection) => sasl::admits(meta.api_key, &connection.sasl, &connection.session, now.mono_ms()),
+            None => Ok(()),
+        };
+        if let Err(reason) = admitted.and_then(|()| handlers::authorize(&meta, &session)) {
             self.close(conn, reason);
             return;
         }
@@ -370,7 +407,12 @@ impl Broker {
     fn resume(&mut self, task_id: TaskId, replies: Vec<StorageReply>, now: Time) {
         let Some(task) = self.tasks.get_mut(&task_id) else { return };
         let mut appended = Vec::new();
-        let peer = self.conns.get(&task.conn).map_or("", |c| c.peer.as_str());
+        let (peer, listener, connection) = match self.conns.get_mut(&task.conn) {
+            Some(Connection { peer, listener, sasl, session, .. }) => {
+                (peer.as_str(), *listener, Some(ConnectionSecurity { sasl, session }))
+            }
+            None => ("", self.config.security_protocol.name(), None),
+        };
         let step = {
             let mut cx = Context {
                 config: &self.config,
@@ -385,6 +427,9 @@ impl Broker {
                 peer,
                 client_id: task.meta.as_ref().and_then(|m| m.client_id.as_deref()).unwrap_or(""),
                 session: &task.session,
+                listener,
+                connection,
+                secure_random: &mut self.secure_random,
             };
             task.handler.resume(&mut cx, replies)
         };
@@ -429,6 +474,7 @@ impl Broker {
             self.complete(conn, task_id, meta, response, elapsed);
         }
         self.finish_task(conn, task.held_bytes, now);
+        self.close_if_authentication_failed(conn, now);
     }
 
     /// Sends a task's storage commands to the runtime; the task resumes once all have replies.
@@ -460,7 +506,15 @@ impl Broker {
 
 
     fn announce_timeout(&mut self) {
-        let next = self.timers.first().map(|(deadline, _)| *deadline).into_iter().chain(self.coordinators.deadline).chain(self.next_job()).min();
+        let next = self
+            .timers
+            .first()
+            .map(|(deadline, _)| *deadline)
+            .into_iter()
+            .chain(self.coordinators.deadline)
+            .chain(self.next_job())
+            .chain(self.authentication_deadlines.first().map(|(deadline, _)| *deadline))
+            .min();
         if next != self.announced_timeout {
             self.announced_timeout = next;
             if let Some(at) = next {
@@ -474,6 +528,16 @@ impl Broker {
         self.next_id += 1;
         id
     }
+}
+
+/// Key material for secrets when the runtime gives none (see [`Broker::seed_secrets`]).
+fn entropy_from_seed(seed: u64) -> [u8; 32] {
+    let mut rng = SplitMix64::new(seed ^ 0x5eed_5ec7_e75a_17ed);
+    let mut entropy = [0u8; 32];
+    for chunk in entropy.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_be_bytes());
+    }
+    entropy
 }
 
 fn missing_reply() -> StorageReply {

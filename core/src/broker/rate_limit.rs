@@ -47,3 +47,17 @@ impl Broker {
         }
     }
 }
+
+impl Broker {
+    /// Logs a failed authentication with the user and peer, at most one line per ten seconds:
+    /// a password guesser must not flood the log.
+    pub(super) fn warn_authentication_failure(&mut self, peer: &str, failure: &crate::security::sasl::AuthFailure, now: Time) {
+        let user = failure.user.as_deref().unwrap_or("-");
+        let line = format!("authentication failed: {} from {peer} as user {user:?}: {}", failure.mechanism, failure.reason);
+        match self.authentication_warnings.allow(10_000, now) {
+            None => {}
+            Some(0) => log::warn!("{line}"),
+            Some(suppressed) => log::warn!("{line} ({suppressed} more failures in the last 10 s not shown)"),
+        }
+    }
+}

@@ -5,12 +5,15 @@
 use crate::cluster::ClusterView;
 use crate::config::BrokerConfig;
 use crate::groups::Groups;
-use crate::rng::SplitMix64;
+use crate::rng::{SecureRandom, SplitMix64};
+use crate::security::sasl::SaslState;
+pub(crate) use crate::security::Session;
 use crate::stats::Stats;
 use crate::topics::TopicCache;
 use crate::Time;
 use kafka_protocol::messages::ApiKey;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Identifies a request within the connection it came from.
 #[derive(Clone, Debug)]
@@ -30,27 +33,6 @@ pub(crate) enum WaitKey {
     Group(String),
 }
 
-/// Who is on the other end of a connection, as far as the broker knows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Authentication {
-    /// Nothing was asked of the client (a PLAINTEXT listener without SASL).
-    None,
-}
-
-/// A connection's security state: how it authenticated and the principal it acts as (Kafka's
-/// `User:name`; `User:ANONYMOUS` when nothing authenticated it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Session {
-    pub authentication: Authentication,
-    pub principal: String,
-}
-
-impl Default for Session {
-    fn default() -> Self {
-        Session { authentication: Authentication::None, principal: "User:ANONYMOUS".into() }
-    }
-}
-
 /// Everything a handler may read or update while it runs.
 pub(crate) struct Context<'a> {
     pub config: &'a BrokerConfig,
@@ -67,10 +49,22 @@ pub(crate) struct Context<'a> {
     /// The client address of the connection, for group member descriptions.
     pub peer: &'a str,
     pub client_id: &'a str,
-    /// Who sent the request, for the checks Kafka makes per topic or group inside a handler
-    /// (none yet: see `authorize`).
-    #[allow(dead_code)]
+    /// Who sent the request (the connection's session when it arrived), for the checks Kafka
+    /// makes per topic or group inside a handler.
     pub session: &'a Session,
+    /// The name of the listener the request came through: Metadata and FindCoordinator answer
+    /// with the brokers' addresses on it.
+    pub listener: &'a str,
+    /// The connection's SASL progress and session, which the SASL handlers move on; `None` for
+    /// the broker's background jobs and requests whose connection closed.
+    pub connection: Option<ConnectionSecurity<'a>>,
+    pub secure_random: &'a mut SecureRandom,
+}
+
+/// The parts of a connection's security state a SASL handler changes.
+pub(crate) struct ConnectionSecurity<'a> {
+    pub sasl: &'a mut SaslState,
+    pub session: &'a mut Arc<Session>,
 }
 
 impl Context<'_> {

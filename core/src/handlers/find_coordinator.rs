@@ -35,7 +35,8 @@ fn locate(cx: &Context<'_>, key_type: i8, key: &StrBytes) -> Coordinator {
             .with_error_message(Some(StrBytes::from_static_str("korvet does not support transactions")));
     }
     let broker = cx.cluster.coordinator_for(key.as_str());
-    coordinator.with_node_id(BrokerId(broker.id)).with_host(StrBytes::from_string(broker.host.clone())).with_port(broker.port)
+    let (host, port) = broker.address_on(cx.listener);
+    coordinator.with_node_id(BrokerId(broker.id)).with_host(StrBytes::from_string(host.to_string())).with_port(port)
 }
 
 impl Handler for FindCoordinator {

@@ -60,10 +60,12 @@ impl Handler for Metadata {
             .brokers()
             .iter()
             .map(|b| {
+                // Each broker's address on the listener this client came through.
+                let (host, port) = b.address_on(cx.listener);
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(b.id))
-                    .with_host(StrBytes::from_string(b.host.clone()))
-                    .with_port(b.port)
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(port)
                     .with_rack(b.rack.clone().map(StrBytes::from_string))
             })
             .collect();

@@ -52,12 +52,14 @@ mod metadata;
 mod offset_commit;
 mod offset_fetch;
 mod produce;
+mod sasl;
+mod scram_credentials;
 mod topic_configs;
 mod topic_lookup;
 
 mod context;
 
-pub(crate) use context::{Context, RequestMeta, Session, WaitKey};
+pub(crate) use context::{ConnectionSecurity, Context, RequestMeta, Session, WaitKey};
 use crate::storage::{StorageCommand, StorageReply};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -131,6 +133,10 @@ pub const APIS: &[&ApiSpec] = &[
     &alter_topics::ALTER_CONFIGS,
     &alter_topics::INCREMENTAL_ALTER_CONFIGS,
     &delete_records::SPEC,
+    &sasl::SASL_HANDSHAKE,
+    &sasl::SASL_AUTHENTICATE,
+    &scram_credentials::DESCRIBE,
+    &scram_credentials::ALTER,
 ];
 
 /// The spec of an API korvet serves.

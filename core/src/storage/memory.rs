@@ -1,6 +1,7 @@
 //! The in-memory store: the executable specification of every [`StorageCommand`], used by the
 //! embedded default (`korvet serve` without Redis) and by the simulator.
 
+use crate::security::{ScramCredential, ScramMechanism};
 use super::*;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ pub struct MemoryStore {
     group_records: BTreeMap<String, GroupRecord>,
     /// Which coordinator claimed each group's stored generation.
     group_claims: BTreeMap<String, i32>,
+    credentials: BTreeMap<(String, ScramMechanism), ScramCredential>,
 }
 
 #[derive(Default, Clone)]
@@ -297,6 +299,16 @@ impl MemoryStore {
                 StorageReply::GroupSaved
             }
             StorageCommand::LoadGroup { group } => StorageReply::Group(self.group_records.get(&group).cloned()),
+            StorageCommand::LoadCredentials { users } => StorageReply::Credentials(
+                self.credentials.values().filter(|c| users.as_ref().is_none_or(|users| users.contains(&c.user))).cloned().collect(),
+            ),
+            StorageCommand::SaveCredential { credential } => {
+                self.credentials.insert((credential.user.clone(), credential.mechanism), credential);
+                StorageReply::CredentialSaved
+            }
+            StorageCommand::DeleteCredential { user, mechanism } => {
+                StorageReply::CredentialDeleted(self.credentials.remove(&(user, mechanism)).is_some())
+            }
             StorageCommand::FetchOffsets { group, partitions } => {
                 let Some(committed) = self.group_offsets.get(&group) else {
                     return StorageReply::CommittedOffsets(Vec::new());

@@ -7,6 +7,7 @@
 pub mod memory;
 
 use crate::records::{ProducerInfo, Record};
+use crate::security::{ScramCredential, ScramMechanism};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -118,6 +119,12 @@ pub enum StorageCommand {
     SaveGroup { group: String, record: GroupRecord, coordinator: i32 },
     /// A group's stored metadata, if any.
     LoadGroup { group: String },
+    /// The SCRAM credentials of these users (every mechanism each has), or of every user.
+    LoadCredentials { users: Option<Vec<String>> },
+    /// Stores a user's credential for its mechanism, replacing the one it had.
+    SaveCredential { credential: ScramCredential },
+    /// Forgets a user's credential for one mechanism.
+    DeleteCredential { user: String, mechanism: ScramMechanism },
 }
 
 impl StorageCommand {
@@ -150,6 +157,9 @@ impl StorageCommand {
             StorageCommand::ListGroups => "ListGroups",
             StorageCommand::SaveGroup { .. } => "SaveGroup",
             StorageCommand::LoadGroup { .. } => "LoadGroup",
+            StorageCommand::LoadCredentials { .. } => "LoadCredentials",
+            StorageCommand::SaveCredential { .. } => "SaveCredential",
+            StorageCommand::DeleteCredential { .. } => "DeleteCredential",
         }
     }
 }
@@ -250,6 +260,10 @@ pub enum StorageReply {
     /// The generation was claimed by another coordinator, or a later one is stored.
     GroupGenerationTaken,
     Group(Option<GroupRecord>),
+    Credentials(Vec<ScramCredential>),
+    CredentialSaved,
+    /// `true` when deleted, `false` when the user had no credential for the mechanism.
+    CredentialDeleted(bool),
     Failed(StorageError),
 }
 
