@@ -284,7 +284,9 @@ impl<R: Runtime> Acceptor<R> {
         let (pause, paused) = watch::channel(true);
         let (cancel, cancelled) = oneshot::channel::<()>();
         let nudge = tls.as_ref().map(|_| sender.clone());
-        self.rt.spawn(read_loop::<R>(conn, reader, self.events.clone(), paused, cancelled, tls.map(|tls| (tls, nudge))));
+        // Requests that arrived with the end of the handshake are already decrypted.
+        let early = tls.as_ref().map(TlsSession::take_plaintext).unwrap_or_default();
+        self.rt.spawn(read_loop::<R>(conn, reader, self.events.clone(), paused, cancelled, tls.map(|tls| (tls, nudge)), early));
         let cancel: Cancel = Box::new(move || {
             let _ = cancel.send(());
         });
@@ -344,7 +346,13 @@ async fn read_loop<R: Runtime>(
     mut paused: watch::Receiver<bool>,
     mut cancelled: oneshot::Receiver<()>,
     tls: Option<ReaderTls>,
+    early: Vec<u8>,
 ) {
+    if !early.is_empty() {
+        if !wait_until_readable(&mut paused).await || events.send(Event::Received { conn, bytes: Bytes::from(early) }).await.is_err() {
+            return;
+        }
+    }
     let mut buf = ReadBuffer::default();
     loop {
         let read = async {

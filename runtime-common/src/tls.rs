@@ -203,6 +203,13 @@ impl TlsSession {
         Ok((plaintext, connection.wants_write()))
     }
 
+    /// Plaintext already decrypted and not yet taken (what came with the handshake's end).
+    pub(crate) fn take_plaintext(&self) -> Vec<u8> {
+        let mut plaintext = Vec::new();
+        let _ = self.lock().reader().read_to_end(&mut plaintext);
+        plaintext
+    }
+
     /// Encrypts plaintext for the socket, with whatever else TLS has to send first.
     pub(crate) fn encrypt(&self, plaintext: &[u8]) -> io::Result<Vec<u8>> {
         let mut connection = self.lock();

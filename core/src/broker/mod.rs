@@ -237,12 +237,12 @@ impl Broker {
     /// [`BrokerConfig::listener`]); `certificate_subject` is the subject of the client
     /// certificate a TLS listener verified, as Kafka writes it (`CN=carol,O=acme`).
     pub fn handle_connect_on(&mut self, conn: ConnId, peer: &str, listener: usize, certificate_subject: Option<&str>, now: Time) {
-        log::debug!("connection {conn} opened from {peer}");
         let protocol = self.config.listener(listener).map_or(self.config.security_protocol, |l| l.protocol);
         let session = match protocol.uses_sasl() {
             true => Session::default(),
             false => Session::for_certificate(certificate_subject),
         };
+        log::debug!("connection {conn} from {peer} on listener {} as {}", protocol.name(), session.principal);
         if protocol.uses_sasl() {
             let deadline = now.mono_ms() + self.config.sasl.authentication_timeout_ms;
             self.authentication_deadlines.insert((deadline, conn));
