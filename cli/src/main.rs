@@ -41,6 +41,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::groups::GroupsCommand,
     },
+    /// Manage the ACLs of a cluster whose brokers run KORVET_SECURITY_AUTHORIZER=acl.
+    Acls {
+        #[command(flatten)]
+        connect: admin::Connect,
+        #[command(subcommand)]
+        command: admin::acls::AclsCommand,
+    },
     /// Manage the SCRAM users SASL authenticates against.
     Users {
         #[command(flatten)]
@@ -56,6 +63,7 @@ fn main() {
         Command::Serve(args) => serve::run(*args),
         Command::Topics { connect, command } => admin::run(&connect, |a| admin::topics::run(a, command)),
         Command::Groups { connect, command } => admin::run(&connect, |a| admin::groups::run(a, command)),
+        Command::Acls { connect, command } => admin::run(&connect, |a| admin::acls::run(a, command)),
         Command::Users { connect, command } => admin::run(&connect, |a| admin::users::run(a, command)),
     };
     std::process::exit(code);

@@ -2,6 +2,7 @@
 
 use crate::metrics::{Metrics, MeteredStorage};
 use crate::listeners;
+use korvet_core::security::acl::AuthorizerConfig;
 use korvet_core::security::{SaslConfig, SaslMechanism, SecurityProtocol};
 use korvet_runtime_common::tls::TlsAcceptor;
 use korvet_runtime_common::{ListenerSocket, Runtime};
@@ -141,6 +142,7 @@ pub struct ServeConfig {
     pub sasl_mechanisms: Vec<SaslMechanism>,
     pub sasl_max_reauth: Duration,
     pub sasl_authentication_timeout: Duration,
+    pub authorizer: AuthorizerConfig,
 }
 
 impl ServeConfig {
@@ -194,6 +196,12 @@ impl ServeConfig {
             sasl_mechanisms: s.required("sasl.mechanisms").split(',').filter_map(SaslMechanism::from_name).collect(),
             sasl_max_reauth: s.duration("sasl.max-reauth"),
             sasl_authentication_timeout: s.duration("sasl.authentication-timeout"),
+            authorizer: AuthorizerConfig {
+                enabled: s.required("security.authorizer") == "acl",
+                super_users: s.text("security.super-users").unwrap_or("").split(';').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect(),
+                allow_everyone_if_no_acl: s.bool("security.allow-everyone-if-no-acl"),
+                refresh_interval_ms: s.duration("security.acl-refresh-interval").as_millis().max(100) as u64,
+            },
         }
     }
 }
@@ -215,6 +223,7 @@ impl ServeConfig {
         let advertised_host = self.advertised_host();
         BrokerConfig {
             security_protocol: self.security_protocol,
+            authorizer: self.authorizer.clone(),
             extra_listeners: self.plan_listeners().unwrap_or_default().into_iter().map(|p| p.listener).collect(),
             sasl: SaslConfig {
                 mechanisms: self.sasl_mechanisms.clone(),

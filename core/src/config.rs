@@ -2,6 +2,7 @@
 //! and config file.
 
 use crate::cluster::{BrokerInfo, Endpoint};
+use crate::security::acl::AuthorizerConfig;
 use crate::security::{Listener, SaslConfig, SecurityProtocol};
 
 /// Static broker settings.
@@ -18,6 +19,7 @@ pub struct BrokerConfig {
     /// `listeners` beyond the first); runtimes number them from 1, the main listener being 0.
     pub extra_listeners: Vec<Listener>,
     pub sasl: SaslConfig,
+    pub authorizer: AuthorizerConfig,
     /// Reported in Metadata; identical on every broker of one keyspace.
     pub cluster_id: String,
     /// Create unknown topics on Metadata and Produce, like Kafka's `auto.create.topics.enable`.
@@ -67,6 +69,7 @@ impl Default for BrokerConfig {
             security_protocol: SecurityProtocol::Plaintext,
             extra_listeners: Vec::new(),
             sasl: SaslConfig::default(),
+            authorizer: AuthorizerConfig::default(),
             cluster_id: "korvet".into(),
             auto_create_topics: true,
             default_partitions: 1,

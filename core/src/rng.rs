@@ -48,9 +48,10 @@ impl SecureRandom {
         mac.finalize().into_bytes().into()
     }
 
-    /// A nonce of printable characters without `,` (as SCRAM requires), 32 characters long.
+    /// A nonce for SCRAM: 32 letters and digits (160 bits). Only those: librdkafka 2.0 loses
+    /// server nonces with `+` or `/` in them (Kafka's own nonces are alphanumeric too).
     pub fn nonce(&mut self) -> String {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        self.next_block().iter().map(|b| ALPHABET[(b & 63) as usize] as char).collect()
+        const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+        self.next_block().iter().map(|b| ALPHABET[(b & 31) as usize] as char).collect()
     }
 }

@@ -61,6 +61,11 @@ impl Keys {
         format!("{}:credentials", self.keyspace)
     }
 
+    /// Set of the ACLs, each in its stored form (`AclBinding::encode`).
+    pub fn acls(&self) -> String {
+        format!("{}:acls", self.keyspace)
+    }
+
     /// Set of registered broker ids (deployment guide: `{keyspace}:brokers`).
     pub fn brokers(&self) -> String {
         format!("{}:brokers", self.keyspace)

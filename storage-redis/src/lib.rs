@@ -13,6 +13,7 @@
 //! | `{ks}:groups` | set | groups that have committed offsets or stored metadata |
 //! | `{ks}:group:{group}` | hash | `generation`, `coordinator` (who claimed it), `protocol-type`, `protocol`, `leader` after the last rebalance |
 //! | `{ks}:offsets:{group}` | hash | `topic:partition` -> JSON `{"offset", "leader_epoch", "metadata"}` |
+//! | `{ks}:acls` | set | one member per ACL: `Topic|PREFIXED|orders-|User:alice|*|Write|Allow` (`%` and `|` in names escaped) |
 //! | `{ks}:credentials` | hash | `<mechanism>:<user>` -> `salt=..,stored_key=..,server_key=..,iterations=..` (SCRAM; never a password) |
 //!
 //! A record's entry has the fields `timestamp`, then `key` and `value` when not null, then one
@@ -37,6 +38,7 @@ pub mod notify;
 mod probe;
 pub mod registry;
 
+use korvet_core::security::acl::AclBinding;
 use korvet_core::security::{ScramCredential, ScramMechanism};
 use korvet_core::storage::*;
 pub use connection::MainConnection;
@@ -706,6 +708,29 @@ impl RedisStorage {
                 cmd.arg(keys.credentials()).arg(codec::credential_field(credential.mechanism, &credential.user)).arg(credential.encode());
                 match self.write_replicated::<()>(cmd).await? {
                     Confirmation::Confirmed(()) => Ok(StorageReply::CredentialSaved),
+                    Confirmation::TooFew(err) => Ok(StorageReply::Failed(err)),
+                }
+            }
+            StorageCommand::LoadAcls => {
+                let members: Vec<String> = redis::cmd("SMEMBERS").arg(keys.acls()).query_async(&mut conn).await?;
+                let mut acls: Vec<AclBinding> = members.iter().filter_map(|m| AclBinding::decode(m)).collect();
+                acls.sort();
+                Ok(StorageReply::Acls(acls))
+            }
+            StorageCommand::CreateAcls { acls } | StorageCommand::DeleteAcls { acls } if acls.is_empty() => Ok(StorageReply::AclsChanged),
+            StorageCommand::CreateAcls { acls } => {
+                let mut cmd = redis::cmd("SADD");
+                cmd.arg(keys.acls()).arg(acls.iter().map(AclBinding::encode).collect::<Vec<_>>());
+                match self.write_replicated::<()>(cmd).await? {
+                    Confirmation::Confirmed(()) => Ok(StorageReply::AclsChanged),
+                    Confirmation::TooFew(err) => Ok(StorageReply::Failed(err)),
+                }
+            }
+            StorageCommand::DeleteAcls { acls } => {
+                let mut cmd = redis::cmd("SREM");
+                cmd.arg(keys.acls()).arg(acls.iter().map(AclBinding::encode).collect::<Vec<_>>());
+                match self.write_replicated::<()>(cmd).await? {
+                    Confirmation::Confirmed(()) => Ok(StorageReply::AclsChanged),
                     Confirmation::TooFew(err) => Ok(StorageReply::Failed(err)),
                 }
             }

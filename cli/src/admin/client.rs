@@ -43,6 +43,15 @@ pub fn error_name(code: i16) -> String {
     }
 }
 
+/// An error code with the broker's message, if it gave one: `ClusterAuthorizationFailed:
+/// creating ACLs needs Alter on the cluster`.
+pub fn describe_error(code: i16, message: Option<&StrBytes>) -> String {
+    match message.map(|m| m.as_str()).filter(|m| !m.is_empty()) {
+        Some(message) => format!("{}: {message}", error_name(code)),
+        None => error_name(code),
+    }
+}
+
 struct Connection {
     stream: TcpStream,
     address: String,

@@ -1,7 +1,8 @@
-//! The admin commands (`korvet topics ...`, `korvet groups ...`): they talk Kafka to any broker,
+//! The admin commands (`korvet topics ...`, `korvet groups ...`, `korvet users ...`, `korvet acls ...`): they talk Kafka to any broker,
 //! korvet or not, print readable tables and exit with 0 on success, 1 when the cluster refused,
 //! 2 when it could not be reached or the command was wrong.
 
+pub mod acls;
 pub mod client;
 pub mod groups;
 mod table;

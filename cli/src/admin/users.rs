@@ -2,7 +2,7 @@
 //! DescribeUserScramCredentials and AlterUserScramCredentials (what `kafka-configs --entity-type
 //! users` uses). The password is salted and hashed here; only the salted form reaches the broker.
 
-use super::client::{error_name, Admin, AdminError, Result};
+use super::client::{describe_error, Admin, AdminError, Result};
 use super::table::Table;
 use clap::{Subcommand, ValueEnum};
 use korvet_core::security::ScramMechanism;
@@ -111,7 +111,7 @@ fn list(admin: &mut Admin) -> Result<String> {
         return Err(AdminError::io("unexpected response to DescribeUserScramCredentials"));
     };
     if response.error_code != 0 {
-        return Err(AdminError::refused(format!("cannot list users: {}", error_name(response.error_code))));
+        return Err(AdminError::refused(format!("cannot list users: {}", describe_error(response.error_code, response.error_message.as_ref()))));
     }
     let mut table = Table::new(&["USER", "MECHANISM", "ITERATIONS"]);
     for result in response.results {
@@ -132,7 +132,7 @@ fn alter(admin: &mut Admin, request: AlterUserScramCredentialsRequest) -> Result
     match response.results.into_iter().find(|r| r.error_code != 0) {
         None => Ok(()),
         Some(failed) => {
-            let message = failed.error_message.map(|m| m.to_string()).unwrap_or_else(|| error_name(failed.error_code));
+            let message = describe_error(failed.error_code, failed.error_message.as_ref());
             Err(AdminError::refused(format!("user {}: {message}", failed.user.as_str())))
         }
     }

@@ -51,6 +51,7 @@ pub fn key_of(command: &StorageCommand) -> String {
         AllocateProducerId => "producer ids".into(),
         ListGroups => "groups".into(),
         LoadCredentials { .. } | SaveCredential { .. } | DeleteCredential { .. } => "credentials".into(),
+        LoadAcls | CreateAcls { .. } | DeleteAcls { .. } => "acls".into(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Work the broker does on its own, on a schedule (consumer lag, retention and compaction): each job runs as a task like a request's, driven by a handler and its storage
+//! Work the broker does on its own, on a schedule (consumer lag, retention and compaction, reading the ACLs again): each job runs as a task like a request's, driven by a handler and its storage
 //! commands, but belongs to no connection and answers nobody. Its deadline counts with the
 //! others, so the runtimes and the simulator run it like everything else.
 
@@ -27,6 +27,10 @@ pub(super) fn jobs(config: &crate::config::BrokerConfig) -> Vec<Job> {
         // First run one interval after start: a broker that just joined lets the cluster view
         // settle before it takes on the partitions it leads.
         jobs.push(Job { name: "log cleaner", every_ms, next_at: every_ms, running: None, start: || Box::new(LogCleaner::new()) });
+    }
+    if config.authorizer.enabled {
+        let every_ms = config.authorizer.refresh_interval_ms.max(100);
+        jobs.push(Job { name: "ACL refresh", every_ms, next_at: 0, running: None, start: || Box::new(crate::handlers::acls::RefreshAcls::default()) });
     }
     jobs
 }

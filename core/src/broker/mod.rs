@@ -31,6 +31,7 @@ pub use crate::handlers::api_name;
 use crate::handlers::{self, ConnectionSecurity, Context, Handler, RequestMeta, Session, Step, WaitKey};
 pub use crate::rng::SplitMix64;
 use crate::rng::SecureRandom;
+use crate::security::acl::Authorizer;
 use crate::security::sasl::{self, SaslState};
 use crate::groups::Groups;
 use crate::stats::Stats;
@@ -120,6 +121,7 @@ pub struct Broker {
     stats: Stats,
     rng: SplitMix64,
     secure_random: SecureRandom,
+    authorizer: Authorizer,
     conns: HashMap<ConnId, Connection>,
     tasks: HashMap<TaskId, Task>,
     ops: HashMap<OpId, (TaskId, usize)>,
@@ -155,6 +157,7 @@ impl Broker {
     pub fn new(config: BrokerConfig, seed: u64) -> Self {
         let jobs = background::jobs(&config);
         let this = config.broker_info();
+        let authorizer = Authorizer::new(config.authorizer.clone());
         Broker {
             topics: TopicCache::new(config.topic_cache_ttl_ms),
             coordinators: Coordinators::new(Groups::with_session_timeouts(
@@ -167,6 +170,7 @@ impl Broker {
             stats: Stats::default(),
             rng: SplitMix64::new(seed),
             secure_random: SecureRandom::new(entropy_from_seed(seed)),
+            authorizer,
             conns: HashMap::new(),
             tasks: HashMap::new(),
             ops: HashMap::new(),
@@ -430,6 +434,7 @@ impl Broker {
                 listener,
                 connection,
                 secure_random: &mut self.secure_random,
+                authorizer: &mut self.authorizer,
             };
             task.handler.resume(&mut cx, replies)
         };

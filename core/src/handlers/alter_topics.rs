@@ -5,6 +5,7 @@
 //! compare-and-set against the metadata it was computed from. Partitions are independent keys in storage, so adding partitions is only a
 //! metadata change; existing records stay where they are.
 
+use crate::security::acl::Operation;
 use super::{ApiSpec, Started};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, topic_configs, Handler, Step};
@@ -52,6 +53,8 @@ struct TopicChanges {
     /// (topic, change, or the error decided before looking it up)
     changes: Vec<Planned>,
     validate_only: bool,
+    /// What the request does to the topics (Alter, AlterConfigs), checked by the lookup.
+    operation: Operation,
     lookup: Option<TopicLookup>,
     /// Per change once decided; `None` while it is under way.
     results: Vec<Option<(i16, Option<String>)>>,
@@ -63,10 +66,10 @@ struct TopicChanges {
 }
 
 impl TopicChanges {
-    fn new(changes: Vec<Planned>, validate_only: bool) -> Self {
+    fn new(changes: Vec<Planned>, validate_only: bool, operation: Operation) -> Self {
         let results = vec![None; changes.len()];
         let pending = (0..changes.len()).collect();
-        TopicChanges { changes, validate_only, lookup: None, results, storing: Vec::new(), pending, attempts: 0 }
+        TopicChanges { changes, validate_only, operation, lookup: None, results, storing: Vec::new(), pending, attempts: 0 }
     }
 
     /// Advances; `Ok(results)` once every change is decided.
@@ -95,7 +98,7 @@ impl TopicChanges {
             self.lookup = None;
         }
         let names = self.pending.iter().map(|&i| self.changes[i].0.clone()).collect();
-        let lookup = self.lookup.get_or_insert_with(|| TopicLookup::new(names, false));
+        let lookup = self.lookup.get_or_insert_with(|| TopicLookup::new(names, false, self.operation));
         if let Some(commands) = lookup.step(cx, replies) {
             return Err(commands);
         }
@@ -191,7 +194,7 @@ impl IncrementalAlterConfigs {
                 (topic, Ok(change))
             })
             .collect();
-        IncrementalAlterConfigs { resources, changes: TopicChanges::new(changes, request.validate_only) }
+        IncrementalAlterConfigs { resources, changes: TopicChanges::new(changes, request.validate_only, Operation::AlterConfigs) }
     }
 }
 
@@ -286,7 +289,7 @@ impl AlterConfigs {
                 (topic, Ok(config_change(move |configs| *configs = replacement.clone())))
             })
             .collect();
-        AlterConfigs { resources, changes: TopicChanges::new(changes, request.validate_only) }
+        AlterConfigs { resources, changes: TopicChanges::new(changes, request.validate_only, Operation::AlterConfigs) }
     }
 }
 
@@ -349,7 +352,7 @@ impl CreatePartitions {
                 (name, Ok(change))
             })
             .collect();
-        CreatePartitions { names, changes: TopicChanges::new(changes, request.validate_only) }
+        CreatePartitions { names, changes: TopicChanges::new(changes, request.validate_only, Operation::Alter) }
     }
 }
 

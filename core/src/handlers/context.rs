@@ -6,6 +6,7 @@ use crate::cluster::ClusterView;
 use crate::config::BrokerConfig;
 use crate::groups::Groups;
 use crate::rng::{SecureRandom, SplitMix64};
+use crate::security::acl::{Authorizer, Operation, Requester, ResourceType};
 use crate::security::sasl::SaslState;
 pub(crate) use crate::security::Session;
 use crate::stats::Stats;
@@ -59,6 +60,7 @@ pub(crate) struct Context<'a> {
     /// the broker's background jobs and requests whose connection closed.
     pub connection: Option<ConnectionSecurity<'a>>,
     pub secure_random: &'a mut SecureRandom,
+    pub authorizer: &'a mut Authorizer,
 }
 
 /// The parts of a connection's security state a SASL handler changes.
@@ -68,9 +70,34 @@ pub(crate) struct ConnectionSecurity<'a> {
 }
 
 impl Context<'_> {
+    /// Whether the request's principal may do `operation` on the resource (always, without an
+    /// authorizer).
+    pub fn allows(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {
+        let host = host_of(self.peer);
+        self.authorizer.allows(Requester { principal: &self.session.principal, host }, operation, resource_type, name)
+    }
+
+    /// Whether the principal may do `operation` on some resource of the type (Kafka's
+    /// `authorizeByResourceType`: an idempotent producer needs Write on some topic).
+    pub fn allows_some(&self, operation: Operation, resource_type: ResourceType) -> bool {
+        let host = host_of(self.peer);
+        self.authorizer.allows_some(Requester { principal: &self.session.principal, host }, operation, resource_type)
+    }
+
+    /// [`Self::allows`] on the cluster resource.
+    pub fn allows_cluster(&self, operation: Operation) -> bool {
+        self.allows(operation, ResourceType::Cluster, crate::security::acl::CLUSTER)
+    }
+
     /// Whether this broker coordinates the group; other brokers answer NOT_COORDINATOR to its
     /// membership requests so that clients look the coordinator up again.
     pub fn coordinates(&self, group: &str) -> bool {
         self.cluster.coordinator_for(group).id == self.config.broker_id
     }
+}
+
+/// The IP address of a peer written `ip:port` (or `[ip]:port`), as ACL hosts name clients.
+pub(crate) fn host_of(peer: &str) -> &str {
+    let host = peer.rsplit_once(':').map_or(peer, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }

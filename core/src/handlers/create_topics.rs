@@ -1,5 +1,6 @@
 //! CreateTopics, including validate-only requests.
 
+use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::topic_configs;
 use super::{topic_name, Handler, Step};
@@ -35,6 +36,9 @@ fn plan(cx: &mut Context<'_>, topic: &CreatableTopic, duplicate: bool) -> Result
     let name = topic_name(&topic.name);
     if duplicate {
         return Err((errors::INVALID_REQUEST, format!("topic {name} appears more than once in the request")));
+    }
+    if !cx.allows_cluster(Operation::Create) && !cx.allows(Operation::Create, ResourceType::Topic, &name) {
+        return Err((errors::TOPIC_AUTHORIZATION_FAILED, format!("not authorized to create topic {name}")));
     }
     if let Some(err) = topics::name_error(&name) {
         return Err(err);

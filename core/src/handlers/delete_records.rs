@@ -3,6 +3,7 @@
 //! Kafka, an offset past the high watermark is OFFSET_OUT_OF_RANGE and a topic whose cleanup
 //! policy does not include `delete` (compact only) refuses with POLICY_VIOLATION.
 
+use crate::security::acl::Operation;
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, ApiSpec, Context, Handler, Started, Step};
 use crate::errors;
@@ -35,7 +36,7 @@ impl DeleteRecords {
     pub fn new(request: DeleteRecordsRequest) -> Self {
         let results = request.topics.iter().map(|t| vec![(errors::NONE, -1); t.partitions.len()]).collect();
         let names = request.topics.iter().map(|t| topic_name(&t.name)).collect();
-        DeleteRecords { request, phase: Phase::LookingUp(TopicLookup::new(names, false)), results }
+        DeleteRecords { request, phase: Phase::LookingUp(TopicLookup::new(names, false, Operation::Delete)), results }
     }
 
     fn trims(&mut self, cx: &Context<'_>, lookup: &TopicLookup) -> (Vec<(usize, usize)>, Vec<StorageCommand>) {

@@ -1,5 +1,6 @@
 //! DeleteTopics, by name (all versions) or by topic id (v6).
 
+use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::{topic_name, Handler, Step};
 use super::Context;
@@ -44,6 +45,11 @@ impl Handler for DeleteTopics {
                     Some(name) => Ok(name.clone()),
                     None => cx.topics.by_id(id.as_bytes()).map(|m| m.name.clone()).ok_or(errors::UNKNOWN_TOPIC_ID),
                 };
+                if let Ok(name) = resolved {
+                    if !cx.allows(Operation::Delete, ResourceType::Topic, name) {
+                        *resolved = Err(errors::TOPIC_AUTHORIZATION_FAILED);
+                    }
+                }
                 if let Ok(name) = resolved {
                     commands.push(StorageCommand::DeleteTopic { name: name.clone() });
                 }

@@ -1,5 +1,6 @@
 //! DescribeConfigs for topics (overrides plus Kafka's defaults) and brokers.
 
+use crate::security::acl::Operation;
 use super::{ApiSpec, Started};
 use super::topic_configs::{self, ConfigType};
 use super::topic_lookup::TopicLookup;
@@ -36,7 +37,7 @@ impl DescribeConfigs {
             .filter(|r| r.resource_type == RESOURCE_TOPIC)
             .map(|r| r.resource_name.to_string())
             .collect();
-        DescribeConfigs { request, version, lookup: TopicLookup::new(topics, false) }
+        DescribeConfigs { request, version, lookup: TopicLookup::new(topics, false, Operation::DescribeConfigs) }
     }
 }
 
@@ -114,12 +115,17 @@ impl Handler for DescribeConfigs {
                             })
                             .collect(),
                         Err(code) => {
-                            return result.with_error_code(code).with_error_message(Some(StrBytes::from_string(format!(
-                                "topic {} does not exist",
-                                resource.resource_name
-                            ))))
+                            let message = match code {
+                                errors::TOPIC_AUTHORIZATION_FAILED => format!("not authorized to describe the configs of topic {}", resource.resource_name),
+                                _ => format!("topic {} does not exist", resource.resource_name),
+                            };
+                            return result.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)));
                         }
                     },
+                    RESOURCE_BROKER if !cx.allows_cluster(Operation::DescribeConfigs) => {
+                        let message = "describing broker configs needs DescribeConfigs on the cluster";
+                        return result.with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED).with_error_message(Some(StrBytes::from_static_str(message)));
+                    }
                     RESOURCE_BROKER => {
                         let name = resource.resource_name.as_str();
                         if !name.is_empty() && name != cx.config.broker_id.to_string() {

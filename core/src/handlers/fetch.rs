@@ -4,6 +4,7 @@
 //! korvet answers without fetch sessions (session id 0), so clients send full fetch requests,
 //! which every client supports.
 
+use crate::security::acl::Operation;
 use super::{ApiSpec, Started};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
@@ -225,7 +226,7 @@ impl Handler for Fetch {
             Phase::Lookup => {
                 let lookup = self.lookup.get_or_insert_with(|| {
                     let names = self.request.topics.iter().map(|t| topic_name(&t.topic)).collect();
-                    TopicLookup::new(names, false)
+                    TopicLookup::new(names, false, Operation::Read)
                 });
                 if let Some(commands) = lookup.step(cx, replies) {
                     return Step::Storage(commands);

@@ -1,5 +1,6 @@
 //! FindCoordinator for consumer groups, single-key (v0–3) and batched (v4) forms.
 
+use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::{Handler, Step};
 use super::Context;
@@ -33,6 +34,12 @@ fn locate(cx: &Context<'_>, key_type: i8, key: &StrBytes) -> Coordinator {
             .with_node_id(BrokerId(-1))
             .with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
             .with_error_message(Some(StrBytes::from_static_str("korvet does not support transactions")));
+    }
+    if !cx.allows(Operation::Describe, ResourceType::Group, key.as_str()) {
+        return coordinator
+            .with_node_id(BrokerId(-1))
+            .with_error_code(errors::GROUP_AUTHORIZATION_FAILED)
+            .with_error_message(Some(StrBytes::from_string(format!("not authorized to describe group {key}"))));
     }
     let broker = cx.cluster.coordinator_for(key.as_str());
     let (host, port) = broker.address_on(cx.listener);

@@ -2,6 +2,7 @@
 //! OffsetDelete. Groups with committed offsets but no live members (e.g. after a restart) are
 //! reported as Empty, as Kafka does.
 
+use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::{topic_name, Handler, Step};
 use super::Context;
@@ -75,6 +76,11 @@ impl Handler for ListGroups {
             let protocol_type = group.protocol_type.clone().unwrap_or_default();
             groups.insert(name.clone(), (protocol_type, group.state.name()));
         }
+        // Kafka lists every group to those who may describe the cluster, else those they may
+        // describe.
+        if !cx.allows_cluster(Operation::Describe) {
+            groups.retain(|name, _| cx.allows(Operation::Describe, ResourceType::Group, name));
+        }
         let wanted = |state: &str| {
             self.request.states_filter.is_empty() || self.request.states_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case(state))
         };
@@ -146,6 +152,9 @@ impl Handler for DescribeGroups {
             .zip(replies)
             .map(|(id, reply)| {
                 let name = id.0.as_str();
+                if !cx.allows(Operation::Describe, ResourceType::Group, name) {
+                    return DescribedGroup::default().with_group_id(id.clone()).with_error_code(errors::GROUP_AUTHORIZATION_FAILED);
+                }
                 if !cx.coordinates(name) {
                     return DescribedGroup::default().with_group_id(id.clone()).with_error_code(errors::NOT_COORDINATOR);
                 }
@@ -204,6 +213,10 @@ impl Handler for DeleteGroups {
                 let mut commands = Vec::new();
                 for (index, (id, reply)) in self.request.groups_names.iter().zip(replies).enumerate() {
                     let name = id.0.as_str();
+                    if !cx.allows(Operation::Delete, ResourceType::Group, name) {
+                        self.results[index] = errors::GROUP_AUTHORIZATION_FAILED;
+                        continue;
+                    }
                     if !cx.coordinates(name) {
                         self.results[index] = errors::NOT_COORDINATOR;
                         continue;
@@ -284,6 +297,9 @@ fn subscribed_topics(metadata: &[u8]) -> Vec<String> {
 impl Handler for OffsetDelete {
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
+        if !cx.allows(Operation::Delete, ResourceType::Group, &group) {
+            return Step::Respond(ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(errors::GROUP_AUTHORIZATION_FAILED)));
+        }
         if !cx.coordinates(&group) {
             return Step::Respond(ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(errors::NOT_COORDINATOR)));
         }

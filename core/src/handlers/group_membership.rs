@@ -2,6 +2,7 @@
 //! the coordinator in `crate::groups`. Join and Sync park until the group reaches the state
 //! that answers them.
 
+use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::{Handler, Step};
 use super::{Context, WaitKey};
@@ -132,6 +133,9 @@ impl Handler for JoinGroup {
                 Some(_) => self.respond(result),
             };
         }
+        if !cx.allows(Operation::Read, ResourceType::Group, &group) {
+            return self.respond(JoinResult::error(errors::GROUP_AUTHORIZATION_FAILED, self.request.member_id.as_str()));
+        }
         if !cx.coordinates(&group) {
             return self.respond(JoinResult::error(errors::NOT_COORDINATOR, self.request.member_id.as_str()));
         }
@@ -230,6 +234,9 @@ impl Handler for SyncGroup {
         let group = self.request.group_id.0.to_string();
         let member_id = text(&self.request.member_id);
         let now = cx.now.mono_ms();
+        if !cx.allows(Operation::Read, ResourceType::Group, &group) {
+            return self.respond(cx, errors::GROUP_AUTHORIZATION_FAILED, Bytes::new());
+        }
         if !cx.coordinates(&group) {
             return self.respond(cx, errors::NOT_COORDINATOR, Bytes::new());
         }
@@ -263,6 +270,9 @@ pub(crate) struct Heartbeat(pub HeartbeatRequest);
 impl Handler for Heartbeat {
     fn resume(&mut self, cx: &mut Context<'_>, _replies: Vec<StorageReply>) -> Step {
         let request = &self.0;
+        if !cx.allows(Operation::Read, ResourceType::Group, request.group_id.0.as_str()) {
+            return Step::Respond(ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(errors::GROUP_AUTHORIZATION_FAILED)));
+        }
         if !cx.coordinates(request.group_id.0.as_str()) {
             return Step::Respond(ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(errors::NOT_COORDINATOR)));
         }
@@ -285,6 +295,10 @@ impl LeaveGroup {
 impl Handler for LeaveGroup {
     fn resume(&mut self, cx: &mut Context<'_>, _replies: Vec<StorageReply>) -> Step {
         let group = self.request.group_id.0.to_string();
+        if !cx.allows(Operation::Read, ResourceType::Group, &group) {
+            let response = LeaveGroupResponse::default().with_error_code(errors::GROUP_AUTHORIZATION_FAILED);
+            return Step::Respond(ResponseKind::LeaveGroup(response));
+        }
         if !cx.coordinates(&group) {
             let response = LeaveGroupResponse::default().with_error_code(errors::NOT_COORDINATOR);
             return Step::Respond(ResponseKind::LeaveGroup(response));

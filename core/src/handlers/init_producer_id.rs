@@ -1,6 +1,7 @@
 //! InitProducerId for idempotent producers. Transactional producers are refused: korvet does
 //! not implement transactions.
 
+use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::{Handler, Step};
 use super::Context;
@@ -33,9 +34,13 @@ fn respond(error: i16, producer_id: i64, epoch: i16) -> Step {
 }
 
 impl Handler for InitProducerId {
-    fn resume(&mut self, _cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
+    fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         if self.request.transactional_id.is_some() {
             return respond(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, -1);
+        }
+        // Kafka: IdempotentWrite on the cluster, or Write on some topic.
+        if !cx.allows_cluster(Operation::IdempotentWrite) && !cx.allows_some(Operation::Write, ResourceType::Topic) {
+            return respond(errors::CLUSTER_AUTHORIZATION_FAILED, -1, -1);
         }
         if !self.allocating {
             // An idempotent producer bumping its epoch after an error keeps its id (KIP-360).

@@ -1,6 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first offset at or after a
 //! timestamp.
 
+use crate::security::acl::Operation;
 use super::{ApiSpec, Started};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
@@ -78,7 +79,7 @@ impl Handler for ListOffsets {
     fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         if !self.reading {
             let lookup = self.lookup.get_or_insert_with(|| {
-                TopicLookup::new(self.request.topics.iter().map(|t| topic_name(&t.name)).collect(), false)
+                TopicLookup::new(self.request.topics.iter().map(|t| topic_name(&t.name)).collect(), false, Operation::Describe)
             });
             if let Some(commands) = lookup.step(cx, replies) {
                 return Step::Storage(commands);

@@ -1,5 +1,6 @@
 //! Metadata: brokers, topics and partition leaders; auto-creates topics when allowed.
 
+use crate::security::acl::Operation;
 use super::{ApiSpec, Started};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
@@ -31,8 +32,8 @@ impl Metadata {
         // Before v4 there is no flag and Kafka auto-creates when configured to.
         let auto_create = version < 4 || request.allow_auto_topic_creation;
         let lookup = match &requested {
-            Some(names) => TopicLookup::new(names.clone(), auto_create),
-            None => TopicLookup::all(),
+            Some(names) => TopicLookup::new(names.clone(), auto_create, Operation::Describe),
+            None => TopicLookup::all(Operation::Describe),
         };
         Metadata { requested, lookup, version }
     }

@@ -34,6 +34,7 @@ macro_rules! api_spec {
     };
 }
 
+pub(crate) mod acls;
 mod alter_topics;
 mod api_versions;
 pub(crate) mod consumer_lag;
@@ -137,6 +138,9 @@ pub const APIS: &[&ApiSpec] = &[
     &sasl::SASL_AUTHENTICATE,
     &scram_credentials::DESCRIBE,
     &scram_credentials::ALTER,
+    &acls::CREATE_ACLS,
+    &acls::DESCRIBE_ACLS,
+    &acls::DELETE_ACLS,
 ];
 
 /// The spec of an API korvet serves.

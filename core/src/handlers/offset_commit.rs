@@ -4,6 +4,7 @@
 //! Commits are checked against the group's membership first (see `Groups::check_commit`):
 //! stale generations and unknown members are refused with Kafka's error codes, never accepted.
 
+use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
@@ -81,6 +82,9 @@ impl Handler for OffsetCommit {
             let generation = self.request.generation_id_or_member_epoch;
             // A member's commit is checked against the membership only its coordinator holds;
             // standalone commits (generation -1) are served by any broker, offsets being in storage.
+            if !cx.allows(Operation::Read, ResourceType::Group, group) {
+                return self.fail_all(errors::GROUP_AUTHORIZATION_FAILED);
+            }
             if generation >= 0 && !cx.coordinates(group) {
                 return self.fail_all(errors::NOT_COORDINATOR);
             }
@@ -90,7 +94,7 @@ impl Handler for OffsetCommit {
             }
         }
         let lookup = self.lookup.get_or_insert_with(|| {
-            TopicLookup::new(self.request.topics.iter().map(|t| topic_name(&t.name)).collect(), false)
+            TopicLookup::new(self.request.topics.iter().map(|t| topic_name(&t.name)).collect(), false, Operation::Read)
         });
         if let Some(commands) = lookup.step(cx, replies) {
             return Step::Storage(commands);

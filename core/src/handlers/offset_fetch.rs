@@ -1,6 +1,7 @@
 //! OffsetFetch, single-group (v1–7) and multi-group (v8) forms. Partitions without a commit
 //! answer offset -1, as in Kafka.
 
+use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::{topic_name, Handler, Step};
 use super::Context;
@@ -84,7 +85,7 @@ fn answer(query: &Query, reply: Option<StorageReply>) -> (i16, Vec<(TopicName, V
 }
 
 impl Handler for OffsetFetch {
-    fn resume(&mut self, _cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
+    fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         if !self.fetching {
             self.fetching = true;
             let commands = self
@@ -100,7 +101,20 @@ impl Handler for OffsetFetch {
             return Step::Storage(commands);
         }
         let mut replies = replies.into_iter();
-        let answers: Vec<_> = self.queries.iter().map(|q| (q.group.clone(), answer(q, replies.next()))).collect();
+        let answers: Vec<_> = self
+            .queries
+            .iter()
+            .map(|q| {
+                let reply = replies.next();
+                if !cx.allows(Operation::Describe, ResourceType::Group, q.group.0.as_str()) {
+                    return (q.group.clone(), (errors::GROUP_AUTHORIZATION_FAILED, Vec::new()));
+                }
+                // Commits of topics the principal may not describe are left out.
+                let (code, mut topics) = answer(q, reply);
+                topics.retain(|(name, _)| cx.allows(Operation::Describe, ResourceType::Topic, name.0.as_str()));
+                (q.group.clone(), (code, topics))
+            })
+            .collect();
         let response = if self.version >= 8 {
             let groups = answers
                 .into_iter()

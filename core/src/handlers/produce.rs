@@ -1,6 +1,7 @@
 //! Produce: validate and unpack each partition's batches, append them atomically, and answer once
 //! storage has confirmed every write (never before: nothing acknowledged may be lost).
 
+use crate::security::acl::Operation;
 use super::{ApiSpec, Started};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
@@ -239,7 +240,7 @@ impl Handler for Produce {
                 self.absorb_appends(cx, replies);
                 return if self.request.acks == 0 { Step::Done } else { Step::Respond(self.response()) };
             }
-            ProducePhase::Start => TopicLookup::new(self.request.topic_data.iter().map(|t| topic_name(&t.name)).collect(), true),
+            ProducePhase::Start => TopicLookup::new(self.request.topic_data.iter().map(|t| topic_name(&t.name)).collect(), true, Operation::Write),
             ProducePhase::LookingUp(lookup) => lookup,
         };
         if let Some(commands) = lookup.step(cx, replies) {

@@ -3,6 +3,7 @@
 //! them. Credentials live in storage, shared by every broker; the password itself never reaches
 //! the broker (clients send the salted password).
 
+use crate::security::acl::Operation;
 use super::{ApiSpec, Context, Handler, Started, Step};
 use crate::errors;
 use crate::security::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
@@ -29,7 +30,13 @@ struct Describe {
 }
 
 impl Handler for Describe {
-    fn resume(&mut self, _cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
+    fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
+        if !self.loading && !cx.allows_cluster(Operation::Describe) {
+            let response = DescribeUserScramCredentialsResponse::default()
+                .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED)
+                .with_error_message(Some(StrBytes::from_static_str("describing users needs Describe on the cluster")));
+            return Step::Respond(ResponseKind::DescribeUserScramCredentials(response));
+        }
         if !self.loading {
             self.loading = true;
             let wanted = self.users.as_ref().map(|users| users.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect());
@@ -134,9 +141,14 @@ impl Alter {
 }
 
 impl Handler for Alter {
-    fn resume(&mut self, _cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
+    fn resume(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) -> Step {
         if !self.started {
             self.started = true;
+            if !cx.allows_cluster(Operation::Alter) {
+                for changes in self.users.values_mut() {
+                    changes.refusal.get_or_insert((errors::CLUSTER_AUTHORIZATION_FAILED, "altering users needs Alter on the cluster".into()));
+                }
+            }
             let mut commands = Vec::new();
             for (user, changes) in self.users.iter().filter(|(_, c)| c.refusal.is_none()) {
                 for mechanism in &changes.deletions {

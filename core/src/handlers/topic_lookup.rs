@@ -1,16 +1,25 @@
 //! Resolving topic names to metadata, shared by every handler that addresses topics: served from
 //! the cache while fresh, otherwise read from storage, and optionally auto-created.
+//!
+//! A lookup is made for an operation (Write for Produce, Read for Fetch, ...), and it is where
+//! topic authorization happens: a topic the principal may not do that to is neither read nor
+//! created and answers TOPIC_AUTHORIZATION_FAILED, and a lookup of every topic leaves it out (as
+//! Kafka's Metadata does). Auto-creation also needs Create on the cluster or the topic.
 
 use super::Context;
 use crate::errors;
 use crate::storage::{StorageCommand, StorageError, StorageReply, TopicMeta};
 use crate::topics;
-use std::collections::BTreeMap;
+use crate::security::acl::{Operation, ResourceType};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) struct TopicLookup {
     /// `None` means every topic.
     wanted: Option<Vec<String>>,
     auto_create: bool,
+    operation: Operation,
+    /// Named topics the principal may not do `operation` to.
+    denied: BTreeSet<String>,
     phase: Phase,
     found: BTreeMap<String, TopicMeta>,
     storage_error: Option<StorageError>,
@@ -25,19 +34,21 @@ enum Phase {
 }
 
 impl TopicLookup {
-    pub fn new(names: Vec<String>, auto_create: bool) -> Self {
+    /// The named topics, for a request that does `operation` to them.
+    pub fn new(names: Vec<String>, auto_create: bool, operation: Operation) -> Self {
         let mut names = names;
         names.sort();
         names.dedup();
-        Self::with(Some(names), auto_create)
+        Self::with(Some(names), auto_create, operation)
     }
 
-    pub fn all() -> Self {
-        Self::with(None, false)
+    /// Every topic the principal may do `operation` to.
+    pub fn all(operation: Operation) -> Self {
+        Self::with(None, false, operation)
     }
 
-    fn with(wanted: Option<Vec<String>>, auto_create: bool) -> Self {
-        TopicLookup { wanted, auto_create, phase: Phase::Start, found: BTreeMap::new(), storage_error: None }
+    fn with(wanted: Option<Vec<String>>, auto_create: bool, operation: Operation) -> Self {
+        TopicLookup { wanted, auto_create, operation, denied: BTreeSet::new(), phase: Phase::Start, found: BTreeMap::new(), storage_error: None }
     }
 
     /// Advances the lookup with the replies to its last commands. Returns the next commands to
@@ -46,10 +57,15 @@ impl TopicLookup {
         let now = cx.now.mono_ms();
         match self.phase {
             Phase::Start => {
-                let Some(wanted) = &self.wanted else {
+                let Some(wanted) = &mut self.wanted else {
                     self.phase = Phase::Loading;
                     return Some(vec![StorageCommand::LoadTopics { names: None }]);
                 };
+                let operation = self.operation;
+                let (allowed, denied): (Vec<String>, Vec<String>) =
+                    std::mem::take(wanted).into_iter().partition(|name| cx.allows(operation, ResourceType::Topic, name));
+                *wanted = allowed;
+                self.denied = denied.into_iter().collect();
                 let missing: Vec<String> = wanted
                     .iter()
                     .filter(|name| topics::validate_name(name).is_ok())
@@ -112,9 +128,12 @@ impl TopicLookup {
                     if self.wanted.is_none() {
                         cx.topics.replace_all(list.clone(), now);
                     }
+                    let operation = self.operation;
                     for meta in list {
                         cx.topics.insert(meta.clone(), now);
-                        self.found.insert(meta.name.clone(), meta);
+                        if cx.allows(operation, ResourceType::Topic, &meta.name) {
+                            self.found.insert(meta.name.clone(), meta);
+                        }
                     }
                 }
                 StorageReply::Failed(err) => {
@@ -129,7 +148,7 @@ impl TopicLookup {
                             }
                         }
                         None => {
-                            for meta in cx.topics.all() {
+                            for meta in cx.topics.all().filter(|meta| cx.allows(self.operation, ResourceType::Topic, &meta.name)) {
                                 self.found.insert(meta.name.clone(), meta.clone());
                             }
                         }
@@ -149,6 +168,10 @@ impl TopicLookup {
             .iter()
             .flatten()
             .filter(|name| topics::validate_name(name).is_ok() && !self.found.contains_key(*name))
+            .filter(|name| cx.allows_cluster(Operation::Create) || cx.allows(Operation::Create, ResourceType::Topic, name))
+            .cloned()
+            .collect::<Vec<String>>()
+            .into_iter()
             .map(|name| {
                 log::info!("auto-creating topic {name} with {} partitions", cx.config.default_partitions);
                 StorageCommand::CreateTopic {
@@ -165,6 +188,9 @@ impl TopicLookup {
 
     /// The topic, or the Kafka error code explaining why there is none.
     pub fn get(&self, name: &str) -> Result<&TopicMeta, i16> {
+        if self.denied.contains(name) {
+            return Err(errors::TOPIC_AUTHORIZATION_FAILED);
+        }
         if let Some(meta) = self.found.get(name) {
             return Ok(meta);
         }

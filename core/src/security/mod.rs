@@ -2,6 +2,7 @@
 //! protocols (TLS itself is the runtime's; the core learns the certificate's subject), SASL
 //! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and the credentials it checks against.
 
+pub mod acl;
 pub mod sasl;
 pub mod scram;
 

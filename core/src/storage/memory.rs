@@ -23,6 +23,7 @@ pub struct MemoryStore {
     /// Which coordinator claimed each group's stored generation.
     group_claims: BTreeMap<String, i32>,
     credentials: BTreeMap<(String, ScramMechanism), ScramCredential>,
+    acls: std::collections::BTreeSet<crate::security::acl::AclBinding>,
 }
 
 #[derive(Default, Clone)]
@@ -305,6 +306,17 @@ impl MemoryStore {
             StorageCommand::SaveCredential { credential } => {
                 self.credentials.insert((credential.user.clone(), credential.mechanism), credential);
                 StorageReply::CredentialSaved
+            }
+            StorageCommand::LoadAcls => StorageReply::Acls(self.acls.iter().cloned().collect()),
+            StorageCommand::CreateAcls { acls } => {
+                self.acls.extend(acls);
+                StorageReply::AclsChanged
+            }
+            StorageCommand::DeleteAcls { acls } => {
+                for acl in &acls {
+                    self.acls.remove(acl);
+                }
+                StorageReply::AclsChanged
             }
             StorageCommand::DeleteCredential { user, mechanism } => {
                 StorageReply::CredentialDeleted(self.credentials.remove(&(user, mechanism)).is_some())

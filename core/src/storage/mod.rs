@@ -7,6 +7,7 @@
 pub mod memory;
 
 use crate::records::{ProducerInfo, Record};
+use crate::security::acl::AclBinding;
 use crate::security::{ScramCredential, ScramMechanism};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -125,6 +126,12 @@ pub enum StorageCommand {
     SaveCredential { credential: ScramCredential },
     /// Forgets a user's credential for one mechanism.
     DeleteCredential { user: String, mechanism: ScramMechanism },
+    /// Every ACL.
+    LoadAcls,
+    /// Adds ACLs (those already stored stay once).
+    CreateAcls { acls: Vec<AclBinding> },
+    /// Removes these ACLs (those not stored are ignored).
+    DeleteAcls { acls: Vec<AclBinding> },
 }
 
 impl StorageCommand {
@@ -160,6 +167,9 @@ impl StorageCommand {
             StorageCommand::LoadCredentials { .. } => "LoadCredentials",
             StorageCommand::SaveCredential { .. } => "SaveCredential",
             StorageCommand::DeleteCredential { .. } => "DeleteCredential",
+            StorageCommand::LoadAcls => "LoadAcls",
+            StorageCommand::CreateAcls { .. } => "CreateAcls",
+            StorageCommand::DeleteAcls { .. } => "DeleteAcls",
         }
     }
 }
@@ -264,6 +274,8 @@ pub enum StorageReply {
     CredentialSaved,
     /// `true` when deleted, `false` when the user had no credential for the mechanism.
     CredentialDeleted(bool),
+    Acls(Vec<AclBinding>),
+    AclsChanged,
     Failed(StorageError),
 }
 
