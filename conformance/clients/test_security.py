@@ -363,8 +363,8 @@ def test_kafka_python_with_scram_and_kcat_with_plain(secured):
     assert len([m for m in consumer]) == 10
     consumer.close()
     # Debian's kcat is built on librdkafka 2.0.2, whose SCRAM client sends the client nonce twice
-    # in its final message (fixed in later librdkafka, which confluent-kafka above runs): it
-    # authenticates with PLAIN here.
+    # in its final message (confluent-kafka's librdkafka above does not): it authenticates with
+    # PLAIN here.
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat:
         done = subprocess.run([kcat, "-b", f"127.0.0.1:{secured.sasl_port}", "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN",

@@ -515,7 +515,49 @@ async fn idle_producer_states_expire(store: &dyn StorageDriver) {
     assert_eq!(run(store, missing).await, StorageReply::ProducersExpired(0));
 }
 
+async fn credentials(store: &dyn StorageDriver) {
+    use korvet_core::security::{ScramCredential, ScramMechanism};
+    let alice = ScramCredential::from_password("alice", ScramMechanism::Sha256, "pw", b"salt", 4096);
+    let alice_512 = ScramCredential::from_password("alice", ScramMechanism::Sha512, "pw", b"salt", 4096);
+    let odd = ScramCredential::from_password("a:b", ScramMechanism::Sha256, "x", b"s", 4096);
+    for credential in [&alice, &alice_512, &odd] {
+        assert_eq!(run(store, StorageCommand::SaveCredential { credential: credential.clone() }).await, StorageReply::CredentialSaved);
+    }
+    let users = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+    assert_eq!(run(store, StorageCommand::LoadCredentials { users: users(&["alice"]) }).await, StorageReply::Credentials(vec![alice.clone(), alice_512.clone()]));
+    assert_eq!(run(store, StorageCommand::LoadCredentials { users: None }).await, StorageReply::Credentials(vec![odd.clone(), alice.clone(), alice_512.clone()]));
+    let delete = StorageCommand::DeleteCredential { user: "alice".into(), mechanism: ScramMechanism::Sha256 };
+    assert_eq!(run(store, delete.clone()).await, StorageReply::CredentialDeleted(true));
+    assert_eq!(run(store, delete).await, StorageReply::CredentialDeleted(false));
+    assert_eq!(run(store, StorageCommand::LoadCredentials { users: users(&["alice", "nobody"]) }).await, StorageReply::Credentials(vec![alice_512]));
+}
+
+async fn acls(store: &dyn StorageDriver) {
+    use korvet_core::security::acl::*;
+    let acl = |name: &str, principal: &str| AclBinding {
+        resource_type: ResourceType::Group,
+        pattern_type: PatternType::Prefixed,
+        resource_name: name.into(),
+        principal: principal.into(),
+        host: "*".into(),
+        operation: Operation::Read,
+        permission: Permission::Allow,
+    };
+    let (a, b) = (acl("billing|eu", "User:x%y"), acl("other", "User:*"));
+    assert_eq!(run(store, StorageCommand::CreateAcls { acls: vec![a.clone(), b.clone(), a.clone()] }).await, StorageReply::AclsChanged);
+    let StorageReply::Acls(mut stored) = run(store, StorageCommand::LoadAcls).await else { panic!("no ACLs") };
+    stored.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(stored, expected);
+    assert_eq!(run(store, StorageCommand::DeleteAcls { acls: vec![a, acl("absent", "User:z")] }).await, StorageReply::AclsChanged);
+    assert_eq!(run(store, StorageCommand::LoadAcls).await, StorageReply::Acls(vec![b.clone()]));
+    assert_eq!(run(store, StorageCommand::DeleteAcls { acls: vec![b] }).await, StorageReply::AclsChanged);
+}
+
 async fn all_cases(store: &dyn StorageDriver) {
+    credentials(store).await;
+    acls(store).await;
     group_offsets(store).await;
     topics_lifecycle(store).await;
     dense_offsets_and_reads(store).await;

@@ -222,13 +222,6 @@ pub(crate) fn decode_request(mut frame: Bytes) -> Result<(RequestMeta, RequestKi
     Ok((meta, request))
 }
 
-/// The one authorization check every request passes before its handler starts, so that no API
-/// can forget it (handlers check per topic or group only where Kafka does). Permissive for now:
-/// every session may call every API. A refusal closes the connection with the reason.
-pub(crate) fn authorize(_request: &RequestMeta, _session: &Session) -> Result<(), String> {
-    Ok(())
-}
-
 /// The handler for a decoded request, and whether the request gets a response at all.
 pub(crate) fn handler_for(request: RequestKind, meta: &RequestMeta) -> Started {
     match spec(meta.api_key as i16) {
