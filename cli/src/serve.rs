@@ -101,6 +101,8 @@ pub struct ServeConfig {
     pub redis_uri: Option<String>,
     pub redis_password: Option<String>,
     pub redis_command_timeout: Duration,
+    pub redis_ca_file: Option<String>,
+    pub redis_client_cert: Option<(String, String)>,
     pub redis_allow_eviction: bool,
     pub redis_replica_acks: u32,
     pub redis_replica_ack_timeout: Duration,
@@ -152,6 +154,8 @@ impl ServeConfig {
             redis_uri: text("redis.uri"),
             redis_password: text("redis.password"),
             redis_command_timeout: s.duration("redis.command-timeout"),
+            redis_ca_file: text("redis.ca-file"),
+            redis_client_cert: text("redis.client-cert-file").zip(text("redis.client-key-file")),
             redis_allow_eviction: s.bool("redis.allow-eviction"),
             redis_replica_acks: s.int("redis.replica-acks").unwrap_or(0),
             redis_replica_ack_timeout: s.duration("redis.replica-ack-timeout"),
@@ -347,6 +351,8 @@ async fn connect_storage<R: Runtime>(rt: R, args: &ServeConfig) -> (Arc<dyn Stor
     options.allow_eviction = args.redis_allow_eviction;
     options.replica_acks = args.redis_replica_acks;
     options.replica_ack_timeout = args.redis_replica_ack_timeout;
+    options.ca_file = args.redis_ca_file.as_ref().map(Into::into);
+    options.client_cert = args.redis_client_cert.as_ref().map(|(cert, key)| (cert.into(), key.into()));
     let mut attempt = 0u32;
     loop {
         match RedisStorage::connect(&options).await {

@@ -36,6 +36,27 @@ def port_open(port):
         return False
 
 
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_certs(folder):
+    """Test certificates in `folder`: a CA (ca.pem, ca.key), a server certificate for localhost and
+    127.0.0.1 (server.pem, server.key) and a client certificate with the subject C=US, O=acme,
+    CN=carol (client.pem, client.key). Returns a function from file name to path."""
+    path = lambda name: os.path.join(folder, name)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("ca.key"), "-out", path("ca.pem"), "-days", "2", "-subj", "/CN=korvet-test-ca")
+    with open(path("server.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    with open(path("client.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    for name, subject in [("server", "/CN=localhost"), ("client", "/C=US/O=acme/CN=carol")]:
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", path(f"{name}.key"), "-out", path(f"{name}.csr"), "-subj", subject)
+        openssl("x509", "-req", "-in", path(f"{name}.csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"), "-CAcreateserial",
+                "-out", path(f"{name}.pem"), "-days", "2", "-extfile", path(f"{name}.ext"))
+    return path
+
+
 class Redis:
     def __init__(self, extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="korvet-redis-")

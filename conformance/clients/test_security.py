@@ -15,13 +15,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, AdminClient, ConfigResource, NewTopic, ResourcePatternType, ResourceType
 
-from harness import KORVET_BIN, Korvet, free_port, wait_for
+from harness import KORVET_BIN, Korvet, free_port, make_certs, openssl, wait_for
 
 PASSWORDS = {"admin": "admin-secret", "alice": "alice-secret", "bob": "bob-secret"}
-
-
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +25,7 @@ def certs():
     """A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate whose
     subject is C=US, O=acme, CN=carol."""
     folder = tempfile.mkdtemp(prefix="korvet-certs-")
-    path = lambda name: os.path.join(folder, name)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("ca.key"), "-out", path("ca.pem"), "-days", "2", "-subj", "/CN=korvet-test-ca")
-    with open(path("server.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    with open(path("client.ext"), "w") as f:
-        f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
-    for name, subject in [("server", "/CN=localhost"), ("client", "/C=US/O=acme/CN=carol")]:
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", path(f"{name}.key"), "-out", path(f"{name}.csr"), "-subj", subject)
-        openssl("x509", "-req", "-in", path(f"{name}.csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"), "-CAcreateserial",
-                "-out", path(f"{name}.pem"), "-days", "2", "-extfile", path(f"{name}.ext"))
-    yield path
+    yield make_certs(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 

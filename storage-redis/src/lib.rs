@@ -29,6 +29,7 @@ mod reads;
 mod resp;
 mod sentinel;
 mod slots;
+mod tls;
 mod topics;
 pub mod topology;
 mod trim;
@@ -100,6 +101,11 @@ pub struct RedisOptions {
     /// (KORVET_REDIS_REPLICA_ACKS), and how long to wait for them.
     pub replica_acks: u32,
     pub replica_ack_timeout: Duration,
+    /// For `rediss://`: PEM certificates of the CAs that sign Redis's certificate
+    /// (KORVET_REDIS_CA_FILE); without it, the system's trusted roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate and key for Redis's `tls-auth-clients` (PEM).
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl RedisOptions {
@@ -114,6 +120,8 @@ impl RedisOptions {
             allow_eviction: false,
             replica_acks: 0,
             replica_ack_timeout: Duration::from_secs(5),
+            ca_file: None,
+            client_cert: None,
         }
     }
 }
@@ -206,7 +214,10 @@ impl RedisStorage {
     /// are survived (commands fail as retriable until the connection is back).
     pub async fn connect(options: &RedisOptions) -> Result<Self, RedisError> {
         let named = topology::parse(&options.uri, options.password.as_deref())?;
+        let certificates = tls::certificates(options)?;
+        let named = tls::apply(named, certificates.as_ref())?;
         let deployment = topology::detect(named, options.connect_timeout, options.response_timeout).await?;
+        let read_tls = tls::read_config(options, &deployment)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.response_timeout))
             .set_connection_timeout(Some(options.connect_timeout))
@@ -214,6 +225,7 @@ impl RedisStorage {
             .set_max_delay(Duration::from_secs(2));
         let read_target = |info: &redis::ConnectionInfo, sentinel| read_connection::Target {
             info: info.clone(),
+            tls: read_tls.clone(),
             connect_timeout: options.connect_timeout,
             response_timeout: options.response_timeout,
             sentinel,
@@ -234,6 +246,9 @@ impl RedisStorage {
                 }
                 if let Some(user) = settings.username() {
                     builder = builder.username(user);
+                }
+                if let Some(certificates) = &certificates {
+                    builder = builder.certs(certificates.clone());
                 }
                 (Connector::Cluster { client: builder.build()? }, seeds[0].clone(), None)
             }

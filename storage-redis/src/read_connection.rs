@@ -22,6 +22,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Target {
     pub info: ConnectionInfo,
+    /// For `rediss://` addresses.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     /// Behind Sentinel, `info`'s address is only a template: each connection goes to the
@@ -147,6 +149,7 @@ fn fail(round: Vec<Query>, err: &io::Error) {
 
 trait Stream: Read + Write + Send {}
 impl Stream for TcpStream {}
+impl Stream for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {}
 #[cfg(unix)]
 impl Stream for std::os::unix::net::UnixStream {}
 
@@ -156,6 +159,23 @@ struct Connection {
     scanner: Scanner,
 }
 
+/// A TCP connection to the first address of `host` that answers, with korvet's socket settings.
+fn connect_tcp(host: &str, port: u16, target: &Target) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}:{port} resolves to no address"));
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, target.connect_timeout) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(target.response_timeout))?;
+                stream.set_write_timeout(Some(target.response_timeout))?;
+                return Ok(stream);
+            }
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
 impl Connection {
     fn open(target: &Target) -> io::Result<Connection> {
         let info = match &target.sentinel {
@@ -163,24 +183,14 @@ impl Connection {
             None => target.info.clone(),
         };
         let stream: Box<dyn Stream> = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => {
-                let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}:{port} resolves to no address"));
-                let mut connected = None;
-                for addr in (host.as_str(), *port).to_socket_addrs()? {
-                    match TcpStream::connect_timeout(&addr, target.connect_timeout) {
-                        Ok(stream) => {
-                            connected = Some(stream);
-                            break;
-                        }
-                        Err(err) => last = err,
-                    }
-                }
-                let stream = connected.ok_or(last)?;
-                stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(target.response_timeout))?;
-                stream.set_write_timeout(Some(target.response_timeout))?;
-                Box::new(stream)
+            ConnectionAddr::TcpTls { host, port, .. } => {
+                let config = target.tls.clone().ok_or_else(|| io::Error::other("no TLS configuration for a rediss:// address"))?;
+                let socket = connect_tcp(host, *port, target)?;
+                let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+                let connection = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+                Box::new(rustls::StreamOwned::new(connection, socket))
             }
+            ConnectionAddr::Tcp(host, port) => Box::new(connect_tcp(host, *port, target)?),
             #[cfg(unix)]
             ConnectionAddr::Unix(path) => {
                 let stream = std::os::unix::net::UnixStream::connect(path)?;
