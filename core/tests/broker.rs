@@ -792,3 +792,106 @@ fn the_log_start_after_delete_records_shows_in_produce_fetch_and_list_offsets() 
     let ResponseKind::ListOffsets(offsets) = h.call(RequestKind::ListOffsets(earliest), ApiKey::ListOffsets, 7) else { panic!() };
     assert_eq!(offsets.topics[0].partitions[0].offset, 2);
 }
+
+/// A broker whose main listener is SASL_PLAINTEXT, with alice's SCRAM credentials in its store.
+fn sasl_harness(max_reauth_ms: Option<u64>) -> Harness {
+    use korvet_core::security::{SaslConfig, ScramCredential, ScramMechanism, SecurityProtocol};
+    let sasl = SaslConfig { max_reauth_ms, ..SaslConfig::default() };
+    let config = BrokerConfig { security_protocol: SecurityProtocol::SaslPlaintext, sasl, ..BrokerConfig::default() };
+    let mut h = Harness::with_config(config);
+    for mechanism in ScramMechanism::ALL {
+        let credential = ScramCredential::from_password("alice", mechanism, "pencil", b"NaCl", 4096);
+        h.store.execute(StorageCommand::SaveCredential { credential });
+    }
+    // The connection's authentication deadline.
+    h.drain();
+    h
+}
+
+fn handshake(h: &mut Harness, mechanism: &'static str) -> i16 {
+    let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+    match h.call(RequestKind::SaslHandshake(request), ApiKey::SaslHandshake, 1) {
+        ResponseKind::SaslHandshake(response) => response.error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn authenticate(h: &mut Harness, token: &[u8]) -> Option<SaslAuthenticateResponse> {
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
+    h.send(RequestKind::SaslAuthenticate(request), ApiKey::SaslAuthenticate, 2);
+    match h.response()? {
+        (_, ResponseKind::SaslAuthenticate(response)) => Some(response),
+        (_, other) => panic!("unexpected {other:?}"),
+    }
+}
+
+fn metadata_answers(h: &mut Harness) -> bool {
+    h.send(RequestKind::Metadata(MetadataRequest::default()), ApiKey::Metadata, 12);
+    h.response().is_some() && !h.closed
+}
+
+#[test]
+fn scram_authenticates_then_the_session_expires_without_reauthentication() {
+    use base64::Engine;
+    let mut h = sasl_harness(Some(60_000));
+    assert_eq!(handshake(&mut h, "SCRAM-SHA-256"), 0);
+    let first = authenticate(&mut h, b"n,,n=alice,r=clientnonce").unwrap();
+    assert_eq!(first.error_code, 0);
+    let server_first = String::from_utf8(first.auth_bytes.to_vec()).unwrap();
+    let nonce = server_first.split(',').next().unwrap().strip_prefix("r=").unwrap().to_string();
+    assert!(nonce.starts_with("clientnonce") && nonce.len() > "clientnonce".len() + 16, "{server_first}");
+    // The client's proof, computed as RFC 5802 says.
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(b"pencil", b"NaCl", 4096);
+    let hmac = |key: &[u8], data: &[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    };
+    let client_key = hmac(&salted, b"Client Key");
+    let stored_key = Sha256::digest(&client_key).to_vec();
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth_message = format!("n=alice,r=clientnonce,{server_first},{without_proof}");
+    let signature = hmac(&stored_key, auth_message.as_bytes());
+    let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let last = authenticate(&mut h, format!("{without_proof},p={}", b64.encode(proof)).as_bytes()).unwrap();
+    assert_eq!((last.error_code, last.session_lifetime_ms), (0, 60_000));
+    let server_signature = hmac(&hmac(&salted, b"Server Key"), auth_message.as_bytes());
+    assert_eq!(last.auth_bytes, format!("v={}", b64.encode(server_signature)).into_bytes());
+    assert!(metadata_answers(&mut h));
+    // KIP-368: a request after the session's end closes the connection.
+    h.advance(60_001);
+    assert!(!metadata_answers(&mut h));
+    assert!(h.closed);
+}
+
+#[test]
+fn plain_checks_the_scram_credential_and_a_wrong_password_is_answered_late_then_closed() {
+    let mut h = sasl_harness(None);
+    assert!(!metadata_answers(&mut sasl_harness(None)), "nothing is served before authentication");
+    assert_eq!(handshake(&mut h, "PLAIN"), 0);
+    assert_eq!(authenticate(&mut h, b"\0alice\0pencil").unwrap().error_code, 0);
+    assert!(metadata_answers(&mut h));
+
+    let mut h = sasl_harness(None);
+    assert_eq!(handshake(&mut h, "PLAIN"), 0);
+    assert!(authenticate(&mut h, b"\0alice\0wrong").is_none(), "the failure waits out the delay");
+    h.advance(100);
+    let failed = h.response().map(|(_, r)| r);
+    assert!(matches!(failed, Some(ResponseKind::SaslAuthenticate(ref r)) if r.error_code == 58), "{failed:?}");
+    assert!(h.closed);
+
+    let mut h = sasl_harness(None);
+    assert_eq!(handshake(&mut h, "GSSAPI"), 33, "an unknown mechanism is UNSUPPORTED_SASL_MECHANISM");
+}
+
+#[test]
+fn a_connection_that_never_authenticates_is_closed() {
+    let mut h = sasl_harness(None);
+    h.advance(9_999);
+    assert!(!h.closed);
+    h.advance(2);
+    assert!(h.closed);
+}
