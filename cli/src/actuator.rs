@@ -5,6 +5,8 @@
 //! of either runtime. With a [`Login`], every endpoint but the health probes (which Kubernetes
 //! and load balancers call without credentials) asks for HTTP basic authentication.
 
+use korvet_runtime_common::tls::TlsAcceptor;
+use korvet_runtime_common::{TlsConnection, TLS_HANDSHAKE_TIMEOUT};
 use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -110,23 +112,64 @@ pub fn respond(path: &str, health: &Health, metrics: &Metrics) -> Response {
     }
 }
 
-/// Serves the endpoints until the process exits.
-pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>, metrics: Arc<Metrics>, login: Option<Login>) {
+/// A management connection, plain or TLS.
+enum Http<R: Runtime> {
+    Plain(R::Reader, R::Writer),
+    Tls(TlsConnection<R>),
+}
+
+impl<R: Runtime> Http<R> {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Http::Plain(reader, _) => R::read(reader, buf).await,
+            Http::Tls(tls) => tls.read(buf).await,
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Http::Plain(_, writer) => R::write_all(writer, bytes).await,
+            Http::Tls(tls) => tls.write_all(bytes).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Http::Plain(_, writer) => R::close(writer).await,
+            Http::Tls(tls) => tls.close().await,
+        }
+    }
+}
+
+/// Serves the endpoints until the process exits; over HTTPS when given `tls`.
+pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>, metrics: Arc<Metrics>, login: Option<Login>, tls: Option<Arc<TlsAcceptor>>) {
     let login = Arc::new(login);
     loop {
-        let Ok((mut reader, mut writer, peer)) = rt.accept(&listener).await else {
+        let Ok((reader, writer, peer)) = rt.accept(&listener).await else {
             rt.sleep(Duration::from_millis(100)).await;
             continue;
         };
         let health = health.clone();
         let metrics = metrics.clone();
         let login = login.clone();
+        let tls = tls.clone();
         rt.spawn(async move {
+            let mut http: Http<R> = match tls {
+                None => Http::Plain(reader, writer),
+                Some(tls) => match rt.timeout(TLS_HANDSHAKE_TIMEOUT, TlsConnection::accept(&tls, reader, writer)).await {
+                    Some(Ok(connection)) => Http::Tls(connection),
+                    Some(Err(err)) => {
+                        log::debug!("management connection from {peer}: TLS failed: {err}");
+                        return;
+                    }
+                    None => return,
+                },
+            };
             let mut buf = vec![0u8; 8192];
             let mut len = 0;
             let read = rt.timeout(Duration::from_secs(5), async {
                 while len < buf.len() {
-                    let n = R::read(&mut reader, &mut buf[len..]).await.ok()?;
+                    let n = http.read(&mut buf[len..]).await.ok()?;
                     if n == 0 {
                         return None;
                     }
@@ -171,9 +214,9 @@ pub async fn serve<R: Runtime>(rt: R, listener: R::Listener, health: Arc<Health>
                 response.content_type,
                 response.body.len()
             );
-            let _ = R::write_all(&mut writer, head.as_bytes()).await;
-            let _ = R::write_all(&mut writer, response.body.as_bytes()).await;
-            R::close(writer).await;
+            let _ = http.write_all(head.as_bytes()).await;
+            let _ = http.write_all(response.body.as_bytes()).await;
+            http.close().await;
         });
     }
 }

@@ -114,6 +114,7 @@ pub struct ServeConfig {
     pub keyspace: String,
     pub rack: Option<String>,
     pub management_port: u16,
+    pub management_tls: bool,
     /// HTTP basic authentication for the management endpoints (both or neither).
     pub management_username: Option<String>,
     pub management_password: Option<String>,
@@ -167,6 +168,7 @@ impl ServeConfig {
             keyspace: s.required("server.keyspace").to_string(),
             rack: text("server.rack"),
             management_port: s.int("management.port").unwrap_or(8080),
+            management_tls: s.bool("management.tls"),
             management_username: text("management.username"),
             management_password: text("management.password"),
             auto_create_topics: s.bool("server.auto-create-topics"),
@@ -405,7 +407,17 @@ async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
     let (stats_tx, stats_rx) = tokio::sync::watch::channel(korvet_core::stats::Stats::default());
     let metrics = Metrics::new(stats_rx.clone());
     let login = args.management_username.as_deref().zip(args.management_password.as_deref()).map(|(user, password)| actuator::Login::new(user, password));
-    rt.spawn(actuator::serve(rt, management, health.clone(), metrics.clone(), login));
+    let management_tls = match management_tls(&args) {
+        Ok(tls) => tls,
+        Err(err) => {
+            log::error!("{err}");
+            return 2;
+        }
+    };
+    if let Some(tls) = &management_tls {
+        rt.spawn(reload_tls(rt, tls.clone(), args.tls_reload_interval));
+    }
+    rt.spawn(actuator::serve(rt, management, health.clone(), metrics.clone(), login, management_tls));
     let (storage, redis) = connect_storage(rt, &args).await;
     let storage: Arc<dyn StorageDriver> = Arc::new(MeteredStorage { inner: storage, metrics: metrics.clone() });
     health.storage_ok.store(redis.as_ref().is_none_or(|r| r.refusal().is_none()), Ordering::Relaxed);
@@ -534,6 +546,16 @@ async fn bind_listeners<R: Runtime>(rt: R, args: &ServeConfig, main: SocketAddr)
         }
     }
     Ok(sockets)
+}
+
+/// The management server's TLS configuration, when KORVET_MANAGEMENT_TLS asks for one: the
+/// listeners' certificate, without client certificates (Prometheus and probes have none).
+fn management_tls(args: &ServeConfig) -> Result<Option<Arc<TlsAcceptor>>, String> {
+    if !args.management_tls {
+        return Ok(None);
+    }
+    listeners::tls(&[SecurityProtocol::Ssl], args.tls_cert_file.as_deref(), args.tls_key_file.as_deref(), None, "none")
+        .map_err(|err| format!("the management server's TLS: {err}"))
 }
 
 /// Reads the TLS files again whenever they change, so that a rotated certificate reaches new

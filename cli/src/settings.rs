@@ -138,6 +138,7 @@ pub const SPECS: &[Spec] = &[
     spec("security.allow-everyone-if-no-acl", "KORVET_SECURITY_ALLOW_EVERYONE_IF_NO_ACL", "allow-everyone-if-no-acl", Some("false"), Kind::Bool, "Allow everything on a resource no ACL names (allow.everyone.if.no.acl.found)."),
     spec("security.acl-refresh-interval", "KORVET_SECURITY_ACL_REFRESH_INTERVAL", "acl-refresh-interval", Some("2s"), Kind::Duration, "How often each broker reads the ACLs again; a change through any broker applies everywhere, open connections included, within it."),
     spec("management.port", "KORVET_MANAGEMENT_PORT", "management-port", Some("8080"), Kind::Port, "Port of the management HTTP server (health, metrics)."),
+    spec("management.tls", "KORVET_MANAGEMENT_TLS", "management-tls", Some("false"), Kind::Bool, "Serve the management endpoints over HTTPS with KORVET_TLS_CERT_FILE and KORVET_TLS_KEY_FILE (no client certificates asked)."),
     spec("management.username", "KORVET_MANAGEMENT_USERNAME", "management-username", None, Kind::Text, "With KORVET_MANAGEMENT_PASSWORD: HTTP basic authentication for every management endpoint but the health probes."),
     spec("management.password", "KORVET_MANAGEMENT_PASSWORD", "management-password", None, Kind::Secret, "The password that goes with KORVET_MANAGEMENT_USERNAME."),
     spec("registry.heartbeat-interval", "KORVET_REGISTRY_HEARTBEAT_INTERVAL", "heartbeat-interval", Some("10s"), Kind::Duration, "How often this broker refreshes its entry in the broker registry."),

@@ -357,3 +357,36 @@ def test_kafka_python_with_scram_and_kcat_with_plain(secured):
                                "-X", "sasl.username=alice", "-X", f"sasl.password={PASSWORDS['alice']}", "-C", "-t", "py-scram", "-o", "beginning", "-e", "-q"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and len(done.stdout.split()) == 10, done.stderr
+
+
+def test_the_management_server_over_https_with_basic_authentication(redis, certs):
+    import base64
+    import urllib.error
+    broker = Korvet(redis_uri=redis.uri, keyspace=f"mgmt{os.getpid()}", extra_env={
+        "KORVET_MANAGEMENT_TLS": "true",
+        "KORVET_TLS_CERT_FILE": certs("server.pem"),
+        "KORVET_TLS_KEY_FILE": certs("server.key"),
+        "KORVET_MANAGEMENT_USERNAME": "ops",
+        "KORVET_MANAGEMENT_PASSWORD": "ops-secret",
+    })
+    context = ssl.create_default_context(cafile=certs("ca.pem"))
+
+    def get(path, login=None):
+        request = urllib.request.Request(f"https://localhost:{broker.management_port}{path}")
+        if login:
+            request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=context) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, ""
+
+    try:
+        wait_for(lambda: get("/actuator/health/readiness")[0] == 200, 20, "readiness over HTTPS")
+        assert get("/actuator/prometheus")[0] == 401
+        status, text = get("/actuator/prometheus", "ops:ops-secret")
+        assert status == 200 and "korvet_active_connections" in text
+        with pytest.raises(Exception):
+            urllib.request.urlopen(f"http://127.0.0.1:{broker.management_port}/actuator/health", timeout=5).read()
+    finally:
+        broker.stop()

@@ -332,6 +332,57 @@ async fn tls_handshake<R: Runtime>(tls: &TlsAcceptor, reader: &mut R::Reader, wr
     Ok(connection)
 }
 
+/// A TLS connection driven by a single task (the management server's), after its handshake:
+/// reads decrypt, writes encrypt.
+pub struct TlsConnection<R: Runtime> {
+    reader: R::Reader,
+    writer: R::Writer,
+    session: TlsSession,
+    /// Decrypted bytes not yet read.
+    pending: Vec<u8>,
+}
+
+impl<R: Runtime> TlsConnection<R> {
+    /// Runs the handshake (bounded by [`TLS_HANDSHAKE_TIMEOUT`] by the caller's timeout).
+    pub async fn accept(tls: &TlsAcceptor, mut reader: R::Reader, mut writer: R::Writer) -> io::Result<Self> {
+        let connection = tls_handshake::<R>(tls, &mut reader, &mut writer).await?;
+        let session = TlsSession::new(connection);
+        let pending = session.take_plaintext();
+        Ok(TlsConnection { reader, writer, session, pending })
+    }
+
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut chunk = vec![0u8; 16 * 1024];
+        while self.pending.is_empty() {
+            let n = R::read(&mut self.reader, &mut chunk).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let (plaintext, wants_write) = self.session.decrypt(&chunk[..n])?;
+            if wants_write {
+                let out = self.session.encrypt(&[])?;
+                R::write_all(&mut self.writer, &out).await?;
+            }
+            self.pending = plaintext;
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let encrypted = self.session.encrypt(bytes)?;
+        R::write_all(&mut self.writer, &encrypted).await
+    }
+
+    /// Sends close_notify and shuts the socket down.
+    pub async fn close(mut self) {
+        let _ = R::write_all(&mut self.writer, &self.session.close()).await;
+        R::close(self.writer).await;
+    }
+}
+
 /// A TLS connection's session, and how its reader makes the writer send what TLS itself must
 /// (an empty message to the writer drains it).
 type ReaderTls = (TlsSession, Option<Writer>);
