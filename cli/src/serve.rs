@@ -3,6 +3,7 @@
 use crate::metrics::{Metrics, MeteredStorage};
 use crate::listeners;
 use korvet_core::security::acl::AuthorizerConfig;
+use korvet_core::security::oauthbearer::OAuthConfig;
 use korvet_core::security::{SaslConfig, SaslMechanism, SecurityProtocol};
 use korvet_runtime_common::tls::TlsAcceptor;
 use korvet_runtime_common::{ListenerSocket, Runtime};
@@ -145,6 +146,10 @@ pub struct ServeConfig {
     pub sasl_mechanisms: Vec<SaslMechanism>,
     pub sasl_max_reauth: Duration,
     pub sasl_authentication_timeout: Duration,
+    pub oauthbearer_key_file: Option<String>,
+    pub oauthbearer_issuer: Option<String>,
+    pub oauthbearer_audience: Option<String>,
+    pub oauthbearer_subject_claim: String,
     pub authorizer: AuthorizerConfig,
 }
 
@@ -202,6 +207,10 @@ impl ServeConfig {
             sasl_mechanisms: s.required("sasl.mechanisms").split(',').filter_map(SaslMechanism::from_name).collect(),
             sasl_max_reauth: s.duration("sasl.max-reauth"),
             sasl_authentication_timeout: s.duration("sasl.authentication-timeout"),
+            oauthbearer_key_file: text("sasl.oauthbearer-public-key-file"),
+            oauthbearer_issuer: text("sasl.oauthbearer-issuer"),
+            oauthbearer_audience: text("sasl.oauthbearer-audience"),
+            oauthbearer_subject_claim: s.required("sasl.oauthbearer-subject-claim").to_string(),
             authorizer: AuthorizerConfig {
                 enabled: s.required("security.authorizer") == "acl",
                 super_users: s.text("security.super-users").unwrap_or("").split(';').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect(),
@@ -225,6 +234,23 @@ impl ServeConfig {
         listeners::plan(self.security_protocol, &self.host, &self.advertised_host(), self.listeners.as_deref(), self.advertised_listeners.as_deref())
     }
 
+    /// How OAUTHBEARER tokens are checked; an error when it is enabled without a usable key.
+    fn oauthbearer(&self) -> Result<Option<OAuthConfig>, String> {
+        let enabled = self.sasl_mechanisms.contains(&SaslMechanism::OAuthBearer);
+        let Some(path) = self.oauthbearer_key_file.as_deref() else {
+            return if enabled { Err("OAUTHBEARER is enabled but KORVET_SASL_OAUTHBEARER_PUBLIC_KEY_FILE is not set".into()) } else { Ok(None) };
+        };
+        let pem = std::fs::read(path).map_err(|err| format!("cannot read the OAUTHBEARER public key {path}: {err}"))?;
+        let config = OAuthConfig {
+            public_key_pem: pem,
+            issuer: self.oauthbearer_issuer.clone(),
+            audience: self.oauthbearer_audience.clone(),
+            subject_claim: self.oauthbearer_subject_claim.clone(),
+        };
+        config.key().map_err(|err| format!("{path}: {err}"))?;
+        Ok(Some(config))
+    }
+
     fn broker_config(&self) -> BrokerConfig {
         let advertised_host = self.advertised_host();
         BrokerConfig {
@@ -235,6 +261,7 @@ impl ServeConfig {
                 mechanisms: self.sasl_mechanisms.clone(),
                 max_reauth_ms: Some(self.sasl_max_reauth.as_millis() as u64).filter(|ms| *ms > 0),
                 authentication_timeout_ms: self.sasl_authentication_timeout.as_millis().max(1) as u64,
+                oauthbearer: self.oauthbearer().ok().flatten(),
                 ..SaslConfig::default()
             },
             broker_id: self.broker_id,
@@ -386,6 +413,10 @@ pub fn redact(uri: &str) -> String {
 }
 
 async fn serve<R: Runtime>(args: ServeConfig, rt: R) -> i32 {
+    if let Err(err) = args.oauthbearer() {
+        log::error!("{err}");
+        return 2;
+    }
     let config = args.broker_config();
     let address = format!("{}:{}", args.host, args.port);
     let listen: SocketAddr = match rt.resolve(&address) {

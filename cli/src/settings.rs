@@ -40,7 +40,7 @@ impl Kind {
             Kind::Choice(choices) => format!("one of {}", choices.join(", ")),
             Kind::Keyspace => "a non-empty prefix without { or }".into(),
             Kind::Listeners => "a comma-separated list of PROTOCOL://host:port, the protocol one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL".into(),
-            Kind::Mechanisms => "a comma-separated list of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512".into(),
+            Kind::Mechanisms => "a comma-separated list of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER".into(),
             Kind::RedisUri => "a URI such as redis://host:6379, rediss://user:password@host:6380/0, a comma-separated list of cluster nodes, or redis+sentinel://host:26379/mastername".into(),
         }
     }
@@ -131,6 +131,10 @@ pub const SPECS: &[Spec] = &[
     spec("tls.client-auth", "KORVET_TLS_CLIENT_AUTH", "tls-client-auth", Some("none"), Kind::Choice(&["none", "requested", "required"]), "Whether TLS clients must present a certificate (ssl.client.auth); on an SSL listener its subject is the principal."),
     spec("tls.reload-interval", "KORVET_TLS_RELOAD_INTERVAL", "tls-reload-interval", Some("10s"), Kind::Duration, "How often the TLS files are checked for changes; new connections get the new certificate."),
     spec("sasl.mechanisms", "KORVET_SASL_MECHANISMS", "sasl-mechanisms", Some("SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"), Kind::Mechanisms, "SASL mechanisms offered on SASL listeners (sasl.enabled.mechanisms); PLAIN checks passwords against the SCRAM credentials."),
+    spec("sasl.oauthbearer-public-key-file", "KORVET_SASL_OAUTHBEARER_PUBLIC_KEY_FILE", "sasl-oauthbearer-public-key-file", None, Kind::Text, "PEM public key (RSA or EC) that OAUTHBEARER tokens must be signed with; needed when OAUTHBEARER is enabled."),
+    spec("sasl.oauthbearer-issuer", "KORVET_SASL_OAUTHBEARER_ISSUER", "sasl-oauthbearer-issuer", None, Kind::Text, "The iss claim OAUTHBEARER tokens must carry [default: any]."),
+    spec("sasl.oauthbearer-audience", "KORVET_SASL_OAUTHBEARER_AUDIENCE", "sasl-oauthbearer-audience", None, Kind::Text, "An aud value OAUTHBEARER tokens must carry [default: any]."),
+    spec("sasl.oauthbearer-subject-claim", "KORVET_SASL_OAUTHBEARER_SUBJECT_CLAIM", "sasl-oauthbearer-subject-claim", Some("sub"), Kind::Text, "The claim whose value is the principal's name (sasl.oauthbearer.sub.claim.name)."),
     spec("sasl.max-reauth", "KORVET_SASL_MAX_REAUTH", "sasl-max-reauth", Some("0s"), Kind::Duration, "Lifetime of a SASL session; clients re-authenticate before it ends, or their connection is closed (connections.max.reauth.ms; 0s: forever)."),
     spec("sasl.authentication-timeout", "KORVET_SASL_AUTHENTICATION_TIMEOUT", "sasl-authentication-timeout", Some("10s"), Kind::Duration, "A connection on a SASL listener that has not authenticated this long after connecting is closed."),
     spec("security.authorizer", "KORVET_SECURITY_AUTHORIZER", "authorizer", Some("none"), Kind::Choice(&["none", "acl"]), "acl: Kafka's ACLs decide what each principal may do (stored in Redis, managed with CreateAcls/DeleteAcls or korvet acls); none: everyone may do everything."),

@@ -390,3 +390,60 @@ def test_the_management_server_over_https_with_basic_authentication(redis, certs
             urllib.request.urlopen(f"http://127.0.0.1:{broker.management_port}/actuator/health", timeout=5).read()
     finally:
         broker.stop()
+
+
+def jwt(private_key_path, claims):
+    """A JWT signed RS256 with the key at `private_key_path`."""
+    import base64
+    import json
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    b64 = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    signing_input = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+    with open(private_key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + b64(signature)
+
+
+def test_oauthbearer_tokens_are_verified_and_their_subject_is_the_principal(redis, certs):
+    folder = tempfile.mkdtemp(prefix="korvet-oauth-")
+    key, public, rogue = (os.path.join(folder, name) for name in ("issuer.key", "issuer.pub", "rogue.key"))
+    for path in (key, rogue):
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", path)
+    openssl("pkey", "-in", key, "-pubout", "-out", public)
+    issuer = "https://issuer.example"
+    broker = SecureBroker(redis, f"oauth{os.getpid()}", certs, {
+        "KORVET_SASL_MECHANISMS": "OAUTHBEARER,SCRAM-SHA-256",
+        "KORVET_SASL_OAUTHBEARER_PUBLIC_KEY_FILE": public,
+        "KORVET_SASL_OAUTHBEARER_ISSUER": issuer,
+        "KORVET_SECURITY_AUTHORIZER": "acl",
+        "KORVET_SECURITY_SUPER_USERS": "User:svc-admin",
+    })
+
+    def conf(subject, signer=key, lifetime=300, iss=issuer):
+        def token(_config):
+            # The client is told the token lasts; the exp claim is what the broker checks.
+            claims = {"sub": subject, "iss": iss, "exp": int(time.time() + lifetime), "iat": int(time.time())}
+            return jwt(signer, claims), time.time() + 300
+        return {"bootstrap.servers": f"127.0.0.1:{broker.sasl_ssl_port}", "security.protocol": "SASL_SSL",
+                "ssl.ca.location": certs("ca.pem"), "sasl.mechanism": "OAUTHBEARER", "oauth_cb": token}
+
+    try:
+        admin = AdminClient(conf("svc-admin"))
+        admin.create_topics([NewTopic("oauth-orders", 1, 1)])["oauth-orders"].result(20)
+        binding = AclBinding(ResourceType.TOPIC, "oauth-orders", ResourcePatternType.LITERAL, "User:svc-orders", "*", AclOperation.WRITE, AclPermissionType.ALLOW)
+        for future in admin.create_acls([binding]).values():
+            future.result(20)
+        assert produce(conf("svc-orders"), "oauth-orders", 5) == [None] * 5
+        denied = produce(conf("svc-other"), "oauth-orders", 1)[0]
+        assert denied is not None and denied.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        for refused in (conf("svc-orders", signer=rogue), conf("svc-orders", lifetime=-60), conf("svc-orders", iss="https://elsewhere")):
+            errors, took = sasl_failure(refused)
+            assert errors and errors[0].code() == KafkaError._AUTHENTICATION and took < 5, errors
+        # One line per 10 s in the log; every failure in the metric.
+        assert "authentication failed: OAUTHBEARER" in broker.broker.logs()
+        wait_for(lambda: 'korvet_authentication_failures_total{mechanism="OAUTHBEARER"} 3' in broker.metrics(), 10, "three OAUTHBEARER failures counted")
+    finally:
+        broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)

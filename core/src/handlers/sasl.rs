@@ -1,6 +1,6 @@
 //! SaslHandshake and SaslAuthenticate: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 against the
-//! credentials in storage, re-authentication (KIP-368), and failures answered late and followed
-//! by closing the connection.
+//! credentials in storage, OAUTHBEARER against the configured key, re-authentication (KIP-368),
+//! and failures answered late and followed by closing the connection.
 //!
 //! Only the framed exchange is served (SaslHandshake v1 with SaslAuthenticate, what every
 //! current client sends); SaslHandshake v0 would be followed by unframed tokens, and is
@@ -10,6 +10,7 @@
 use super::{ApiSpec, Context, Handler, Started, Step};
 use crate::errors;
 use crate::security::sasl::{AuthFailure, SaslState};
+use crate::security::oauthbearer;
 use crate::security::scram::{parse_client_first, ScramExchange};
 use crate::security::{Authentication, SaslMechanism, Session};
 use crate::storage::{StorageCommand, StorageReply};
@@ -102,6 +103,11 @@ impl Authenticate {
 
     /// The exchange succeeded as `user`: the connection's session becomes theirs.
     fn succeed(&mut self, cx: &mut Context<'_>, mechanism: SaslMechanism, user: &str, auth_bytes: Bytes) -> Step {
+        self.succeed_for(cx, mechanism, user, auth_bytes, None)
+    }
+
+    /// As [`Self::succeed`], the session also ending after `credential_ms` (a token's lifetime).
+    fn succeed_for(&mut self, cx: &mut Context<'_>, mechanism: SaslMechanism, user: &str, auth_bytes: Bytes, credential_ms: Option<u64>) -> Step {
         let principal = format!("User:{user}");
         let Some(connection) = cx.connection.as_mut() else { return Step::Done };
         // KIP-368: re-authentication must not change who the connection is.
@@ -109,7 +115,10 @@ impl Authenticate {
             let reason = format!("re-authentication as {principal} on a connection of {}", connection.session.principal);
             return self.fail(cx, mechanism.name(), Some(user.to_string()), reason);
         }
-        let lifetime = cx.config.sasl.max_reauth_ms;
+        let lifetime = match (cx.config.sasl.max_reauth_ms, credential_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         *connection.sasl = SaslState::AwaitingHandshake;
         *connection.session = Arc::new(Session {
             authentication: Authentication::Sasl(mechanism),
@@ -136,6 +145,7 @@ impl Authenticate {
         let Some(connection) = cx.connection.as_mut() else { return Step::Done };
         let state = std::mem::replace(&mut *connection.sasl, SaslState::AwaitingHandshake);
         match state {
+            SaslState::AwaitingToken(SaslMechanism::OAuthBearer) => self.check_bearer(cx),
             SaslState::AwaitingToken(mechanism) => {
                 let (user, token) = match parse_first_token(mechanism, &self.token) {
                     Ok(parsed) => parsed,
@@ -162,6 +172,22 @@ impl Authenticate {
                 *connection.sasl = SaslState::Failed(AuthFailure { mechanism: "unknown", user: None, reason: reason.into() });
                 self.respond(errors::ILLEGAL_SASL_STATE, Some(reason.into()), Bytes::new(), 0)
             }
+        }
+    }
+
+    /// OAUTHBEARER: the token is checked at once; the session ends with the token.
+    fn check_bearer(&mut self, cx: &mut Context<'_>) -> Step {
+        let mechanism = SaslMechanism::OAuthBearer;
+        let Some(config) = cx.config.sasl.oauthbearer.clone() else {
+            return self.fail(cx, mechanism.name(), None, "no OAUTHBEARER key is configured".into());
+        };
+        let verified = oauthbearer::bearer_token(&self.token).and_then(|token| oauthbearer::verify(&config, &token, cx.now.wall_ms));
+        match verified {
+            Ok(verified) => {
+                let token_left = (verified.expires_at_ms - cx.now.wall_ms).max(1) as u64;
+                self.succeed_for(cx, mechanism, &verified.user, Bytes::new(), Some(token_left))
+            }
+            Err(reason) => self.fail(cx, mechanism.name(), None, reason),
         }
     }
 
@@ -227,5 +253,6 @@ fn parse_first_token(mechanism: SaslMechanism, token: &[u8]) -> Result<(String, 
             let first = parse_client_first(token)?;
             Ok((first.user.clone(), Token::ScramFirst(first)))
         }
+        SaslMechanism::OAuthBearer => Err("internal: OAUTHBEARER tokens need no credentials".into()),
     }
 }

@@ -1,8 +1,9 @@
 //! Who is on the other end of a connection and how they proved it: listeners and their security
 //! protocols (TLS itself is the runtime's; the core learns the certificate's subject), SASL
-//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and the credentials it checks against.
+//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER) and the credentials it checks against.
 
 pub mod acl;
+pub mod oauthbearer;
 pub mod sasl;
 pub mod scram;
 
@@ -65,16 +66,25 @@ impl Listener {
 pub enum SaslMechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl SaslMechanism {
-    pub const ALL: [SaslMechanism; 3] =
-        [SaslMechanism::Plain, SaslMechanism::Scram(ScramMechanism::Sha256), SaslMechanism::Scram(ScramMechanism::Sha512)];
+    pub const ALL: [SaslMechanism; 4] = [
+        SaslMechanism::Plain,
+        SaslMechanism::Scram(ScramMechanism::Sha256),
+        SaslMechanism::Scram(ScramMechanism::Sha512),
+        SaslMechanism::OAuthBearer,
+    ];
+    /// What a broker offers unless told otherwise: the mechanisms that need no more settings.
+    pub const DEFAULT: [SaslMechanism; 3] =
+        [SaslMechanism::Scram(ScramMechanism::Sha256), SaslMechanism::Scram(ScramMechanism::Sha512), SaslMechanism::Plain];
 
     pub fn name(self) -> &'static str {
         match self {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::Scram(scram) => scram.name(),
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -97,11 +107,19 @@ pub struct SaslConfig {
     /// Kafka's `connection.failed.authentication.delay.ms`: a failed authentication is answered
     /// this late, which slows down password guessing.
     pub failure_delay_ms: u64,
+    /// How OAUTHBEARER tokens are checked (needed when it is among the mechanisms).
+    pub oauthbearer: Option<oauthbearer::OAuthConfig>,
 }
 
 impl Default for SaslConfig {
     fn default() -> Self {
-        SaslConfig { mechanisms: SaslMechanism::ALL.to_vec(), max_reauth_ms: None, authentication_timeout_ms: 10_000, failure_delay_ms: 100 }
+        SaslConfig {
+            mechanisms: SaslMechanism::DEFAULT.to_vec(),
+            max_reauth_ms: None,
+            authentication_timeout_ms: 10_000,
+            failure_delay_ms: 100,
+            oauthbearer: None,
+        }
     }
 }
 
