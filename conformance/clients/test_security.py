@@ -447,3 +447,20 @@ def test_oauthbearer_tokens_are_verified_and_their_subject_is_the_principal(redi
     finally:
         broker.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_kafkajs_and_the_rdkafka_crate_on_sasl_ssl(secured, monkeypatch):
+    import clients
+    add_acl(secured, "--topic", "js-", "--resource-pattern-type", "prefixed", "--principal", "User:alice", "--operation", "All")
+    add_acl(secured, "--group", "*", "--principal", "User:alice", "--operation", "Read")
+    records = [{"partition": 0, "key": f"k{i}", "value": f"v{i}", "headers": []} for i in range(10)]
+    bootstrap = f"127.0.0.1:{secured.sasl_ssl_port}"
+    monkeypatch.setenv("KORVET_CLIENT_SASL", f"scram-sha-256:alice:{PASSWORDS['alice']}")
+    monkeypatch.setenv("KORVET_CLIENT_CA", secured.certs("ca.pem"))
+    clients.kafkajs_produce(bootstrap, "js-orders", "none", records)
+    assert [r["value"] for r in clients.kafkajs_consume(bootstrap, "js-orders", 1, 10)] == [f"v{i}" for i in range(10)]
+    monkeypatch.setenv("KORVET_CLIENT_CONFIG", ";".join([
+        "security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512", "sasl.username=alice",
+        f"sasl.password={PASSWORDS['alice']}", f"ssl.ca.location={secured.certs('ca.pem')}"]))
+    clients.rdkafka_produce(bootstrap, "js-rust", "lz4", records)
+    assert [r["value"] for r in clients.rdkafka_consume(bootstrap, "js-rust", 1, 10)] == [f"v{i}" for i in range(10)]

@@ -5,8 +5,18 @@
 const fs = require('fs');
 const { Kafka, CompressionTypes, logLevel } = require('kafkajs');
 
+// For SASL_SSL: KORVET_CLIENT_SASL=mechanism:user:password (kafkajs's mechanism names, e.g.
+// scram-sha-256) and KORVET_CLIENT_CA=ca.pem.
 const [command, bootstrap, topic, ...rest] = process.argv.slice(2);
-const kafka = new Kafka({ clientId: 'korvet-conformance', brokers: [bootstrap], logLevel: logLevel.ERROR });
+const security = {};
+if (process.env.KORVET_CLIENT_SASL) {
+  const [mechanism, username, password] = process.env.KORVET_CLIENT_SASL.split(':');
+  security.sasl = { mechanism, username, password };
+}
+if (process.env.KORVET_CLIENT_CA) {
+  security.ssl = { ca: [fs.readFileSync(process.env.KORVET_CLIENT_CA, 'utf8')] };
+}
+const kafka = new Kafka({ clientId: 'korvet-conformance', brokers: [bootstrap], logLevel: logLevel.ERROR, ...security });
 const codecs = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP };
 const text = (b) => (b === null || b === undefined ? null : b.toString());
 

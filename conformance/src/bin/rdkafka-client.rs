@@ -43,10 +43,22 @@ async fn main() {
     }
 }
 
+/// A client configuration with the settings of `KORVET_CLIENT_CONFIG` (`key=value;key=value`,
+/// e.g. `security.protocol=SASL_SSL;sasl.mechanism=SCRAM-SHA-512;...`).
+fn config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for pair in std::env::var("KORVET_CLIENT_CONFIG").unwrap_or_default().split(';').filter(|p| !p.is_empty()) {
+        if let Some((key, value)) = pair.split_once('=') {
+            config.set(key, value);
+        }
+    }
+    config
+}
+
 async fn produce(bootstrap: &str, topic: &str, codec: &str, dataset: &str) {
     let text = std::fs::read_to_string(dataset).unwrap_or_else(|e| fail(format!("cannot read {dataset}: {e}")));
     let records: Vec<Rec> = serde_json::from_str(&text).unwrap_or_else(|e| fail(format!("bad dataset: {e}")));
-    let producer: FutureProducer = ClientConfig::new()
+    let producer: FutureProducer = config()
         .set("bootstrap.servers", bootstrap)
         .set("compression.type", codec)
         .set("enable.idempotence", "true")
@@ -76,7 +88,7 @@ async fn produce(bootstrap: &str, topic: &str, codec: &str, dataset: &str) {
 }
 
 fn consume(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer = config()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "korvet-conformance")
         .set("enable.auto.commit", "false")
