@@ -9,7 +9,8 @@
 //! `produce` reports records/s, MB/s and produce latency (send to acknowledgement) percentiles;
 //! `consume` reads N records from offset 0 of every partition and reports records/s, MB/s and
 //! end-to-end latency (each payload starts with its send time). A progress line goes to stderr
-//! every 5 s; the last line on stdout is a JSON summary for scripts.
+//! every 5 s; the last line on stdout is a JSON summary for scripts. `KORVET_CLIENT_CONFIG`
+//! (`security.protocol=SASL_SSL;sasl.mechanism=...`) adds client settings.
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -20,6 +21,18 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A client configuration with the settings of `KORVET_CLIENT_CONFIG` (`key=value;key=value`),
+/// for brokers that want TLS or SASL.
+fn client_config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for pair in std::env::var("KORVET_CLIENT_CONFIG").unwrap_or_default().split(';').filter(|p| !p.is_empty()) {
+        if let Some((key, value)) = pair.split_once('=') {
+            config.set(key, value);
+        }
+    }
+    config
+}
 
 fn fail(message: String) -> ! {
     eprintln!("korvet-bench: {message}");
@@ -125,7 +138,7 @@ fn produce(options: &Options) {
             let share = records / producers + u64::from(index < records % producers);
             let rate = rate / producers;
             std::thread::spawn(move || {
-                let producer: ThreadedProducer<Context> = ClientConfig::new()
+                let producer: ThreadedProducer<Context> = client_config()
                     .set("bootstrap.servers", &bootstrap)
                     .set("acks", &acks)
                     .set("compression.type", &compression)
@@ -197,7 +210,7 @@ fn consume(options: &Options) {
     let consumers = options.number("consumers", Some(1)).max(1);
     let counted = Arc::new(Delivered { latencies: Latencies::default(), acked: AtomicU64::new(0), failed: AtomicU64::new(0) });
     let bytes = Arc::new(AtomicU64::new(0));
-    let probe: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap_or_else(|e| fail(format!("consumer: {e}")));
+    let probe: BaseConsumer = client_config().set("bootstrap.servers", &bootstrap).create().unwrap_or_else(|e| fail(format!("consumer: {e}")));
     let metadata = probe
         .fetch_metadata(Some(&topic), Duration::from_secs(30))
         .unwrap_or_else(|e| fail(format!("metadata: {e}")));
@@ -215,7 +228,7 @@ fn consume(options: &Options) {
             let (bootstrap, topic, counted, bytes) = (bootstrap.clone(), topic.clone(), counted.clone(), bytes.clone());
             let first_record = first_record.clone();
             std::thread::spawn(move || {
-                let consumer: BaseConsumer = ClientConfig::new()
+                let consumer: BaseConsumer = client_config()
                     .set("bootstrap.servers", &bootstrap)
                     .set("group.id", "korvet-bench")
                     .set("enable.auto.commit", "false")

@@ -8,8 +8,10 @@
 //! One concern per submodule: `connection` (framing, backpressure, the memory of frames still
 //! arriving), `append_order` (a connection's appends in arrival order), `parking` (long polls:
 //! deadlines and wake-ups), `responses` (release in request order, encoding), `coordinators` (the
-//! plumbing every coordinator shares: live brokers, hand-over, deadlines, their writes), `rate_limit` (storage failure logging). This
-//! file holds the inputs and outputs and runs handlers step by step.
+//! plumbing every coordinator shares: live brokers, hand-over, deadlines, their writes),
+//! `authentication` (the SASL deadline, closing after a failed authentication), `rate_limit`
+//! (logging that could flood). This file holds the inputs and outputs and runs handlers step by
+//! step.
 
 mod append_order;
 mod authentication;
