@@ -83,7 +83,7 @@ def main():
         f"One korvet and one Redis, 100-byte records, 1 partition, acks=1, korvet-bench (librdkafka), {records:,} records per run, "
         f"median of {rounds} rounds run alternately, {os.cpu_count()} cores shared by korvet, Redis and the client.",
         "",
-        "| listener | produce records/s | produce p99 ms | consume records/s | korvet CPU µs per record (produce / consume) |",
+        "| listener | produce records/s | produce p99 ms (a flood: queueing) | consume records/s | korvet CPU µs per record (produce / consume) |",
         "|---|---|---|---|---|",
     ]
     for name in ("PLAINTEXT", "SASL_SSL"):
