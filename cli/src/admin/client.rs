@@ -127,7 +127,13 @@ impl Connection {
         let io = |e: std::io::Error| AdminError::io(format!("{}: {e}", self.address));
         self.stream.write_all(&frame).map_err(io)?;
         let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).map_err(|e| AdminError::io(format!("{}: {e}", self.address)))?;
+        self.stream.read_exact(&mut size).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => AdminError::io(format!(
+                "{} closed the connection (a SASL listener does so before authentication: give --sasl-username and --sasl-password)",
+                self.address
+            )),
+            _ => AdminError::io(format!("{}: {e}", self.address)),
+        })?;
         let size = i32::from_be_bytes(size);
         if size < 0 || size as usize > MAX_RESPONSE {
             return Err(AdminError::io(format!("{}: implausible response size {size}", self.address)));
