@@ -1,0 +1,146 @@
+package io.korvet.conformance;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.RangeAssignor;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/** The classic group protocol as the Java consumer runs it: assignors, rebalances, static members. */
+@Timeout(value = 180, unit = TimeUnit.SECONDS)
+class ConsumerGroupTest {
+
+    /** A consumer polling on its own thread, recording what it received and what it was given. */
+    static final class Member implements AutoCloseable {
+        final KafkaConsumer<String, String> consumer;
+        final List<ConsumerRecord<String, String>> received = new CopyOnWriteArrayList<>();
+        final Set<TopicPartition> owned = ConcurrentHashMap.newKeySet();
+        final List<String> events = new CopyOnWriteArrayList<>();
+        private final AtomicBoolean running = new AtomicBoolean(true);
+        private final Thread thread;
+
+        Member(String group, String topic, Map<String, Object> config) {
+            consumer = Broker.consumer(group, config);
+            thread = new Thread(() -> {
+                consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+                    @Override
+                    public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+                        owned.removeAll(partitions);
+                        events.add("revoked " + partitions.size());
+                        consumer.commitSync();
+                    }
+
+                    @Override
+                    public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                        owned.addAll(partitions);
+                        events.add("assigned " + partitions.size());
+                    }
+
+                    @Override
+                    public void onPartitionsLost(Collection<TopicPartition> partitions) {
+                        owned.removeAll(partitions);
+                        events.add("lost " + partitions.size());
+                    }
+                });
+                while (running.get()) {
+                    consumer.poll(Duration.ofMillis(100)).forEach(received::add);
+                    consumer.commitAsync();
+                }
+                consumer.commitSync();
+                consumer.close(Duration.ofSeconds(20));
+            }, "member");
+            thread.start();
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            running.set(false);
+            thread.join(40_000);
+        }
+    }
+
+    private static void produce(String topic, int count) throws Exception {
+        try (KafkaProducer<String, String> producer = Broker.producer(Map.of())) {
+            for (int i = 0; i < count; i++) {
+                producer.send(new ProducerRecord<>(topic, "key-" + i, "value-" + i));
+            }
+            producer.flush();
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(classes = {RangeAssignor.class, CooperativeStickyAssignor.class})
+    void membersSharePartitionsAndEveryRecordIsConsumedOnce(Class<?> assignor) throws Exception {
+        String topic = Broker.createTopic("group-" + assignor.getSimpleName(), 6);
+        String group = Broker.uniqueName("group");
+        Map<String, Object> config = Map.of("partition.assignment.strategy", assignor.getName(), "session.timeout.ms", "10000",
+            "heartbeat.interval.ms", "500");
+        produce(topic, 300);
+        try (Member first = new Member(group, topic, config)) {
+            Broker.waitFor(Duration.ofSeconds(60), "the first member to own all six partitions", () -> first.owned.size() == 6);
+            try (Member second = new Member(group, topic, config); Member third = new Member(group, topic, config)) {
+                Broker.waitFor(Duration.ofSeconds(90), "three members with two partitions each",
+                    () -> first.owned.size() == 2 && second.owned.size() == 2 && third.owned.size() == 2);
+                Set<TopicPartition> all = new HashSet<>(first.owned);
+                all.addAll(second.owned);
+                all.addAll(third.owned);
+                assertEquals(6, all.size(), "no partition is owned twice");
+                produce(topic, 300);
+                Broker.waitFor(Duration.ofSeconds(60), "all 600 records",
+                    () -> first.received.size() + second.received.size() + third.received.size() >= 600);
+                if (assignor == CooperativeStickyAssignor.class) {
+                    assertTrue(first.events.stream().noneMatch(e -> e.equals("revoked 6")),
+                        "cooperative rebalancing revokes only what moves: " + first.events);
+                }
+                List<ConsumerRecord<String, String>> records = new ArrayList<>(first.received);
+                records.addAll(second.received);
+                records.addAll(third.received);
+                Set<String> distinct = new HashSet<>();
+                records.forEach(r -> distinct.add(r.partition() + "/" + r.offset()));
+                assertEquals(600, distinct.size(), "every record arrived");
+            }
+        }
+    }
+
+    @Test
+    void aStaticMemberThatReturnsWithinTheSessionKeepsItsPartitionsWithoutARebalance() throws Exception {
+        String topic = Broker.createTopic("static", 4);
+        String group = Broker.uniqueName("static-group");
+        Map<String, Object> a = Map.of("group.instance.id", "instance-a", "session.timeout.ms", "30000", "heartbeat.interval.ms", "500");
+        Map<String, Object> b = Map.of("group.instance.id", "instance-b", "session.timeout.ms", "30000", "heartbeat.interval.ms", "500");
+        try (Member first = new Member(group, topic, a)) {
+            Member second = new Member(group, topic, b);
+            Broker.waitFor(Duration.ofSeconds(60), "two static members with two partitions each",
+                () -> first.owned.size() == 2 && second.owned.size() == 2);
+            Set<TopicPartition> secondsPartitions = new HashSet<>(second.owned);
+            int firstEvents = first.events.size();
+            second.close(); // a static member's close sends no LeaveGroup
+            try (Member returned = new Member(group, topic, b)) {
+                Broker.waitFor(Duration.ofSeconds(60), "the returning member's partitions", () -> returned.owned.size() == 2);
+                assertEquals(secondsPartitions, returned.owned, "the same instance id gets the same partitions back");
+                assertEquals(firstEvents, first.events.size(), "the other member saw no rebalance: " + first.events);
+            }
+        }
+    }
+}
