@@ -129,6 +129,14 @@ async fn idempotent_producer(store: &dyn StorageDriver) {
     let (records, offsets) = read(store, t, 0, 1 << 20).await;
     assert_eq!(records.len(), 6);
     assert_eq!(offsets.high_watermark, 6);
+    // DescribeProducers sees the producer's current epoch and its last batch.
+    let producers = run(store, StorageCommand::ActiveProducers { topic: t.into(), partition: 0 }).await;
+    let expected = ActiveProducer { producer_id: 42, epoch: 1, last_sequence: 0, last_offset: 5 };
+    assert_eq!(producers, StorageReply::Producers(vec![expected]));
+    let payload: u64 = records.iter().map(|r| r.record.payload_len() as u64).sum();
+    assert_eq!(run(store, StorageCommand::PartitionSize { topic: t.into(), partition: 0 }).await, StorageReply::PartitionSize(payload));
+    let unknown = run(store, StorageCommand::ActiveProducers { topic: "no-such-topic".into(), partition: 0 }).await;
+    assert_eq!(unknown, StorageReply::Producers(vec![]));
 }
 
 async fn timestamps(store: &dyn StorageDriver) {

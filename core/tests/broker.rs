@@ -320,6 +320,35 @@ fn test_request(key: ApiKey, version: i16) -> RequestKind {
             .with_permission_type(3)])),
         ApiKey::DescribeAcls => RequestKind::DescribeAcls(DescribeAclsRequest::default()),
         ApiKey::DeleteAcls => RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![delete_acls_request::DeleteAclsFilter::default()])),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_topics(vec![
+            offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(topic("t")).with_partitions(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderPartition::default().with_current_leader_epoch(-1).with_leader_epoch(0),
+            ]),
+        ])),
+        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1)),
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+        ApiKey::DescribeProducers => RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+            describe_producers_request::TopicRequest::default().with_name(topic("t")).with_partition_indexes(vec![0]),
+        ])),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default()),
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default().with_topics(vec![alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(topic("t"))
+                .with_partitions(vec![alter_partition_reassignments_request::ReassignablePartition::default().with_replicas(Some(vec![BrokerId(1)]))])]),
+        ),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            elect_leaders_request::TopicPartitions::default().with_topic(topic("t")).with_partitions(vec![0]),
+        ]))),
+        ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::default()),
+        ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(AlterClientQuotasRequest::default().with_entries(vec![
+            alter_client_quotas_request::EntryData::default().with_entity(vec![alter_client_quotas_request::EntityData::default()
+                .with_entity_type(StrBytes::from_static_str("user"))
+                .with_entity_name(Some(StrBytes::from_static_str("alice")))]),
+        ])),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(ListTransactionsRequest::default()),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("txn"))]),
+        ),
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -364,6 +393,11 @@ fn every_api_refuses_a_principal_no_acl_allows() {
                 // List only what the principal may describe: nothing here.
                 ApiKey::ListGroups => !shown.contains("group_id: GroupId"),
                 ApiKey::Metadata => shown.contains("topics: []"),
+                // Like Metadata's brokers, Kafka describes the cluster to every principal.
+                ApiKey::DescribeCluster => true,
+                ApiKey::ListTransactions => shown.contains("transaction_states: []"),
+                // Before v3 DescribeLogDirs has no error field: the directories are withheld.
+                ApiKey::DescribeLogDirs if version < 3 => shown.contains("results: []"),
                 // Before v2 OffsetFetch has no group error: the group's commits are withheld.
                 ApiKey::OffsetFetch if version < 2 => shown.contains("topics: []"),
                 _ => false,

@@ -2,7 +2,7 @@
 
 use korvet_core::security::{ScramCredential, ScramMechanism};
 use korvet_core::records::{Header, Record};
-use korvet_core::storage::{CommittedOffset, PartitionOffsets, StoredRecord, TopicMeta};
+use korvet_core::storage::{ActiveProducer, CommittedOffset, PartitionOffsets, StoredRecord, TopicMeta};
 use crate::resp::{self, Reply};
 use redis::{Cmd, RedisError};
 use serde::{Deserialize, Serialize};
@@ -156,4 +156,17 @@ pub fn credential_field(mechanism: ScramMechanism, user: &str) -> String {
 pub fn decode_credential(field: &str, value: &str) -> Option<ScramCredential> {
     let (mechanism, user) = field.split_once(':')?;
     ScramCredential::decode(user, ScramMechanism::from_name(mechanism)?, value)
+}
+
+/// One producer's state in a partition hash: field `producer:<id>`, value
+/// `epoch|first,last,offset|...` (oldest batch first), perhaps ending in an idle stamp `@<ms>`
+/// (see scripts/append.lua and scripts/expire_producers.lua).
+pub fn active_producer(field: &str, state: &str) -> Option<ActiveProducer> {
+    let producer_id = field.strip_prefix("producer:")?.parse().ok()?;
+    let state = state.split('@').next()?;
+    let mut parts = state.split('|');
+    let epoch = parts.next()?.parse().ok()?;
+    let mut last = parts.last()?.split(',');
+    let (_first, last_sequence, last_offset) = (last.next()?, last.next()?.parse().ok()?, last.next()?.parse().ok()?);
+    Some(ActiveProducer { producer_id, epoch, last_sequence, last_offset })
 }

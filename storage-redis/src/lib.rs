@@ -580,6 +580,25 @@ impl RedisStorage {
                     .await?;
                 Ok(StorageReply::Offsets(codec::offsets(meta)))
             }
+            StorageCommand::PartitionSize { topic, partition } => {
+                let bytes: Option<u64> = redis::cmd("HGET").arg(keys.partition(&topic, partition)).arg("bytes").query_async(&mut conn).await?;
+                Ok(StorageReply::PartitionSize(bytes.unwrap_or(0)))
+            }
+            StorageCommand::ActiveProducers { topic, partition } => {
+                let key = keys.partition(&topic, partition);
+                let mut producers = Vec::new();
+                let mut cursor = 0u64;
+                loop {
+                    let (next, fields): (u64, Vec<(String, String)>) =
+                        redis::cmd("HSCAN").arg(&key).arg(cursor).arg("MATCH").arg("producer:*").arg("COUNT").arg(200).query_async(&mut conn).await?;
+                    producers.extend(fields.iter().filter_map(|(field, state)| codec::active_producer(field, state)));
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+                Ok(StorageReply::Producers(producers))
+            }
             StorageCommand::OffsetForTimestamp { topic, partition, timestamp } => {
                 let script = &inner.offset_for_timestamp;
                 let partition_keys = [keys.time_index(&topic, partition), keys.partition(&topic, partition), keys.stream(&topic, partition)];

@@ -40,7 +40,9 @@ pub fn key_of(command: &StorageCommand) -> String {
         | OffsetForTimestamp { topic, partition, .. }
         | TrimPartition { topic, partition, .. }
         | RemoveRecords { topic, partition, .. }
-        | ExpireProducers { topic, partition, .. } => format!("{topic}:{partition}"),
+        | ExpireProducers { topic, partition, .. }
+        | PartitionSize { topic, partition }
+        | ActiveProducers { topic, partition } => format!("{topic}:{partition}"),
         CommitOffsets { group, .. }
         | FetchOffsets { group, .. }
         | DeleteOffsets { group, .. }

@@ -64,6 +64,18 @@ fn plan(cx: &mut Context<'_>, topic: &CreatableTopic, duplicate: bool) -> Result
             format!("replication factor must be positive, not {}", topic.replication_factor),
         ));
     }
+    // Redis keeps the one copy of each partition, so a replication factor is only checked as
+    // Kafka checks it, against the brokers there are: scripts that work on Kafka work here.
+    let brokers = cx.cluster.brokers().len() as i16;
+    if topic.replication_factor > brokers {
+        return Err((
+            errors::INVALID_REPLICATION_FACTOR,
+            format!(
+                "Unable to replicate the partition {} time(s): The target replication factor of {} cannot be reached because only {brokers} broker(s) are registered.",
+                topic.replication_factor, topic.replication_factor
+            ),
+        ));
+    }
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
         let value = config.value.as_ref().map(|v| v.to_string());

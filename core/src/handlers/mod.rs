@@ -41,6 +41,11 @@ pub(crate) mod consumer_lag;
 mod create_topics;
 mod delete_records;
 mod delete_topics;
+mod describe_cluster;
+mod describe_log_dirs;
+mod describe_producers;
+mod client_quotas;
+mod elect_leaders;
 mod describe_configs;
 mod fetch;
 mod find_coordinator;
@@ -52,11 +57,15 @@ pub(crate) mod log_cleaner;
 mod metadata;
 mod offset_commit;
 mod offset_fetch;
+mod offset_for_leader_epoch;
+mod partition_query;
+mod partition_reassignments;
 mod produce;
 mod sasl;
 mod scram_credentials;
 mod topic_configs;
 mod topic_lookup;
+mod transactions_admin;
 
 mod context;
 
@@ -141,6 +150,17 @@ pub const APIS: &[&ApiSpec] = &[
     &acls::CREATE_ACLS,
     &acls::DESCRIBE_ACLS,
     &acls::DELETE_ACLS,
+    &offset_for_leader_epoch::SPEC,
+    &describe_cluster::SPEC,
+    &describe_log_dirs::SPEC,
+    &describe_producers::SPEC,
+    &partition_reassignments::LIST,
+    &partition_reassignments::ALTER,
+    &elect_leaders::SPEC,
+    &client_quotas::DESCRIBE,
+    &client_quotas::ALTER,
+    &transactions_admin::LIST,
+    &transactions_admin::DESCRIBE,
 ];
 
 /// The spec of an API korvet serves.

@@ -228,6 +228,22 @@ impl MemoryStore {
                     None => TrimOutcome::UnknownPartition,
                 })
             }
+            StorageCommand::PartitionSize { topic, partition } => {
+                let log = self.log(topic, partition);
+                StorageReply::PartitionSize(log.records.values().map(|r| r.payload_len() as u64).sum())
+            }
+            StorageCommand::ActiveProducers { topic, partition } => {
+                let log = self.log(topic, partition);
+                let producers = log
+                    .producers
+                    .iter()
+                    .filter_map(|(&producer_id, state)| {
+                        let &(_, last_sequence, last_offset) = state.batches.last()?;
+                        Some(ActiveProducer { producer_id, epoch: state.epoch, last_sequence, last_offset })
+                    })
+                    .collect();
+                StorageReply::Producers(producers)
+            }
             StorageCommand::ExpireProducers { topic, partition, now_ms, expiration_ms } => {
                 let Some(log) = self.partitions.get_mut(&(topic, partition)) else {
                     return StorageReply::ProducersExpired(0);

@@ -100,6 +100,11 @@ pub enum StorageCommand {
     /// `expiration_ms` after the stamp drops the state. An active producer is never forgotten;
     /// an idle one between one and two check intervals late.
     ExpireProducers { topic: String, partition: i32, now_ms: i64, expiration_ms: i64 },
+    /// Bytes of record payload a partition holds (what retention.bytes counts), for
+    /// DescribeLogDirs.
+    PartitionSize { topic: String, partition: i32 },
+    /// The idempotent producers whose state the partition keeps, for DescribeProducers.
+    ActiveProducers { topic: String, partition: i32 },
     /// A fresh producer id, unique across every broker sharing the store.
     AllocateProducerId,
     /// Stores a group's committed offsets, replacing earlier commits of the same partitions.
@@ -157,6 +162,8 @@ impl StorageCommand {
             StorageCommand::TrimPartition { .. } => "TrimPartition",
             StorageCommand::RemoveRecords { .. } => "RemoveRecords",
             StorageCommand::ExpireProducers { .. } => "ExpireProducers",
+            StorageCommand::PartitionSize { .. } => "PartitionSize",
+            StorageCommand::ActiveProducers { .. } => "ActiveProducers",
             StorageCommand::AllocateProducerId => "AllocateProducerId",
             StorageCommand::CommitOffsets { .. } => "CommitOffsets",
             StorageCommand::FetchOffsets { .. } => "FetchOffsets",
@@ -243,6 +250,17 @@ pub struct PartitionOffsets {
     pub max_timestamp: Option<(i64, i64)>,
 }
 
+/// What a partition remembers of one idempotent producer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence number of its last batch.
+    pub last_sequence: i32,
+    /// The base offset of its last batch.
+    pub last_offset: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageReply {
     Topics(Vec<TopicMeta>),
@@ -261,6 +279,9 @@ pub enum StorageReply {
     RecordsRemoved(u64),
     /// How many producers' states were dropped.
     ProducersExpired(u64),
+    /// Bytes of record payload in a partition.
+    PartitionSize(u64),
+    Producers(Vec<ActiveProducer>),
     ProducerId(i64),
     OffsetsCommitted,
     CommittedOffsets(Vec<CommittedOffset>),
