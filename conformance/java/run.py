@@ -10,7 +10,9 @@ classpath runs Kafka's command-line tools and, for --broker kafka, the broker it
 wait is bounded; the exit status is Maven's."""
 import argparse
 import base64
+import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,10 +27,18 @@ def maven(*args, timeout):
     return subprocess.run(["mvn", "-q", "-B", "-f", os.path.join(HERE, "pom.xml"), *args], timeout=timeout)
 
 
+def version_flags(kafka_version):
+    """Maven flags for a Kafka release: its version, and the kafka-3 profile for the 3.x line."""
+    flags = [f"-Dkafka.version={kafka_version}"]
+    if kafka_version.startswith("3."):
+        flags += ["-Pkafka-3", "-Dconnect.file.version=" + kafka_version]
+    return flags
+
+
 def classpath(kafka_version):
     """The test classpath Maven resolves: Kafka's client, tools, broker, Connect and Streams."""
     out = os.path.join(tempfile.mkdtemp(prefix="korvet-java-"), "classpath")
-    done = maven("dependency:build-classpath", f"-Dkafka.version={kafka_version}", f"-Dmdep.outputFile={out}",
+    done = maven("dependency:build-classpath", *version_flags(kafka_version), f"-Dmdep.outputFile={out}",
                  "-Dmdep.includeScope=test", timeout=1200)
     if done.returncode != 0:
         sys.exit("maven could not resolve the suite's dependencies")
@@ -76,6 +86,20 @@ class ApacheKafka:
         self.log.close()
 
 
+def summary():
+    """One line per test class from surefire's reports, and the names of the tests that failed."""
+    import xml.etree.ElementTree as ET
+    lines = []
+    for report in sorted(glob.glob(os.path.join(HERE, "target", "surefire-reports", "TEST-*.xml"))):
+        suite = ET.parse(report).getroot()
+        lines.append(f"  {suite.get('name').rsplit('.', 1)[-1]}: {suite.get('tests')} tests, {suite.get('failures')} failed, "
+                     f"{suite.get('errors')} errors, {suite.get('skipped')} skipped, {float(suite.get('time')):.0f} s")
+        for case in suite.iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                lines.append(f"    FAILED {case.get('name')}")
+    return "\n".join(lines) or "  no test reports (see Maven's output above)"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--broker", choices=["korvet", "kafka"], default="korvet")
@@ -102,12 +126,14 @@ def main():
             env["KORVET_BOOTSTRAP"] = f"127.0.0.1:{broker.port}"
             env["KORVET_REDIS_URI"] = redis.uri
             env["KORVET_BIN"] = harness.KORVET_BIN
-        mvn = ["mvn", "-q", "-B", "-f", os.path.join(HERE, "pom.xml"), "test", f"-Dkafka.version={version}",
+        mvn = ["mvn", "-q", "-B", "-f", os.path.join(HERE, "pom.xml"), "test", *version_flags(version),
                "-Dsurefire.failIfNoSpecifiedTests=false"]
         if args.tests:
             mvn.append(f"-Dtest={args.tests}")
+        shutil.rmtree(os.path.join(HERE, "target", "surefire-reports"), ignore_errors=True)
         started_at = time.monotonic()
         code = subprocess.run(mvn, env=env, timeout=2400).returncode
+        print(summary())
         print(f"java suite against {args.broker} (Kafka {version} client): exit {code} in {time.monotonic() - started_at:.0f} s")
         if code != 0 and args.broker == "korvet":
             print(f"korvet's log: {started[-1].log_path}")
