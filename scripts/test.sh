@@ -58,4 +58,20 @@ python3 conformance/peer/run_kafka_python.py -p no:warnings
 suites=$((suites + 1))
 took "kafka-python's suite"
 
+echo "== Java suite: the Java client 4.4.0, Kafka's command-line tools (conformance/java)"
+python3 conformance/java/run.py
+suites=$((suites + 1))
+took "Java suite"
+
+echo "== Java suite with the 3.9 client line (producer, consumer, groups)"
+python3 conformance/java/run.py --kafka-version 3.9.1
+suites=$((suites + 1))
+took "Java 3.9 client"
+
+echo "== differential: the same Java suite against Apache Kafka 4.4.0 (one KRaft node from the Maven jars)"
+# The assertions must hold for Kafka itself, so that they encode Kafka's behaviour, not korvet's.
+python3 conformance/java/run.py --broker kafka
+suites=$((suites + 1))
+took "Java suite against Apache Kafka"
+
 echo "suites: $suites passed, 0 failed"
