@@ -126,6 +126,13 @@ def main():
             env["KORVET_BOOTSTRAP"] = f"127.0.0.1:{broker.port}"
             env["KORVET_REDIS_URI"] = redis.uri
             env["KORVET_BIN"] = harness.KORVET_BIN
+            # A second cluster of three brokers (its own keyspace) for the tests that kill one.
+            cluster = harness.Cluster(redis, "java-cluster", 3)
+            started.append(cluster)
+            for broker in cluster.brokers.values():
+                harness.wait_for(broker.ready, 30, "cluster broker readiness")
+            env["KORVET_CLUSTER_BOOTSTRAP"] = cluster.bootstrap
+            env["KORVET_CLUSTER_PIDS"] = ",".join(str(b.proc.pid) for b in cluster.brokers.values())
         mvn = ["mvn", "-q", "-B", "-f", os.path.join(HERE, "pom.xml"), "test", *version_flags(version),
                "-Dsurefire.failIfNoSpecifiedTests=false"]
         if args.tests:
