@@ -63,7 +63,7 @@ python3 conformance/java/run.py
 suites=$((suites + 1))
 took "Java suite"
 
-echo "== Java suite with the 3.9 client line (producer, consumer, groups)"
+echo "== Java suite with the 3.9 client line (producer, consumer, groups, broker kill)"
 python3 conformance/java/run.py --kafka-version 3.9.1
 suites=$((suites + 1))
 took "Java 3.9 client"
