@@ -12,8 +12,6 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
@@ -30,21 +28,6 @@ import org.junit.jupiter.api.Timeout;
  */
 @Timeout(value = 300, unit = TimeUnit.SECONDS)
 class BrokerKillTest {
-    private static final Pattern PARTITION = Pattern.compile("\"partition\":(\\d+)");
-    private static final Pattern OFFSET = Pattern.compile("\"offset\":(\\d+)");
-
-    private static Set<String> acknowledged(String producerOutput) {
-        Set<String> acked = new HashSet<>();
-        producerOutput.lines().filter(l -> l.contains("\"name\":\"producer_send_success\"")).forEach(line -> {
-            Matcher p = PARTITION.matcher(line);
-            Matcher o = OFFSET.matcher(line);
-            if (p.find() && o.find()) {
-                acked.add(p.group(1) + "/" + o.group(1));
-            }
-        });
-        return acked;
-    }
-
     @Test
     void noAcknowledgedRecordIsLostWhenABrokerIsKilled() throws Exception {
         String bootstrap = System.getenv("KORVET_CLUSTER_BOOTSTRAP");
@@ -65,7 +48,7 @@ class BrokerKillTest {
         try {
             Broker.waitFor(java.time.Duration.ofSeconds(60), "3,000 acknowledged records before the kill", () -> {
                 try {
-                    return acknowledged(Files.readString(out)).size() >= 3000;
+                    return Verifiable.acknowledged(Files.readString(out)).size() >= 3000;
                 } catch (Exception e) {
                     return false;
                 }
@@ -76,7 +59,7 @@ class BrokerKillTest {
         } finally {
             producer.destroyForcibly();
         }
-        Set<String> acked = acknowledged(Files.readString(out));
+        Set<String> acked = Verifiable.acknowledged(Files.readString(out));
         assertTrue(acked.size() > 3000, "acknowledged after the kill too: " + acked.size());
 
         long total;
@@ -92,16 +75,7 @@ class BrokerKillTest {
         Tool.Result consumed = Tool.run("org.apache.kafka.tools.VerifiableConsumer", "--bootstrap-server", survivors, "--topic", topic,
             "--group-id", Broker.uniqueName("kill-check"), "--max-messages", Long.toString(total), "--reset-policy", "earliest");
         assertEquals(0, consumed.exit(), consumed::toString);
-        Pattern batch = Pattern.compile("\"partition\":(\\d+),\"count\":(\\d+),\"minOffset\":(\\d+),\"maxOffset\":(\\d+)");
-        Set<String> seen = new HashSet<>();
-        consumed.out().lines().filter(l -> l.contains("\"records_consumed\"")).forEach(line -> {
-            Matcher m = batch.matcher(line);
-            while (m.find()) {
-                for (long at = Long.parseLong(m.group(3)); at <= Long.parseLong(m.group(4)); at++) {
-                    seen.add(m.group(1) + "/" + at);
-                }
-            }
-        });
+        Set<String> seen = Verifiable.consumed(consumed.out());
         Set<String> lost = new HashSet<>(acked);
         lost.removeAll(seen);
         assertTrue(lost.isEmpty(), lost.size() + " acknowledged records never consumed, such as " + lost.stream().limit(10).toList());

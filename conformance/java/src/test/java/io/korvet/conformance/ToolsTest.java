@@ -188,29 +188,12 @@ class ToolsTest {
         String topic = Broker.createTopic("cli-verifiable", 3);
         Tool.Result produced = ok(Tool.run("org.apache.kafka.tools.VerifiableProducer", "--bootstrap-server", server, "--topic", topic,
             "--max-messages", "3000", "--acks", "-1"));
-        Set<String> acked = new HashSet<>();
-        Pattern partition = Pattern.compile("\"partition\":(\\d+)");
-        Pattern offset = Pattern.compile("\"offset\":(\\d+)");
-        produced.out().lines().filter(l -> l.contains("\"name\":\"producer_send_success\"")).forEach(line -> {
-            Matcher p = partition.matcher(line);
-            Matcher o = offset.matcher(line);
-            assertTrue(p.find() && o.find(), line);
-            acked.add(p.group(1) + "/" + o.group(1));
-        });
+        Set<String> acked = Verifiable.acknowledged(produced.out());
         assertEquals(3000, acked.size(), "every record acknowledged once");
 
         Tool.Result consumed = ok(Tool.run("org.apache.kafka.tools.VerifiableConsumer", "--bootstrap-server", server, "--topic", topic,
             "--group-id", Broker.uniqueName("verifiable"), "--max-messages", "3000", "--reset-policy", "earliest"));
-        Pattern batch = Pattern.compile("\"topic\":\"[^\"]+\",\"partition\":(\\d+),\"count\":(\\d+),\"minOffset\":(\\d+),\"maxOffset\":(\\d+)");
-        Set<String> seen = new HashSet<>();
-        consumed.out().lines().filter(l -> l.contains("\"records_consumed\"")).forEach(line -> {
-            Matcher m = batch.matcher(line);
-            while (m.find()) {
-                for (long at = Long.parseLong(m.group(3)); at <= Long.parseLong(m.group(4)); at++) {
-                    seen.add(m.group(1) + "/" + at);
-                }
-            }
-        });
+        Set<String> seen = Verifiable.consumed(consumed.out());
         Set<String> lost = new HashSet<>(acked);
         lost.removeAll(seen);
         assertTrue(lost.isEmpty(), "acknowledged but never consumed: " + lost.stream().limit(20).toList());
