@@ -32,7 +32,7 @@ impl PartitionQuery {
     }
 
     /// Advances with the replies to the last commands: the next commands to run, or `None` once
-    /// [`PartitionQuery::outcomes`] is complete. `question` is the command for one partition.
+    /// [`PartitionQuery::by_topic`] has every answer. `question` is the command for one partition.
     pub fn step(
         &mut self,
         cx: &mut Context<'_>,
@@ -75,13 +75,14 @@ impl PartitionQuery {
         Some(commands)
     }
 
-    /// Each partition asked about, with its reply or error, grouped by topic in request order.
+    /// Each partition asked about, with its reply or error, grouped by topic in request order
+    /// (a request names each topic once, with its partitions together).
     pub fn by_topic(&self) -> Vec<(&str, Vec<(i32, &Result<StorageReply, i16>)>)> {
         let mut topics: Vec<(&str, Vec<(i32, &Result<StorageReply, i16>)>)> = Vec::new();
         for ((topic, partition), outcome) in self.partitions.iter().flatten().zip(&self.outcomes) {
-            match topics.iter_mut().find(|(name, _)| *name == topic.as_str()) {
-                Some((_, partitions)) => partitions.push((*partition, outcome)),
-                None => topics.push((topic.as_str(), vec![(*partition, outcome)])),
+            match topics.last_mut() {
+                Some((name, partitions)) if *name == topic.as_str() => partitions.push((*partition, outcome)),
+                _ => topics.push((topic.as_str(), vec![(*partition, outcome)])),
             }
         }
         topics
