@@ -138,6 +138,13 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
         MetricType::COUNTER,
         &["mechanism"],
     ),
+    ("korvet_authentications_total", "Successful SASL authentications, per mechanism (the first on each connection).", MetricType::COUNTER, &["mechanism"]),
+    (
+        "korvet_reauthentications_total",
+        "Successful SASL re-authentications on open connections (KIP-368), per mechanism.",
+        MetricType::COUNTER,
+        &["mechanism"],
+    ),
     ("korvet_live_brokers", "Brokers in the registry that this broker sees as live (itself included).", MetricType::GAUGE, &[]),
     ("korvet_consumer_groups", "Consumer groups this broker coordinates and holds in memory, per state.", MetricType::GAUGE, &["state"]),
     (
@@ -240,6 +247,12 @@ impl Collector for StatsCollector {
                             counts.push(("http-basic", http_basic));
                         }
                         counts.into_iter().map(|(mechanism, n)| sample(kind, &[("mechanism", mechanism)], n as f64)).collect()
+                    }
+                    "korvet_authentications_total" => {
+                        stats.authentications.iter().map(|(mechanism, n)| sample(kind, &[("mechanism", mechanism)], *n as f64)).collect()
+                    }
+                    "korvet_reauthentications_total" => {
+                        stats.reauthentications.iter().map(|(mechanism, n)| sample(kind, &[("mechanism", mechanism)], *n as f64)).collect()
                     }
                     "korvet_consumer_lag" => stats
                         .consumer_lag

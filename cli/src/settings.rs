@@ -30,6 +30,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// How a value of this kind may be shown (printed configuration, error messages): secrets
+    /// masked, the credentials of a Redis URI replaced by `***`.
+    fn shown(self, value: &str) -> String {
+        match self {
+            Kind::Secret => "*****".to_string(),
+            Kind::RedisUri => crate::serve::redact(value),
+            _ => value.to_string(),
+        }
+    }
+
     fn allowed(self) -> String {
         match self {
             Kind::Text | Kind::Secret => "any text".into(),
@@ -41,7 +51,7 @@ impl Kind {
             Kind::Keyspace => "a non-empty prefix without { or }".into(),
             Kind::Listeners => "a comma-separated list of PROTOCOL://host:port, the protocol one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL".into(),
             Kind::Mechanisms => "a comma-separated list of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER".into(),
-            Kind::RedisUri => "a URI such as redis://host:6379, rediss://user:password@host:6380/0, a comma-separated list of cluster nodes, or redis+sentinel://host:26379/mastername".into(),
+            Kind::RedisUri => "a URI such as redis://host:6379, rediss://user:password@host:6380/0, a comma-separated list of cluster nodes, or redis+sentinel://host:26379/mastername (rediss+sentinel:// for TLS)".into(),
         }
     }
 
@@ -69,7 +79,7 @@ impl Kind {
                 known.filter(|m| !m.is_empty()).map(|m| m.join(",")).ok_or(())
             }
             Kind::RedisUri => {
-                let known = ["redis://", "rediss://", "redis+unix://", "unix://", "redis+sentinel://"].iter().any(|s| value.starts_with(s));
+                let known = ["redis://", "rediss://", "redis+unix://", "unix://", "redis+sentinel://", "rediss+sentinel://"].iter().any(|s| value.starts_with(s));
                 let readable = korvet_storage_redis::topology::parse(value, None).is_ok();
                 (known && readable).then(|| value.to_string()).ok_or(())
             }
@@ -114,6 +124,8 @@ pub const SPECS: &[Spec] = &[
     spec("server.retention-check-interval", "KORVET_SERVER_RETENTION_CHECK_INTERVAL", "retention-check-interval", Some("5m"), Kind::Duration, "How often each broker applies retention and compaction to the partitions it leads (log.retention.check.interval.ms)."),
     spec("server.message-max-bytes", "KORVET_SERVER_MESSAGE_MAX_BYTES", "message-max-bytes", Some("1048588"), Kind::Int { min: 0, max: i32::MAX as i64 }, "Largest record batch accepted when a topic sets no max.message.bytes (message.max.bytes)."),
     spec("server.producer-id-expiration", "KORVET_SERVER_PRODUCER_ID_EXPIRATION", "producer-id-expiration", Some("1d"), Kind::Duration, "How long an idle idempotent producer's state is kept per partition (producer.id.expiration.ms)."),
+    spec("server.transaction-max-timeout", "KORVET_SERVER_TRANSACTION_MAX_TIMEOUT", "transaction-max-timeout", Some("15m"), Kind::Duration, "The longest transaction.timeout.ms a transactional producer may ask for (transaction.max.timeout.ms)."),
+    spec("server.transaction-timeout-check-interval", "KORVET_SERVER_TRANSACTION_TIMEOUT_CHECK_INTERVAL", "transaction-timeout-check-interval", Some("10s"), Kind::Duration, "How often each broker aborts the transactions it coordinates that are open past their timeout (transaction.abort.timed.out.transaction.cleanup.interval.ms)."),
     spec("server.runtime", "KORVET_RUNTIME", "runtime", Some("tokio"), Kind::Choice(&["tokio", "smol"]), "The async runtime: tokio, or smol (the successor of async-std)."),
     spec("server.shutdown-timeout", "KORVET_SERVER_SHUTDOWN_TIMEOUT", "shutdown-timeout", Some("10s"), Kind::Duration, "How long a stopping broker lets in-flight requests finish."),
     spec("redis.uri", "KORVET_REDIS_URI", "redis-uri", None, Kind::RedisUri, "Redis to keep all data in; without it korvet runs on an embedded in-memory store that loses everything on exit."),
@@ -200,7 +212,7 @@ impl Settings {
                     *value = spec.kind.check(value).map_err(|()| {
                         format!(
                             "invalid value {:?} for korvet.{} (from {}): expected {}",
-                            value,
+                            spec.kind.shown(value),
                             spec.key,
                             source.describe(spec),
                             spec.kind.allowed()
@@ -252,8 +264,7 @@ impl Settings {
             }
             let line = match self.values.get(spec.key) {
                 Some((value, source)) => {
-                    let shown = if matches!(spec.kind, Kind::Secret) { "\"*****\"".to_string() } else { yaml_scalar(value) };
-                    let shown = if matches!(spec.kind, Kind::RedisUri) { yaml_scalar(&crate::serve::redact(value)) } else { shown };
+                    let shown = yaml_scalar(&spec.kind.shown(value));
                     format!("    {leaf}: {shown}  # {}", source.describe(spec))
                 }
                 None => format!("    # {leaf}: (not set)"),
@@ -388,6 +399,9 @@ mod tests {
     fn bad_values_name_the_setting_the_source_and_what_is_allowed() {
         let err = Settings::resolve(given(&[("server.port", "70000", Source::Env)])).err().unwrap();
         assert_eq!(err, "invalid value \"70000\" for korvet.server.port (from environment variable KORVET_SERVER_PORT): expected a port number from 1 to 65535");
+        // A Redis URI korvet cannot read is shown without its password.
+        let err = Settings::resolve(given(&[("redis.uri", "redis-sentinel://user:hunter2@h:26379/m", Source::Env)])).err().unwrap();
+        assert!(err.contains("redis-sentinel://***@h:26379/m") && !err.contains("hunter2"), "{err}");
         let err = Settings::resolve(given(&[("server.rebalance-delay", "soon", Source::File)])).err().unwrap();
         assert!(err.contains("korvet.server.rebalance-delay") && err.contains("config file") && err.contains("500ms"), "{err}");
         let err = Settings::resolve(given(&[("log.format", "xml", Source::Flag)])).err().unwrap();

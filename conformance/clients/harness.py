@@ -118,7 +118,10 @@ class RedisCluster:
     `redis-cli --cluster create`. Offers what the suites use of `Redis`: `uri` (one node: korvet
     finds the others), `port` and `cli` (which follows redirections)."""
 
-    def __init__(self, masters=3, replicas=1):
+    def __init__(self, masters=3, replicas=1, certs=None, password=None):
+        """With `certs` (make_certs' function), the nodes speak only TLS, to clients and to each
+        other, and ask clients for certificates; with `password` they require it."""
+        self.certs, self.password = certs, password
         self.dir = tempfile.mkdtemp(prefix="korvet-cluster-")
         self.ports = []
         for _ in range(masters * (1 + replicas)):
@@ -126,24 +129,42 @@ class RedisCluster:
         self.procs = {}
         for port in self.ports:
             self.start_node(port)
-        created = subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
+        created = subprocess.run(self.redis_cli() + ["--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
                                  ["--cluster-replicas", str(replicas), "--cluster-yes"],
                                  capture_output=True, text=True, timeout=60)
         assert created.returncode == 0, f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}"
         self.wait_healthy()
 
+    def redis_cli(self):
+        """redis-cli with what it needs to reach these nodes."""
+        command = ["redis-cli"]
+        if self.certs:
+            c = self.certs
+            command += ["--tls", "--cacert", c("ca.pem"), "--cert", c("client.pem"), "--key", c("client.key")]
+        if self.password:
+            command += ["-a", self.password, "--no-auth-warning"]
+        return command
+
     def start_node(self, port):
         node_dir = os.path.join(self.dir, str(port))
         os.makedirs(node_dir, exist_ok=True)
+        listen = ["--port", str(port)]
+        if self.certs:
+            c = self.certs
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes", "--tls-replication", "yes",
+                      "--tls-cert-file", c("server.pem"), "--tls-key-file", c("server.key"), "--tls-ca-cert-file", c("ca.pem"),
+                      "--tls-auth-clients", "yes"]
+        if self.password:
+            listen += ["--requirepass", self.password, "--masterauth", self.password]
         self.procs[port] = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+            ["redis-server", *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
              "--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--cluster-config-file",
              os.path.join(node_dir, "nodes.conf"), "--dir", node_dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: port_open(port), 20, f"cluster node on port {port}")
 
     def node_cli(self, port, *args):
-        done = subprocess.run(["redis-cli", "-p", str(port)] + [str(a) for a in args],
+        done = subprocess.run(self.redis_cli() + ["-p", str(port)] + [str(a) for a in args],
                               capture_output=True, text=True, timeout=20)
         return done.stdout.strip()
 
@@ -171,11 +192,13 @@ class RedisCluster:
 
     @property
     def uri(self):
-        return f"redis://127.0.0.1:{self.ports[0]}"
+        scheme = "rediss" if self.certs else "redis"
+        login = f":{self.password}@" if self.password else ""
+        return f"{scheme}://{login}127.0.0.1:{self.ports[0]}"
 
     def cli(self, *args):
         """Runs one redis-cli command, following redirections, and returns its output."""
-        done = subprocess.run(["redis-cli", "-c", "-p", str(self.port)] + [str(a) for a in args],
+        done = subprocess.run(self.redis_cli() + ["-c", "-p", str(self.port)] + [str(a) for a in args],
                               capture_output=True, text=True, timeout=20, check=True)
         return done.stdout.strip()
 

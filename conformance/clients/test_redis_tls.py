@@ -1,6 +1,8 @@
 """korvet on a TLS-only Redis (`rediss://`) that requires a password, an ACL user and client
-certificates: every connection korvet makes (commands, reads, notifications) goes through TLS,
+certificates, on a TLS-only Redis Cluster and behind a TLS-only Sentinel: every connection korvet
+makes (commands, reads, notifications, cluster discovery, Sentinel queries) goes through TLS,
 trusting the CA of KORVET_REDIS_CA_FILE."""
+import os
 import shutil
 import subprocess
 import tempfile
@@ -9,7 +11,7 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from harness import Korvet, Redis, make_certs, port_open, wait_for
+from harness import Korvet, Redis, RedisCluster, free_port, make_certs, port_open, wait_for
 
 pytestmark = pytest.mark.standalone_redis
 
@@ -49,33 +51,85 @@ def tls_redis():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_korvet_keeps_its_data_in_a_tls_only_redis_with_an_acl_user_and_client_certificates(tls_redis):
-    c = tls_redis.certs
-    broker = Korvet(redis_uri=f"rediss://korvet:kpass@127.0.0.1:{tls_redis.port}", keyspace="tls", extra_env={
-        "KORVET_REDIS_CA_FILE": c("ca.pem"),
-        "KORVET_REDIS_CLIENT_CERT_FILE": c("client.pem"),
-        "KORVET_REDIS_CLIENT_KEY_FILE": c("client.key"),
+def tls_broker(uri, certs, keyspace):
+    """A broker on a TLS Redis, trusting the test CA and presenting the client certificate."""
+    return Korvet(redis_uri=uri, keyspace=keyspace, extra_env={
+        "KORVET_REDIS_CA_FILE": certs("ca.pem"),
+        "KORVET_REDIS_CLIENT_CERT_FILE": certs("client.pem"),
+        "KORVET_REDIS_CLIENT_KEY_FILE": certs("client.key"),
         "KORVET_SERVER_REBALANCE_DELAY": "200ms",
         "KORVET_SERVER_DEFAULT_PARTITIONS": "2",
     })
+
+
+def round_trip(broker, topic, count=200):
+    """Produces `count` records to two partitions and reads them back through a group."""
+    wait_for(broker.ready, 30, "readiness over TLS")
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(count):
+        producer.produce(topic, key=b"k%d" % (i % 7), value=b"v%d" % i, partition=i % 2)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"{topic}-readers", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(got) < count:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            got.append(msg.value())
+    consumer.close()
+    assert sorted(got) == sorted(b"v%d" % i for i in range(count))
+
+
+def test_korvet_keeps_its_data_in_a_tls_only_redis_with_an_acl_user_and_client_certificates(tls_redis):
+    broker = tls_broker(f"rediss://korvet:kpass@127.0.0.1:{tls_redis.port}", tls_redis.certs, "tls")
     try:
-        wait_for(broker.ready, 20, "readiness over TLS")
-        producer = Producer({"bootstrap.servers": broker.bootstrap})
-        for i in range(200):
-            producer.produce("over-tls", key=b"k%d" % (i % 7), value=b"v%d" % i, partition=i % 2)
-        assert producer.flush(30) == 0
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "tls-readers", "auto.offset.reset": "earliest"})
-        consumer.subscribe(["over-tls"])
-        got = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(got) < 200:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                got.append(msg.value())
-        consumer.close()
-        assert sorted(got) == sorted(b"v%d" % i for i in range(200))
+        round_trip(broker, "over-tls")
         lengths = [int(tls_redis.cli("XLEN", f"tls:stream:{{over-tls:{p}}}")) for p in (0, 1)]
         assert lengths == [100, 100]
         assert "kpass" not in broker.logs() and "rediss://***@127.0.0.1" in broker.logs()
     finally:
         broker.stop()
+
+
+def test_korvet_on_a_tls_only_redis_cluster_with_a_password_and_client_certificates(tls_redis):
+    cluster = RedisCluster(certs=tls_redis.certs, password="cpass")
+    broker = tls_broker(cluster.uri, tls_redis.certs, "tlscluster")
+    try:
+        round_trip(broker, "over-tls-cluster")
+        # Both partitions' streams hold their records, wherever the cluster put them.
+        lengths = [int(cluster.cli("XLEN", f"tlscluster:stream:{{over-tls-cluster:{p}}}")) for p in (0, 1)]
+        assert lengths == [100, 100]
+        assert "cpass" not in broker.logs()
+    finally:
+        broker.stop()
+        cluster.close()
+
+
+def test_korvet_behind_a_tls_only_sentinel(tls_redis):
+    """rediss+sentinel://: the Sentinel is asked over TLS (with the client certificate) and the
+    master it names is reached over TLS as the ACL user."""
+    c = tls_redis.certs
+    folder = tempfile.mkdtemp(prefix="korvet-tls-sentinel-")
+    port = free_port()
+    config = os.path.join(folder, "sentinel.conf")
+    with open(config, "w") as f:
+        f.write(f"port 0\ntls-port {port}\nbind 127.0.0.1\ndir {folder}\n"
+                f"tls-cert-file {c('server.pem')}\ntls-key-file {c('server.key')}\ntls-ca-cert-file {c('ca.pem')}\n"
+                f"tls-replication yes\nsentinel monitor tlsmaster 127.0.0.1 {tls_redis.port} 1\n"
+                f"sentinel auth-pass tlsmaster rpass\n")
+    sentinel = subprocess.Popen(["redis-server", config, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = None
+    try:
+        wait_for(lambda: port_open(port), 20, "the TLS Sentinel")
+        broker = tls_broker(f"rediss+sentinel://korvet:kpass@127.0.0.1:{port}/tlsmaster", c, "tlssentinel")
+        round_trip(broker, "over-tls-sentinel")
+        lengths = [int(tls_redis.cli("XLEN", f"tlssentinel:stream:{{over-tls-sentinel:{p}}}")) for p in (0, 1)]
+        assert lengths == [100, 100]
+        assert "kpass" not in broker.logs()
+    finally:
+        if broker:
+            broker.stop()
+        sentinel.kill()
+        sentinel.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)

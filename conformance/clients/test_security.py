@@ -189,6 +189,32 @@ def test_a_client_certificate_is_the_principal_on_the_ssl_listener(secured):
     assert outcomes[0] is not None and outcomes[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, outcomes
 
 
+def test_the_admin_commands_speak_ssl_and_sasl_ssl(secured):
+    ca = ["--ssl-ca-file", secured.certs("ca.pem")]
+    sasl_ssl = f"127.0.0.1:{secured.sasl_ssl_port}"
+    code, out, err = korvet_cli(sasl_ssl, "acls", "list", "--security-protocol", "SASL_SSL", *ca, user="admin")
+    assert code == 0, err
+    code, out, err = korvet_cli(sasl_ssl, "topics", "create", "admin-over-tls", "--partitions", "2", "--security-protocol", "SASL_SSL", *ca, user="admin")
+    assert code == 0, err
+    code, out, err = korvet_cli(sasl_ssl, "topics", "describe", "admin-over-tls", "--security-protocol", "SASL_SSL", *ca, user="admin")
+    assert code == 0 and "admin-over-tls" in out, (out, err)
+    # On the SSL listener the client certificate is the principal: carol may not describe ACLs.
+    ssl = f"127.0.0.1:{secured.ssl_port}"
+    identity = ["--ssl-cert-file", secured.certs("client.pem"), "--ssl-key-file", secured.certs("client.key")]
+    code, out, err = korvet_cli(ssl, "acls", "list", "--security-protocol", "SSL", *ca, *identity)
+    assert code == 1 and "ClusterAuthorizationFailed" in err, (code, out, err)
+    # A broker certificate from an unknown CA is refused, and so are flags that do not fit.
+    code, _, err = korvet_cli(ssl, "topics", "list", "--security-protocol", "SSL", "--ssl-ca-file", secured.certs("client.pem"))
+    assert code == 2 and "certificate" in err.lower(), err
+    code, _, err = korvet_cli(ssl, "topics", "list", "--security-protocol", "SSL", *ca, user="admin")
+    assert code == 2 and "SASL_PLAINTEXT or SASL_SSL" in err, err
+    code, _, err = korvet_cli(sasl_ssl, "topics", "list", "--security-protocol", "SASL_SSL", *ca)
+    assert code == 2 and "needs --sasl-username" in err, err
+    # Plain TCP to a TLS listener says what to do instead of hanging.
+    code, _, err = korvet_cli(ssl, "topics", "list")
+    assert code == 2 and "--security-protocol SSL or SASL_SSL" in err, err
+
+
 def test_acls_as_kafka_applies_them(secured):
     admin = create_topics(secured, "orders-eu", "orders-secret", "logs")
     # Through the admin client's CreateAcls, as kafka-acls sends it.

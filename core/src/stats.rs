@@ -58,6 +58,11 @@ pub struct Stats {
     pub storage_errors: u64,
     /// Failed authentications per mechanism (`PLAIN`, `SCRAM-SHA-256`, ..., `TLS`).
     pub authentication_failures: BTreeMap<&'static str, u64>,
+    /// Successful SASL authentications per mechanism, the first on each connection.
+    pub authentications: BTreeMap<&'static str, u64>,
+    /// Successful SASL re-authentications per mechanism (KIP-368: on an open connection whose
+    /// session was about to end).
+    pub reauthentications: BTreeMap<&'static str, u64>,
     /// The live brokers as this broker last learned them (itself included), sorted by id.
     pub live_brokers: Vec<crate::cluster::BrokerInfo>,
     /// Consumer groups this broker coordinates and holds in memory, with their state.

@@ -297,39 +297,30 @@ impl<R: Runtime> Acceptor<R> {
 
 /// Drives a server TLS handshake over the socket to its end.
 async fn tls_handshake<R: Runtime>(tls: &TlsAcceptor, reader: &mut R::Reader, writer: &mut R::Writer) -> io::Result<rustls::ServerConnection> {
-    let mut connection = tls.connection().map_err(io::Error::other)?;
+    let mut handshake = tls::Handshake::new(tls).map_err(io::Error::other)?;
     let mut buf = vec![0u8; 16 * 1024];
-    while connection.is_handshaking() {
-        let out = tls::drain(&mut connection)?;
+    loop {
+        let out = handshake.output()?;
         if !out.is_empty() {
             R::write_all(writer, &out).await?;
         }
-        if !connection.is_handshaking() {
-            break;
+        if handshake.is_done() {
+            return Ok(handshake.into_connection());
         }
-        if connection.wants_read() {
+        if handshake.wants_read() {
             let n = R::read(reader, &mut buf).await?;
             if n == 0 {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the client closed the connection during the TLS handshake"));
             }
-            let mut received = &buf[..n];
-            while !received.is_empty() {
-                connection.read_tls(&mut received)?;
-                if let Err(err) = connection.process_new_packets() {
-                    // Tell the client why (an alert) before giving up.
-                    if let Ok(alert) = tls::drain(&mut connection) {
-                        let _ = R::write_all(writer, &alert).await;
-                    }
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+            if let Err((err, alert)) = handshake.receive(&buf[..n]) {
+                // Tell the client why before giving up.
+                if !alert.is_empty() {
+                    let _ = R::write_all(writer, &alert).await;
                 }
+                return Err(err);
             }
         }
     }
-    let out = tls::drain(&mut connection)?;
-    if !out.is_empty() {
-        R::write_all(writer, &out).await?;
-    }
-    Ok(connection)
 }
 
 /// A TLS connection driven by a single task (the management server's), after its handshake:

@@ -5,10 +5,8 @@
 //! Certificates are read from PEM files and read again when they change ([`TlsAcceptor::reload`]),
 //! so that a rotated certificate is served to new connections without a restart.
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ServerConfig, ServerConnection};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -87,14 +85,9 @@ fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
 }
 
 fn server_config(files: &TlsFiles) -> Result<ServerConfig, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|err| format!("cannot read the certificate chain {}: {err}", files.cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no certificate", files.cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|err| format!("cannot read the private key {}: {err}", files.key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = korvet_tls::certificates(&files.cert)?;
+    let key = korvet_tls::private_key(&files.key)?;
+    let provider = korvet_tls::provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|err| format!("TLS: {err}"))?;
@@ -102,13 +95,7 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, String> {
         (ClientAuth::None, _) => builder.with_no_client_auth(),
         (_, None) => return Err("client authentication needs KORVET_TLS_CLIENT_CA_FILE".into()),
         (auth, Some(ca)) => {
-            let mut roots = RootCertStore::empty();
-            let cas = CertificateDer::pem_file_iter(ca)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|err| format!("cannot read the client CA {}: {err}", ca.display()))?;
-            for cert in cas {
-                roots.add(cert).map_err(|err| format!("client CA {}: {err}", ca.display()))?;
-            }
+            let roots = korvet_tls::roots(ca)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if auth == ClientAuth::Requested { verifier.allow_unauthenticated() } else { verifier };
             builder.with_client_cert_verifier(verifier.build().map_err(|err| format!("client CA {}: {err}", ca.display()))?)
@@ -119,11 +106,59 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, String> {
         .map_err(|err| format!("the certificate {} and key {} do not fit: {err}", files.cert.display(), files.key.display()))
 }
 
+/// A server handshake without I/O: the caller sends what [`Handshake::output`] returns and feeds
+/// what the client sends to [`Handshake::receive`], until [`Handshake::is_done`]. The listeners'
+/// tasks drive it over sockets; the `tls` fuzz target drives it with arbitrary bytes.
+pub struct Handshake {
+    connection: ServerConnection,
+}
+
+impl Handshake {
+    pub fn new(acceptor: &TlsAcceptor) -> Result<Self, rustls::Error> {
+        Ok(Handshake { connection: acceptor.connection()? })
+    }
+
+    /// What TLS has to send the client now (possibly nothing).
+    pub fn output(&mut self) -> io::Result<Vec<u8>> {
+        drain(&mut self.connection)
+    }
+
+    pub fn is_done(&self) -> bool {
+        !self.connection.is_handshaking()
+    }
+
+    pub fn wants_read(&self) -> bool {
+        self.connection.wants_read()
+    }
+
+    /// Takes bytes the client sent. On a failure, the error and the alert that tells the
+    /// client why (send it before closing).
+    pub fn receive(&mut self, mut received: &[u8]) -> Result<(), (io::Error, Vec<u8>)> {
+        while !received.is_empty() {
+            self.connection.read_tls(&mut received).map_err(|err| (err, Vec::new()))?;
+            if let Err(err) = self.connection.process_new_packets() {
+                let alert = drain(&mut self.connection).unwrap_or_default();
+                return Err((io::Error::new(io::ErrorKind::InvalidData, err), alert));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection, once the handshake is done.
+    pub fn into_connection(self) -> ServerConnection {
+        self.connection
+    }
+}
+
 /// The subject of the client's certificate as Kafka's default principal builder writes it
 /// (Java's RFC 2253 form: most specific name first, `CN=carol,OU=eng,O=acme,C=US`).
 pub fn certificate_subject(connection: &ServerConnection) -> Option<String> {
-    let der = connection.peer_certificates()?.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    subject_of(connection.peer_certificates()?.first()?.as_ref())
+}
+
+/// The subject of a DER certificate in RFC 2253 form, or None if it does not parse.
+pub fn subject_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let mut rdns: Vec<String> = cert
         .subject()
         .iter()

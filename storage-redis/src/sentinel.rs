@@ -2,7 +2,7 @@
 //! Sentinel-watched Redis asks the Sentinels first, so a connection opened again after a
 //! failover (see [`crate::connection`]) reaches the promoted replica.
 
-use redis::{ConnectionAddr, ConnectionInfo, RedisError};
+use redis::{ConnectionInfo, RedisError};
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -17,13 +17,14 @@ pub struct SentinelSource {
 
 impl SentinelSource {
     fn sentinel_info(&self, host: &str, port: u16) -> ConnectionInfo {
-        // Sentinels are asked without the master's credentials or database.
-        self.template.clone().set_addr(ConnectionAddr::Tcp(host.to_string(), port)).set_redis_settings(redis::RedisConnectionInfo::default())
+        // Sentinels are asked without the master's credentials or database, over TLS when the
+        // master is.
+        crate::topology::at_address(&self.template, host.to_string(), port).set_redis_settings(redis::RedisConnectionInfo::default())
     }
 
     fn master_at(&self, reply: Option<(String, u16)>) -> Result<ConnectionInfo, RedisError> {
         let (host, port) = reply.ok_or_else(|| RedisError::from((redis::ErrorKind::MasterNameNotFoundBySentinel, "Sentinel knows no master named", self.master.clone())))?;
-        Ok(self.template.clone().set_addr(ConnectionAddr::Tcp(host, port)))
+        Ok(crate::topology::at_address(&self.template, host, port))
     }
 
     /// The master's connection settings, from the first Sentinel that answers.

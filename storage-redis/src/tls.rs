@@ -5,8 +5,6 @@
 use crate::topology::Deployment;
 use crate::RedisOptions;
 use redis::{ClientTlsConfig, ConnectionAddr, ConnectionInfo, RedisError, TlsCertificates};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
 
 fn invalid(message: String) -> RedisError {
@@ -57,34 +55,7 @@ pub fn read_config(options: &RedisOptions, deployment: &Deployment) -> Result<Op
     if !uses_tls {
         return Ok(None);
     }
-    let mut roots = rustls::RootCertStore::empty();
-    match &options.ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path).map_err(|err| invalid(format!("{}: {err}", path.display())))? {
-                let cert = cert.map_err(|err| invalid(format!("{}: {err}", path.display())))?;
-                roots.add(cert).map_err(|err| invalid(format!("{}: {err}", path.display())))?;
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| invalid(err.to_string()))?
-        .with_root_certificates(roots);
-    let config = match &options.client_cert {
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|err| invalid(format!("{}: {err}", cert.display())))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|err| invalid(format!("{}: {err}", key.display())))?;
-            builder.with_client_auth_cert(chain, key).map_err(|err| invalid(err.to_string()))?
-        }
-        None => builder.with_no_client_auth(),
-    };
+    let identity = options.client_cert.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+    let config = korvet_tls::client_config(options.ca_file.as_deref(), identity).map_err(invalid)?;
     Ok(Some(Arc::new(config)))
 }

@@ -1,12 +1,32 @@
 //! What `KORVET_REDIS_URI` names: one Redis server, a Redis Cluster (any of its nodes, or a
 //! comma-separated list of seed nodes), or a master watched by Redis Sentinel
-//! (`redis+sentinel://host:26379[,host2:26379]/mastername[/db]`).
+//! (`redis+sentinel://host:26379[,host2:26379]/mastername[/db]`, or `rediss+sentinel://` to
+//! reach the Sentinels and the master over TLS).
 //!
 //! Whether a server is a cluster node is asked of the server itself (`INFO cluster`), so the
 //! same URI works whichever way Redis is deployed.
 
-use redis::{ConnectionInfo, RedisError};
+use redis::{ConnectionAddr, ConnectionInfo, RedisError};
 use std::time::Duration;
+
+/// `info` with its address moved to `host:port`: another cluster node, or the master Sentinel
+/// names. TLS, with its certificates, stays as `info` had it, since every node of a deployment
+/// speaks the same protocol (a node listening only for TLS resets a plaintext connection).
+pub fn at_address(info: &ConnectionInfo, host: String, port: u16) -> ConnectionInfo {
+    let addr = match info.addr() {
+        ConnectionAddr::TcpTls { insecure, tls_params, .. } => ConnectionAddr::TcpTls { host, port, insecure: *insecure, tls_params: tls_params.clone() },
+        _ => ConnectionAddr::Tcp(host, port),
+    };
+    info.clone().set_addr(addr)
+}
+
+/// The host of a TCP address, with or without TLS.
+pub fn host_of(info: &ConnectionInfo) -> Option<&str> {
+    match info.addr() {
+        ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => Some(host),
+        _ => None,
+    }
+}
 
 /// The Redis deployment behind the URI.
 #[derive(Clone, Debug)]
@@ -24,7 +44,8 @@ pub enum Deployment {
 /// and credentials (`redis://:secret@a:7000,b:7001`), which they then share with the first.
 pub fn parse(uri: &str, password: Option<&str>) -> Result<Deployment, RedisError> {
     let invalid = |why: String| RedisError::from((redis::ErrorKind::InvalidClientConfig, "invalid Redis URI", why));
-    if let Some(rest) = uri.strip_prefix("redis+sentinel://") {
+    let sentinel = uri.strip_prefix("redis+sentinel://").map(|rest| ("redis", rest)).or_else(|| uri.strip_prefix("rediss+sentinel://").map(|rest| ("rediss", rest)));
+    if let Some((scheme, rest)) = sentinel {
         let (userinfo, rest) = match rest.rsplit_once('@') {
             Some((userinfo, rest)) => (Some(userinfo), rest),
             None => (None, rest),
@@ -45,7 +66,8 @@ pub fn parse(uri: &str, password: Option<&str>) -> Result<Deployment, RedisError
             return Err(invalid("the Sentinel URI names no Sentinel".into()));
         }
         let credentials = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
-        let template = with_password(format!("redis://{credentials}{}:{}/{db}", sentinels[0].0, sentinels[0].1).as_str().parse()?, password);
+        // With rediss+sentinel:// the Sentinels and the master are both reached over TLS.
+        let template = with_password(format!("{scheme}://{credentials}{}:{}/{db}", sentinels[0].0, sentinels[0].1).as_str().parse()?, password);
         return Ok(Deployment::Sentinel { sentinels, master, template });
     }
     let mut pieces = uri.split(',').map(str::trim).filter(|p| !p.is_empty());
@@ -130,6 +152,8 @@ mod tests {
         assert_eq!(master, "mymaster");
         assert_eq!(template.redis_settings().db(), 3);
         assert_eq!(template.redis_settings().password(), Some("pw"));
+        let Deployment::Sentinel { template, .. } = parse("rediss+sentinel://s1:26379/mymaster", None).unwrap() else { panic!() };
+        assert!(matches!(template.addr(), ConnectionAddr::TcpTls { .. }), "rediss+sentinel:// reaches both over TLS");
         assert!(parse("redis+sentinel://s1:26379", None).is_err());
         assert!(parse("redis+sentinel://s1:26379/", None).is_err());
     }

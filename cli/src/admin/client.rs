@@ -1,12 +1,14 @@
-//! A small blocking Kafka client for the admin commands: one request at a time over plain TCP,
+//! A small blocking Kafka client for the admin commands: one request at a time over TCP or TLS,
 //! encoded with kafka-protocol, to the bootstrap broker, a chosen broker or a group's
-//! coordinator.
+//! coordinator, logged in with SASL/PLAIN when the listener asks for SASL.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,24 +54,69 @@ pub fn describe_error(code: i16, message: Option<&StrBytes>) -> String {
     }
 }
 
+/// The bytes to and from one broker: plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => stream.read(buf),
+            Stream::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => stream.write(buf),
+            Stream::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(stream) => stream.flush(),
+            Stream::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     address: String,
     correlation: i32,
 }
 
-/// A user and password to authenticate with (SASL/PLAIN) on a SASL_PLAINTEXT listener.
+/// A user and password to authenticate with (SASL/PLAIN) on a SASL_PLAINTEXT or SASL_SSL listener.
 #[derive(Clone, Debug)]
 pub struct Login {
     pub user: String,
     pub password: String,
 }
 
+/// How to reach the listener: TLS with this client configuration (SSL, SASL_SSL) or not, and
+/// a SASL login (SASL_PLAINTEXT, SASL_SSL) or not.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub login: Option<Login>,
+}
+
+/// The host part of `host:port` (`[::1]:9093` gives `::1`), which the broker's certificate must name.
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 impl Connection {
-    /// Connects, and authenticates with `login` when one is given.
-    fn open(address: &str, login: Option<&Login>) -> Result<Connection> {
-        let mut connection = Self::connect(address)?;
-        if let Some(login) = login {
+    /// Connects, over TLS when configured, and authenticates when a login is given.
+    fn open(address: &str, security: &Security) -> Result<Connection> {
+        let mut connection = Self::connect(address, security.tls.as_ref())?;
+        if let Some(login) = &security.login {
             connection.authenticate(login)?;
         }
         Ok(connection)
@@ -95,7 +142,7 @@ impl Connection {
         Ok(())
     }
 
-    fn connect(address: &str) -> Result<Connection> {
+    fn connect(address: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<Connection> {
         let addrs = std::net::ToSocketAddrs::to_socket_addrs(address).map_err(|e| AdminError::io(format!("cannot resolve {address}: {e}")))?;
         let mut last = None;
         for addr in addrs {
@@ -103,6 +150,15 @@ impl Connection {
                 Ok(stream) => {
                     stream.set_read_timeout(Some(TIMEOUT)).ok();
                     stream.set_write_timeout(Some(TIMEOUT)).ok();
+                    let stream = match tls {
+                        None => Stream::Plain(stream),
+                        Some(config) => {
+                            let name = rustls::pki_types::ServerName::try_from(host_of(address).to_string())
+                                .map_err(|e| AdminError::io(format!("{address}: not a name TLS can check: {e}")))?;
+                            let tls = rustls::ClientConnection::new(config.clone(), name).map_err(|e| AdminError::io(format!("{address}: {e}")))?;
+                            Stream::Tls(Box::new(rustls::StreamOwned::new(tls, stream)))
+                        }
+                    };
                     return Ok(Connection { stream, address: address.to_string(), correlation: 0 });
                 }
                 Err(err) => last = Some(err),
@@ -129,11 +185,16 @@ impl Connection {
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => AdminError::io(format!(
-                "{} closed the connection (a SASL listener does so before authentication: give --sasl-username and --sasl-password)",
+                "{} closed the connection (a SASL listener does so before authentication: give --sasl-username and --sasl-password; a TLS listener needs --security-protocol SSL or SASL_SSL)",
                 self.address
             )),
             _ => AdminError::io(format!("{}: {e}", self.address)),
         })?;
+        // A TLS listener answers a plaintext request with an alert record: content type 21,
+        // then the protocol version 3.x.
+        if matches!(self.stream, Stream::Plain(_)) && size[0] == 21 && size[1] == 3 {
+            return Err(AdminError::io(format!("{} answered with TLS: it needs --security-protocol SSL or SASL_SSL", self.address)));
+        }
         let size = i32::from_be_bytes(size);
         if size < 0 || size as usize > MAX_RESPONSE {
             return Err(AdminError::io(format!("{}: implausible response size {size}", self.address)));
@@ -170,21 +231,26 @@ pub mod versions {
     pub const OFFSET_FETCH: i16 = 8;
     pub const OFFSET_COMMIT: i16 = 8;
     pub const DELETE_RECORDS: i16 = 2;
+    pub const PRODUCE: i16 = 8;
+    pub const FETCH: i16 = 11;
 }
 
 /// A connection to the cluster through its bootstrap servers.
 pub struct Admin {
     bootstrap: Connection,
-    login: Option<Login>,
+    security: Security,
+    /// Connections to other brokers, by address, reused by `call_at` (the consumer fetches from
+    /// the same leaders again and again).
+    others: HashMap<String, Connection>,
 }
 
 impl Admin {
     /// Connects to the first reachable of the comma-separated `bootstrap` servers.
-    pub fn connect(bootstrap: &str, login: Option<Login>) -> Result<Admin> {
+    pub fn connect(bootstrap: &str, security: Security) -> Result<Admin> {
         let mut last = AdminError::io("no bootstrap server given");
         for address in bootstrap.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            match Connection::open(address, login.as_ref()) {
-                Ok(bootstrap) => return Ok(Admin { bootstrap, login }),
+            match Connection::open(address, &security) {
+                Ok(bootstrap) => return Ok(Admin { bootstrap, security, others: HashMap::new() }),
                 Err(err) => last = err,
             }
         }
@@ -197,7 +263,16 @@ impl Admin {
 
     /// Sends to another broker, by address.
     pub fn call_at(&mut self, address: &str, request: RequestKind, key: ApiKey, version: i16) -> Result<ResponseKind> {
-        Connection::open(address, self.login.as_ref())?.call(request, key, version)
+        if !self.others.contains_key(address) {
+            self.others.insert(address.to_string(), Connection::open(address, &self.security)?);
+        }
+        let connection = self.others.get_mut(address).expect("inserted above");
+        let answer = connection.call(request, key, version);
+        if answer.is_err() {
+            // The stream may be mid-frame: the next call opens a new one.
+            self.others.remove(address);
+        }
+        answer
     }
 
     /// Metadata of the given topics, or of all of them.
@@ -212,6 +287,22 @@ impl Admin {
             ResponseKind::Metadata(response) => Ok(response),
             _ => Err(AdminError::io("unexpected response to Metadata")),
         }
+    }
+
+    /// The address of each partition's leader, by partition, for one topic.
+    pub fn partition_leaders(&mut self, topic: &str) -> Result<Vec<String>> {
+        let metadata = self.metadata(Some(&[topic.to_string()]))?;
+        let brokers: HashMap<i32, String> = metadata.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
+        let described = metadata.topics.first().ok_or_else(|| AdminError::io("empty Metadata response"))?;
+        if described.error_code != 0 {
+            return Err(AdminError::refused(format!("topic {topic}: {}", error_name(described.error_code))));
+        }
+        let mut partitions: Vec<_> = described.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
+        partitions.sort();
+        partitions
+            .into_iter()
+            .map(|(p, leader)| brokers.get(&leader).cloned().ok_or_else(|| AdminError::refused(format!("partition {p} of {topic} has no leader"))))
+            .collect()
     }
 
     /// The address of the broker coordinating `group`.
@@ -229,7 +320,13 @@ impl Admin {
 
     /// Earliest (`-2`) or latest (`-1`) offsets of every partition of `topic` with `partitions`.
     pub fn offsets(&mut self, topic: &str, partitions: i32, timestamp: i64) -> Result<Vec<i64>> {
-        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+        self.offsets_isolated(topic, partitions, timestamp, 0)
+    }
+
+    /// As [`Admin::offsets`], the latest being the last stable offset with `isolation_level` 1
+    /// (read_committed: where an open transaction holds readers back).
+    pub fn offsets_isolated(&mut self, topic: &str, partitions: i32, timestamp: i64, isolation_level: i8) -> Result<Vec<i64>> {
+        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(isolation_level).with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partitions(
                 (0..partitions).map(|p| list_offsets_request::ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp)).collect(),
@@ -276,4 +373,16 @@ pub fn assigned_partitions(assignment: &[u8]) -> Vec<(String, i32)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_name_tls_checks_is_the_host_of_the_address() {
+        assert_eq!(host_of("broker1.example.com:9093"), "broker1.example.com");
+        assert_eq!(host_of("127.0.0.1:9093"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:9093"), "::1");
+    }
 }

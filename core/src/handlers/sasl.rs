@@ -115,6 +115,11 @@ impl Authenticate {
             let reason = format!("re-authentication as {principal} on a connection of {}", connection.session.principal);
             return self.fail(cx, mechanism.name(), Some(user.to_string()), reason);
         }
+        let counts = match connection.session.authentication {
+            Authentication::Sasl(_) => &mut cx.stats.reauthentications,
+            _ => &mut cx.stats.authentications,
+        };
+        *counts.entry(mechanism.name()).or_default() += 1;
         let lifetime = match (cx.config.sasl.max_reauth_ms, credential_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
