@@ -48,6 +48,20 @@ enum Command {
         #[command(subcommand)]
         command: admin::acls::AclsCommand,
     },
+    /// Send each line of standard input to a topic as a record (kafka-console-producer).
+    Produce {
+        #[command(flatten)]
+        connect: admin::Connect,
+        #[command(flatten)]
+        args: admin::produce::ProduceArgs,
+    },
+    /// Print a topic's records as they arrive (kafka-console-consumer, without a group).
+    Consume {
+        #[command(flatten)]
+        connect: admin::Connect,
+        #[command(flatten)]
+        args: admin::consume::ConsumeArgs,
+    },
     /// Manage the SCRAM users SASL authenticates against.
     Users {
         #[command(flatten)]
@@ -65,6 +79,8 @@ fn main() {
         Command::Groups { connect, command } => admin::run(&connect, |a| admin::groups::run(a, command)),
         Command::Acls { connect, command } => admin::run(&connect, |a| admin::acls::run(a, command)),
         Command::Users { connect, command } => admin::run(&connect, |a| admin::users::run(a, command)),
+        Command::Produce { connect, args } => admin::run(&connect, |a| admin::produce::run(a, args)),
+        Command::Consume { connect, args } => admin::run(&connect, |a| admin::consume::run(a, args)),
     };
     std::process::exit(code);
 }

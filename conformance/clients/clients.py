@@ -186,6 +186,11 @@ def kafkajs_consume(bootstrap, topic, partitions, count):
     return _node("consume", bootstrap, topic, str(partitions), str(count))
 
 
+def kafkajs_transactions(bootstrap, topic, transactional_id):
+    """kafkajs commits five records and aborts three; returns what its read_committed consumer read."""
+    return _node("transactions", bootstrap, topic, transactional_id)
+
+
 # ---------------------------------------------------------------- Rust rdkafka crate
 
 def _rdkafka(*args):

@@ -56,9 +56,10 @@ def _call(address, api_key, version, body, timeout=10):
         return _read_frame(sock)
 
 
-def find_coordinator(address, group):
-    """FindCoordinator v1 for a group; returns (error code, node id, "host:port")."""
-    frame = _call(address, 10, 1, _string(group) + struct.pack(">b", 0))
+def find_coordinator(address, group, key_type=0):
+    """FindCoordinator v1 for a group (or, with key_type 1, a transactional id); returns (error
+    code, node id, "host:port")."""
+    frame = _call(address, 10, 1, _string(group) + struct.pack(">b", key_type))
     pos = 4 + 4
     (error,) = struct.unpack_from(">h", frame, pos)
     pos += 2

@@ -1,5 +1,6 @@
-"""`korvet topics ...` and `korvet groups ...` against running brokers: readable tables, exit code 0
-on success, 1 when the cluster refuses, 2 when it cannot be reached."""
+"""`korvet topics ...`, `korvet groups ...`, `korvet produce` and `korvet consume` against running
+brokers: readable tables, exit code 0 on success, 1 when the cluster refuses, 2 when it cannot be
+reached."""
 import subprocess
 import time
 
@@ -8,9 +9,9 @@ from confluent_kafka import Consumer, Producer
 from harness import KORVET_BIN, Cluster, wait_for
 
 
-def korvet_cli(broker, *args):
+def korvet_cli(broker, *args, stdin=None):
     bootstrap = broker if isinstance(broker, str) else broker.bootstrap
-    done = subprocess.run([KORVET_BIN, *args, "--bootstrap-server", bootstrap], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([KORVET_BIN, *args, "--bootstrap-server", bootstrap], capture_output=True, text=True, timeout=60, input=stdin)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -115,6 +116,90 @@ def test_groups_list_asks_every_broker(redis):
         assert sorted(r[0] for r in rows(out)[1:] if r[0].startswith("team-")) == groups
     finally:
         cluster.close()
+
+
+def test_kafka_tools_flags(korvet):
+    """The flags users know from kafka-topics and kafka-consumer-groups."""
+    broker = korvet
+    code, out, err = korvet_cli(broker, "topics", "create", "cli-flags", "--partitions", "3", "--replication-factor", "1")
+    assert (code, out) == (0, "Created topic cli-flags with 3 partitions.\n"), err
+    code, out, _ = korvet_cli(broker, "topics", "create", "cli-flags", "--if-not-exists")
+    assert (code, out) == (0, "Topic cli-flags exists already.\n")
+    code, _, err = korvet_cli(broker, "topics", "create", "cli-flags-rf", "--replication-factor", "3")
+    assert code == 1 and "InvalidReplicationFactor" in err and "only 1 broker(s)" in err, err
+    code, out, _ = korvet_cli(broker, "topics", "describe")
+    assert code == 0 and "Topic: cli-flags " in out, "describe without a topic describes every topic"
+    code, out, _ = korvet_cli(broker, "topics", "delete", "cli-never-made", "--if-exists")
+    assert (code, out) == (0, "Topic cli-never-made does not exist.\n")
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(30):
+        producer.produce("cli-flags", value=b"%d" % i, partition=i % 3, timestamp=1_000_000 + i * 1000)
+    assert producer.flush(30) == 0
+    group = "cli-flag-readers"
+    code, out, err = korvet_cli(broker, "groups", "reset-offsets", group, "--topic", "cli-flags:0,2", "--to-offset", "4", "--execute")
+    assert code == 0, err
+    assert sorted(r[2:] for r in rows(out)[1:] if r[0] == group) == [["0", "4"], ["2", "4"]], out
+    code, out, _ = korvet_cli(broker, "groups", "reset-offsets", group, "--all-topics", "--shift-by", "-3", "--execute")
+    assert code == 0 and sorted(r[2:] for r in rows(out)[1:] if r[0] == group) == [["0", "1"], ["2", "1"]], out
+    code, out, _ = korvet_cli(broker, "groups", "reset-offsets", group, "--all-topics", "--shift-by", "100")
+    assert code == 0 and sorted(r[2:] for r in rows(out)[1:] if r[0] == group) == [["0", "10"], ["2", "10"]], "clamped to the end"
+    code, _, err = korvet_cli(broker, "groups", "reset-offsets", group, "--topic", "cli-flags", "--shift-by", "1")
+    assert code == 1 and "no committed offset" in err and "cli-flags:1" in err, err
+    # Partition 1 holds records at 1001 s, 1004 s, ...: the first at or after 1010 s is its fourth (offset 3).
+    code, out, err = korvet_cli(broker, "groups", "reset-offsets", group, "--topic", "cli-flags:1", "--to-datetime", "1970-01-01T00:16:50.000",
+                                "--execute")
+    assert code == 0 and [group, "cli-flags", "1", "3"] in rows(out), out + err
+    code, out, _ = korvet_cli(broker, "groups", "reset-offsets", group, "--topic", "cli-flags:1", "--to-datetime", "2100-01-01T00:00:00Z")
+    assert [group, "cli-flags", "1", "10"] in rows(out), "no record that late: the end"
+    code, _, err = korvet_cli(broker, "groups", "reset-offsets", group, "--topic", "cli-flags:7", "--to-earliest")
+    assert code == 1 and "no partition 7" in err
+    code, _, err = korvet_cli(broker, "groups", "reset-offsets", group, "--topic", "cli-flags", "--to-datetime", "yesterday")
+    assert code == 2 and "--to-datetime" in err
+
+
+def test_produce_and_consume(korvet):
+    broker = korvet
+    korvet_cli(broker, "topics", "create", "cli-lines", "--partitions", "4")
+    code, out, err = korvet_cli(broker, "produce", "cli-lines", "--key-separator", ":", "--header", "source=cli",
+                                stdin="".join(f"user-{i % 5}:event {i}\n" for i in range(40)))
+    assert (code, out) == (0, "Produced 40 records to cli-lines.\n"), err
+
+    code, out, err = korvet_cli(broker, "consume", "cli-lines", "--from-beginning", "--max-messages", "40", "--print-key",
+                                "--print-headers", "--print-offset")
+    assert code == 0 and "Processed a total of 40 messages" in err, err
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert sorted(line[3] for line in lines) == sorted(f"event {i}" for i in range(40))
+    assert all(line[1] == "source:cli" for line in lines)
+    partition_of_key = {}
+    for position, _, key, _ in lines:
+        partition_of_key.setdefault(key, set()).add(position.split(":")[0])
+    assert all(len(p) == 1 for p in partition_of_key.values()), "each key on one partition"
+
+    # A Java or librdkafka producer (murmur2) puts each key on the partition korvet produce chose.
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "cli-lines-check", "auto.offset.reset": "earliest"})
+    consumer.subscribe(["cli-lines"])
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "partitioner": "murmur2_random"})
+    for key in partition_of_key:
+        producer.produce("cli-lines", key=key.encode(), value=b"check")
+    assert producer.flush(30) == 0
+    checked = {}
+    deadline = time.monotonic() + 30
+    while len(checked) < len(partition_of_key) and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error() and msg.value() == b"check":
+            checked[msg.key().decode()] = str(msg.partition())
+    consumer.close()
+    assert checked == {key: partitions.pop() for key, partitions in partition_of_key.items()}
+
+    code, out, err = korvet_cli(broker, "consume", "cli-lines", "--partition", "0", "--offset", "2", "--timeout", "1s")
+    assert code == 0 and "Processed a total of" in err and len(out.splitlines()) >= 1, err
+    code, out, err = korvet_cli(broker, "consume", "cli-lines", "--timeout", "1s")
+    assert (code, out) == (0, ""), "from the end, nothing"
+    code, _, err = korvet_cli(broker, "produce", "cli-lines", "--partition", "9", stdin="x\n")
+    assert code == 1 and "no partition 9" in err
+    code, _, err = korvet_cli(broker, "consume", "cli-missing", "--timeout", "1s")
+    assert code == 1 and "UnknownTopicOrPartition" in err
 
 
 def test_unreachable_cluster_exits_2():

@@ -18,19 +18,31 @@ pub enum GroupsCommand {
         #[arg(required = true)]
         groups: Vec<String>,
     },
-    /// Move a group's committed offsets for a topic (the group must have no members). Shows the
-    /// plan; `--execute` applies it.
-    #[command(group(ArgGroup::new("target").required(true).args(["to_earliest", "to_latest", "to_offset"])))]
+    /// Move a group's committed offsets (the group must have no members). Shows the plan;
+    /// `--execute` applies it.
+    #[command(group(ArgGroup::new("target").required(true).args(["to_earliest", "to_latest", "to_offset", "to_datetime", "shift_by"])))]
+    #[command(group(ArgGroup::new("selection").required(true).args(["topic", "all_topics"])))]
     ResetOffsets {
         group: String,
+        /// A topic, or some of its partitions as `topic:0,2`; repeatable.
+        #[arg(long, value_name = "TOPIC[:PARTITIONS]")]
+        topic: Vec<String>,
+        /// Every partition the group has committed offsets for.
         #[arg(long)]
-        topic: String,
+        all_topics: bool,
         #[arg(long)]
         to_earliest: bool,
         #[arg(long)]
         to_latest: bool,
         #[arg(long, value_name = "OFFSET")]
         to_offset: Option<i64>,
+        /// The first offset whose record is at or after this time, e.g. `2026-12-01T10:00:00.000`
+        /// (UTC; a trailing `Z` is accepted); the end where no record is that late.
+        #[arg(long, value_name = "DATETIME")]
+        to_datetime: Option<String>,
+        /// Move each committed offset by this many records (negative: back).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        shift_by: Option<i64>,
         /// Commit the new offsets (without it, only show them).
         #[arg(long)]
         execute: bool,
@@ -46,14 +58,17 @@ pub fn run(admin: &mut Admin, command: GroupsCommand) -> Result<String> {
         GroupsCommand::List => list(admin),
         GroupsCommand::Describe { group } => describe(admin, &group),
         GroupsCommand::Delete { groups } => delete(admin, &groups),
-        GroupsCommand::ResetOffsets { group, topic, to_earliest, to_latest, to_offset, execute } => {
-            let target = match (to_earliest, to_latest, to_offset) {
-                (true, _, _) => Target::Earliest,
-                (_, true, _) => Target::Latest,
-                (_, _, Some(offset)) => Target::Offset(offset),
+        GroupsCommand::ResetOffsets { group, topic, all_topics, to_earliest, to_latest, to_offset, to_datetime, shift_by, execute } => {
+            let target = match (to_earliest, to_latest, to_offset, to_datetime, shift_by) {
+                (true, ..) => Target::Earliest,
+                (_, true, ..) => Target::Latest,
+                (_, _, Some(offset), ..) => Target::Offset(offset),
+                (_, _, _, Some(datetime), _) => Target::Timestamp(parse_datetime(&datetime)?),
+                (.., Some(shift)) => Target::ShiftBy(shift),
                 _ => unreachable!("clap requires one target"),
             };
-            reset_offsets(admin, &group, &topic, target, execute)
+            let selection = if all_topics { Selection::AllTopics } else { Selection::Topics(topic.iter().map(|t| parse_selection(t)).collect::<Result<_>>()?) };
+            reset_offsets(admin, &group, selection, target, execute)
         }
     }
 }
@@ -152,7 +167,8 @@ fn describe(admin: &mut Admin, group: &str) -> Result<String> {
     let mut starts: HashMap<String, Vec<i64>> = HashMap::new();
     for topic in topics {
         let count = counts.get(&topic).copied().unwrap_or(0);
-        ends.insert(topic.clone(), admin.offsets(&topic, count, -1)?);
+        // Lag counts up to the last stable offset, the end a read_committed consumer reaches.
+        ends.insert(topic.clone(), admin.offsets_isolated(&topic, count, -1, 1)?);
         starts.insert(topic.clone(), admin.offsets(&topic, count, -2)?);
     }
     let mut out = format!(
@@ -216,9 +232,39 @@ enum Target {
     Earliest,
     Latest,
     Offset(i64),
+    /// Milliseconds since the epoch.
+    Timestamp(i64),
+    ShiftBy(i64),
 }
 
-fn reset_offsets(admin: &mut Admin, group: &str, topic: &str, target: Target, execute: bool) -> Result<String> {
+/// Which partitions a reset moves.
+enum Selection {
+    /// Topics, each with its chosen partitions (None: all of them).
+    Topics(Vec<(String, Option<Vec<i32>>)>),
+    AllTopics,
+}
+
+/// `orders` or `orders:0,2`, as kafka-consumer-groups takes them.
+fn parse_selection(spec: &str) -> Result<(String, Option<Vec<i32>>)> {
+    let Some((topic, partitions)) = spec.rsplit_once(':') else { return Ok((spec.to_string(), None)) };
+    let partitions = partitions
+        .split(',')
+        .map(|p| p.trim().parse::<i32>().ok().filter(|p| *p >= 0))
+        .collect::<Option<Vec<i32>>>()
+        .ok_or_else(|| AdminError { message: format!("--topic wants TOPIC or TOPIC:0,1,..., not {spec:?}"), exit_code: 2 })?;
+    Ok((topic.to_string(), Some(partitions)))
+}
+
+/// Kafka's `--to-datetime` form, `YYYY-MM-DDTHH:mm:SS[.sss]`, read as UTC (with or without `Z`).
+fn parse_datetime(text: &str) -> Result<i64> {
+    let utc = if text.ends_with('Z') { text.to_string() } else { format!("{text}Z") };
+    let time = humantime::parse_rfc3339_weak(&utc)
+        .map_err(|e| AdminError { message: format!("--to-datetime wants YYYY-MM-DDTHH:mm:SS.sss, not {text:?}: {e}"), exit_code: 2 })?;
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).map_err(|_| AdminError { message: format!("{text} is before 1970"), exit_code: 2 })?;
+    Ok(since_epoch.as_millis() as i64)
+}
+
+fn reset_offsets(admin: &mut Admin, group: &str, selection: Selection, target: Target, execute: bool) -> Result<String> {
     let (coordinator, described) = describe_group(admin, group)?;
     if !described.members.is_empty() {
         return Err(AdminError::refused(format!(
@@ -227,52 +273,112 @@ fn reset_offsets(admin: &mut Admin, group: &str, topic: &str, target: Target, ex
             described.group_state.as_str()
         )));
     }
-    let count = partition_counts(admin, vec![topic.to_string()])?
-        .get(topic)
-        .copied()
-        .ok_or_else(|| AdminError::refused(format!("topic {topic} does not exist")))?;
-    let earliest = admin.offsets(topic, count, -2)?;
-    let latest = admin.offsets(topic, count, -1)?;
-    let new_offsets: Vec<i64> = (0..count as usize)
-        .map(|p| match target {
-            Target::Earliest => earliest[p],
-            Target::Latest => latest[p],
+    let commits = committed(admin, group)?;
+    let chosen: Vec<(String, Option<Vec<i32>>)> = match selection {
+        Selection::Topics(topics) => topics,
+        // The partitions the group has committed offsets for, as kafka-consumer-groups takes them.
+        Selection::AllTopics => {
+            let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for (topic, partition) in commits.keys() {
+                topics.entry(topic.clone()).or_default().push(*partition);
+            }
+            if topics.is_empty() {
+                return Err(AdminError::refused(format!("group {group} has no committed offsets: name the topics with --topic")));
+            }
+            topics.into_iter().map(|(t, partitions)| (t, Some(partitions))).collect()
+        }
+    };
+    let counts = partition_counts(admin, chosen.iter().map(|(t, _)| t.clone()).collect())?;
+    let mut plan: Vec<(String, i32, i64)> = Vec::new();
+    for (topic, partitions) in chosen {
+        let count = counts.get(&topic).copied().ok_or_else(|| AdminError::refused(format!("topic {topic} does not exist")))?;
+        let partitions = partitions.unwrap_or_else(|| (0..count).collect());
+        if let Some(missing) = partitions.iter().find(|&&p| p >= count) {
+            return Err(AdminError::refused(format!("topic {topic} has no partition {missing} (it has {count})")));
+        }
+        let earliest = admin.offsets(&topic, count, -2)?;
+        let latest = admin.offsets(&topic, count, -1)?;
+        let by_time = match target {
+            Target::Timestamp(ms) => Some(admin.offsets(&topic, count, ms)?),
+            _ => None,
+        };
+        for p in partitions {
+            let (start, end) = (earliest[p as usize], latest[p as usize].max(earliest[p as usize]));
             // Clamped into the log, as Kafka's tool does.
-            Target::Offset(offset) => offset.clamp(earliest[p], latest[p].max(earliest[p])),
-        })
-        .collect();
+            let offset = match target {
+                Target::Earliest => start,
+                Target::Latest => end,
+                Target::Offset(offset) => offset.clamp(start, end),
+                // No record that late: the end, as Kafka's tool answers.
+                Target::Timestamp(_) => by_time.as_ref().map(|o| o[p as usize]).filter(|o| *o >= 0).unwrap_or(end),
+                Target::ShiftBy(shift) => match commits.get(&(topic.clone(), p)) {
+                    Some(current) => current.saturating_add(shift).clamp(start, end),
+                    None => {
+                        return Err(AdminError::refused(format!(
+                            "cannot shift the offset of {topic}:{p}: group {group} has no committed offset there"
+                        )))
+                    }
+                },
+            };
+            plan.push((topic.clone(), p, offset));
+        }
+    }
     let mut table = Table::new(&["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"]);
-    for (partition, offset) in new_offsets.iter().enumerate() {
-        table.row(vec![group.to_string(), topic.to_string(), partition.to_string(), offset.to_string()]);
+    for (topic, partition, offset) in &plan {
+        table.row(vec![group.to_string(), topic.clone(), partition.to_string(), offset.to_string()]);
     }
     let mut out = table.render();
     if !execute {
         out.push_str("Dry run: nothing changed. Add --execute to commit these offsets.\n");
         return Ok(out);
     }
-    let partitions = new_offsets
-        .iter()
-        .enumerate()
-        .map(|(p, offset)| offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(p as i32).with_committed_offset(*offset))
-        .collect();
+    let mut by_topic: BTreeMap<&str, Vec<offset_commit_request::OffsetCommitRequestPartition>> = BTreeMap::new();
+    for (topic, partition, offset) in &plan {
+        by_topic
+            .entry(topic)
+            .or_default()
+            .push(offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(*partition).with_committed_offset(*offset));
+    }
     // A commit from outside any generation, as Kafka's tool sends for a group without members.
-    let request = OffsetCommitRequest::default()
-        .with_group_id(group_id(group))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(partitions)]);
+    let request = OffsetCommitRequest::default().with_group_id(group_id(group)).with_generation_id_or_member_epoch(-1).with_topics(
+        by_topic
+            .into_iter()
+            .map(|(topic, partitions)| {
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(partitions)
+            })
+            .collect(),
+    );
     let ResponseKind::OffsetCommit(response) = admin.call_at(&coordinator, RequestKind::OffsetCommit(request), ApiKey::OffsetCommit, versions::OFFSET_COMMIT)? else {
         return Err(AdminError::io("unexpected response to OffsetCommit"));
     };
     let failed: Vec<String> = response
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().filter(|p| p.error_code != 0).map(|p| format!("partition {}: {}", p.partition_index, error_name(p.error_code))))
+        .flat_map(|t| {
+            t.partitions.iter().filter(|p| p.error_code != 0).map(move |p| format!("{}:{}: {}", t.name.0.as_str(), p.partition_index, error_name(p.error_code)))
+        })
         .collect();
     if !failed.is_empty() {
         return Err(AdminError::refused(format!("cannot reset offsets of {group}: {}", failed.join(", "))));
     }
     out.push_str(&format!("Committed the new offsets of group {group}.\n"));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_and_datetimes_parse_as_kafka_tools_write_them() {
+        assert_eq!(parse_selection("orders").unwrap(), ("orders".to_string(), None));
+        assert_eq!(parse_selection("orders:0,2").unwrap(), ("orders".to_string(), Some(vec![0, 2])));
+        assert!(parse_selection("orders:x").is_err());
+        assert!(parse_selection("orders:-1").is_err());
+        assert_eq!(parse_datetime("2026-12-01T10:00:00.000").unwrap(), 1_796_119_200_000);
+        assert_eq!(parse_datetime("2026-12-01T10:00:00Z").unwrap(), 1_796_119_200_000);
+        assert!(parse_datetime("yesterday").is_err());
+    }
 }

@@ -10,25 +10,33 @@ use kafka_protocol::protocol::StrBytes;
 pub enum TopicsCommand {
     /// List topics with their partition counts.
     List,
-    /// Show topics: id, configs, and each partition's leader and offsets.
-    Describe {
-        #[arg(required = true)]
-        topics: Vec<String>,
-    },
+    /// Show topics (every topic when none is named): id, configs, and each partition's leader
+    /// and offsets.
+    Describe { topics: Vec<String> },
     /// Create a topic.
     Create {
         topic: String,
         /// Number of partitions [default: the broker's default].
         #[arg(long)]
         partitions: Option<i32>,
+        /// Copies of each partition, checked as Kafka checks it: at most the number of brokers
+        /// (Redis holds the data; every partition reports one replica) [default: the broker's].
+        #[arg(long)]
+        replication_factor: Option<i16>,
         /// A topic config, e.g. `retention.ms=86400000`; repeatable.
         #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
+        /// Succeed without change when the topic exists already.
+        #[arg(long)]
+        if_not_exists: bool,
     },
     /// Delete topics and all of their records.
     Delete {
         #[arg(required = true)]
         topics: Vec<String>,
+        /// Succeed for topics that do not exist.
+        #[arg(long)]
+        if_exists: bool,
     },
     /// Change a topic: more partitions, or config overrides set or removed.
     Alter {
@@ -55,6 +63,9 @@ pub enum TopicsCommand {
     },
 }
 
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
@@ -74,8 +85,10 @@ pub fn run(admin: &mut Admin, command: TopicsCommand) -> Result<String> {
     match command {
         TopicsCommand::List => list(admin),
         TopicsCommand::Describe { topics } => describe(admin, &topics),
-        TopicsCommand::Create { topic, partitions, configs } => create(admin, &topic, partitions, &configs),
-        TopicsCommand::Delete { topics } => delete(admin, &topics),
+        TopicsCommand::Create { topic, partitions, replication_factor, configs, if_not_exists } => {
+            create(admin, &topic, partitions, replication_factor, &configs, if_not_exists)
+        }
+        TopicsCommand::Delete { topics, if_exists } => delete(admin, &topics, if_exists),
         TopicsCommand::Alter { topic, partitions, configs, delete_configs } => alter(admin, &topic, partitions, &configs, &delete_configs),
         TopicsCommand::DeleteRecords { topic, partition, before } => delete_records(admin, &topic, partition, before.unwrap_or(-1)),
     }
@@ -94,7 +107,8 @@ fn list(admin: &mut Admin) -> Result<String> {
 }
 
 fn describe(admin: &mut Admin, topics: &[String]) -> Result<String> {
-    let metadata = admin.metadata(Some(topics))?;
+    let mut metadata = admin.metadata(if topics.is_empty() { None } else { Some(topics) })?;
+    metadata.topics.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = String::new();
     for topic in &metadata.topics {
         let topic_name = topic.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
@@ -149,7 +163,14 @@ fn overrides(admin: &mut Admin, topic: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-fn create(admin: &mut Admin, topic: &str, partitions: Option<i32>, configs: &[String]) -> Result<String> {
+fn create(
+    admin: &mut Admin,
+    topic: &str,
+    partitions: Option<i32>,
+    replication_factor: Option<i16>,
+    configs: &[String],
+    if_not_exists: bool,
+) -> Result<String> {
     let configs = configs
         .iter()
         .map(|pair| {
@@ -162,19 +183,22 @@ fn create(admin: &mut Admin, topic: &str, partitions: Option<i32>, configs: &[St
     let request = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![create_topics_request::CreatableTopic::default()
         .with_name(name(topic))
         .with_num_partitions(partitions.unwrap_or(-1))
-        .with_replication_factor(-1)
+        .with_replication_factor(replication_factor.unwrap_or(-1))
         .with_configs(configs)]);
     let ResponseKind::CreateTopics(response) = admin.call(RequestKind::CreateTopics(request), ApiKey::CreateTopics, versions::CREATE_TOPICS)? else {
         return Err(AdminError::io("unexpected response to CreateTopics"));
     };
     let result = response.topics.first().ok_or_else(|| AdminError::io("empty CreateTopics response"))?;
+    if result.error_code == TOPIC_ALREADY_EXISTS && if_not_exists {
+        return Ok(format!("Topic {topic} exists already.\n"));
+    }
     if result.error_code != 0 {
         return Err(refused(&format!("cannot create topic {topic}"), result.error_code, result.error_message.as_ref()));
     }
     Ok(format!("Created topic {topic} with {} partitions.\n", result.num_partitions))
 }
 
-fn delete(admin: &mut Admin, topics: &[String]) -> Result<String> {
+fn delete(admin: &mut Admin, topics: &[String], if_exists: bool) -> Result<String> {
     let request = DeleteTopicsRequest::default()
         .with_timeout_ms(30_000)
         .with_topics(topics.iter().map(|t| delete_topics_request::DeleteTopicState::default().with_name(Some(name(t)))).collect());
@@ -187,6 +211,8 @@ fn delete(admin: &mut Admin, topics: &[String]) -> Result<String> {
         let topic = result.name.map(|n| n.0.to_string()).unwrap_or_default();
         if result.error_code == 0 {
             out.push_str(&format!("Deleted topic {topic}.\n"));
+        } else if result.error_code == UNKNOWN_TOPIC_OR_PARTITION && if_exists {
+            out.push_str(&format!("Topic {topic} does not exist.\n"));
         } else {
             failures.push(format!("cannot delete topic {topic}: {}", error_name(result.error_code)));
         }

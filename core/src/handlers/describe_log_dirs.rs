@@ -15,7 +15,8 @@ use kafka_protocol::protocol::StrBytes;
 pub(crate) const SPEC: ApiSpec =
     api_spec!(DescribeLogDirs, 1..=4, decodable from 1, |req, _meta| Started::new(DescribeLogDirs::new(req), true));
 
-const LOG_DIR: &str = "redis";
+/// The one log directory korvet reports; AlterReplicaLogDirs accepts only it.
+pub(super) const LOG_DIR: &str = "redis";
 
 pub(crate) struct DescribeLogDirs(PartitionQuery);
 

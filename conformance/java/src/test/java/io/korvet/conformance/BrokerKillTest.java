@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -41,10 +40,8 @@ class BrokerKillTest {
         }
 
         Path out = Files.createTempFile("korvet-verifiable-producer", ".out");
-        List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx256m",
-            "-cp", System.getenv("KORVET_JAVA_CLASSPATH"), "org.apache.kafka.tools.VerifiableProducer", "--bootstrap-server", bootstrap,
-            "--topic", topic, "--max-messages", "12000", "--throughput", "1500", "--acks", "-1"));
-        Process producer = new ProcessBuilder(command).redirectOutput(out.toFile()).redirectErrorStream(true).start();
+        Process producer = Tool.start(out, "org.apache.kafka.tools.VerifiableProducer", "--bootstrap-server", bootstrap,
+            "--topic", topic, "--max-messages", "12000", "--throughput", "1500", "--acks", "-1");
         try {
             Broker.waitFor(java.time.Duration.ofSeconds(60), "3,000 acknowledged records before the kill", () -> {
                 try {

@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.Collection;
 import java.util.HashSet;
 import java.util.List;
@@ -21,6 +20,7 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.RangeAssignor;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -48,7 +48,13 @@ class ConsumerGroupTest {
                     public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
                         owned.removeAll(partitions);
                         events.add("revoked " + partitions.size());
-                        consumer.commitSync();
+                        try {
+                            consumer.commitSync();
+                        } catch (KafkaException e) {
+                            // A second rebalance already under way refuses this commit; the
+                            // records are consumed again by the next owner, as in any service.
+                            events.add("commit on revoke failed: " + e);
+                        }
                     }
 
                     @Override
@@ -64,8 +70,14 @@ class ConsumerGroupTest {
                     }
                 });
                 while (running.get()) {
-                    consumer.poll(Duration.ofMillis(100)).forEach(received::add);
-                    consumer.commitAsync();
+                    try {
+                        consumer.poll(Duration.ofMillis(100)).forEach(received::add);
+                        consumer.commitAsync();
+                    } catch (KafkaException e) {
+                        // A member whose thread died would keep its partitions until
+                        // max.poll.interval.ms; a real service logs and polls on.
+                        events.add("poll failed: " + e);
+                    }
                 }
                 consumer.commitSync();
                 consumer.close(Duration.ofSeconds(20));
@@ -89,9 +101,18 @@ class ConsumerGroupTest {
         }
     }
 
+    /** How many distinct records (partition and offset) the members received between them. */
+    private static int distinctOffsets(Member... members) {
+        Set<String> distinct = new HashSet<>();
+        for (Member member : members) {
+            member.received.forEach(r -> distinct.add(r.partition() + "/" + r.offset()));
+        }
+        return distinct.size();
+    }
+
     @ParameterizedTest
     @ValueSource(classes = {RangeAssignor.class, CooperativeStickyAssignor.class})
-    void membersSharePartitionsAndEveryRecordIsConsumedOnce(Class<?> assignor) throws Exception {
+    void membersSharePartitionsAndEveryRecordIsConsumed(Class<?> assignor) throws Exception {
         String topic = Broker.createTopic("group-" + assignor.getSimpleName(), 6);
         String group = Broker.uniqueName("group");
         Map<String, Object> config = Map.of("partition.assignment.strategy", assignor.getName(), "session.timeout.ms", "10000",
@@ -107,18 +128,19 @@ class ConsumerGroupTest {
                 all.addAll(third.owned);
                 assertEquals(6, all.size(), "no partition is owned twice");
                 produce(topic, 300);
-                Broker.waitFor(Duration.ofSeconds(60), "all 600 records",
-                    () -> first.received.size() + second.received.size() + third.received.size() >= 600);
+                // A commit refused by a rebalance gives its records to the next owner again, so
+                // count distinct offsets, not deliveries.
+                try {
+                    Broker.waitFor(Duration.ofSeconds(60), "all 600 records", () -> distinctOffsets(first, second, third) == 600);
+                } catch (AssertionError e) {
+                    throw new AssertionError(e.getMessage() + "; members received " + List.of(first.received.size(),
+                        second.received.size(), third.received.size()) + ", events " + List.of(first.events, second.events,
+                        third.events), e);
+                }
                 if (assignor == CooperativeStickyAssignor.class) {
                     assertTrue(first.events.stream().noneMatch(e -> e.equals("revoked 6")),
                         "cooperative rebalancing revokes only what moves: " + first.events);
                 }
-                List<ConsumerRecord<String, String>> records = new ArrayList<>(first.received);
-                records.addAll(second.received);
-                records.addAll(third.received);
-                Set<String> distinct = new HashSet<>();
-                records.forEach(r -> distinct.add(r.partition() + "/" + r.offset()));
-                assertEquals(600, distinct.size(), "every record arrived");
             }
         }
     }

@@ -30,12 +30,7 @@ final class Tool {
 
     /** Runs the tool with `input` on its standard input (null: none), bounded at 90 seconds. */
     static Result runWithInput(String input, String mainClass, String... args) throws IOException, InterruptedException {
-        String classpath = System.getenv("KORVET_JAVA_CLASSPATH");
-        if (classpath == null) {
-            throw new IllegalStateException("KORVET_JAVA_CLASSPATH is not set: run the suite through conformance/java/run.py");
-        }
-        List<String> command = new ArrayList<>(List.of(javaBinary(), "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", classpath, mainClass));
-        command.addAll(List.of(args));
+        List<String> command = command("KORVET_JAVA_CLASSPATH", mainClass, args);
         Path out = Files.createTempFile("korvet-tool-", ".out");
         Path err = Files.createTempFile("korvet-tool-", ".err");
         ProcessBuilder builder = new ProcessBuilder(command).redirectOutput(out.toFile()).redirectError(err.toFile());
@@ -56,6 +51,34 @@ final class Tool {
         Files.deleteIfExists(out);
         Files.deleteIfExists(err);
         return result;
+    }
+
+    /**
+     * Starts a tool that runs until stopped (a Connect worker, a producer under a broker kill),
+     * its standard output and error both into `output`. The caller stops it.
+     */
+    static Process start(Path output, String mainClass, String... args) throws IOException {
+        return start(output, command("KORVET_JAVA_CLASSPATH", mainClass, args));
+    }
+
+    /** A Connect worker, from the classpath of the release whose FileStream connectors exist. */
+    static Process startConnectWorker(Path output, String mainClass, String... args) throws IOException {
+        return start(output, command("KORVET_CONNECT_CLASSPATH", mainClass, args));
+    }
+
+    private static Process start(Path output, List<String> command) throws IOException {
+        return new ProcessBuilder(command).redirectOutput(output.toFile()).redirectErrorStream(true)
+            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
+    }
+
+    private static List<String> command(String classpathVariable, String mainClass, String... args) {
+        String classpath = System.getenv(classpathVariable);
+        if (classpath == null) {
+            throw new IllegalStateException(classpathVariable + " is not set: run the suite through conformance/java/run.py");
+        }
+        List<String> command = new ArrayList<>(List.of(javaBinary(), "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", classpath, mainClass));
+        command.addAll(List.of(args));
+        return command;
     }
 
     private static String javaBinary() {

@@ -1,0 +1,2 @@
+// Package conformance runs Go's Kafka clients against korvet.
+package conformance
