@@ -132,6 +132,8 @@ pub struct ServeConfig {
     pub log_defaults: korvet_core::log_config::LogDefaults,
     pub retention_check_interval: Duration,
     pub producer_id_expiration: Duration,
+    pub transaction_max_timeout: Duration,
+    pub transaction_timeout_check_interval: Duration,
     pub log_level: String,
     pub log_format: String,
     pub runtime: String,
@@ -193,6 +195,8 @@ impl ServeConfig {
             },
             retention_check_interval: s.duration("server.retention-check-interval"),
             producer_id_expiration: s.duration("server.producer-id-expiration"),
+            transaction_max_timeout: s.duration("server.transaction-max-timeout"),
+            transaction_timeout_check_interval: s.duration("server.transaction-timeout-check-interval"),
             log_level: s.required("log.level").to_string(),
             log_format: s.required("log.format").to_string(),
             runtime: s.required("server.runtime").to_string(),
@@ -279,6 +283,8 @@ impl ServeConfig {
             log: self.log_defaults.clone(),
             retention_check_interval_ms: Some(self.retention_check_interval.as_millis().max(1) as u64),
             producer_id_expiration_ms: self.producer_id_expiration.as_millis().min(i64::MAX as u128) as i64,
+            transaction_max_timeout_ms: self.transaction_max_timeout.as_millis().min(i32::MAX as u128) as i32,
+            transaction_timeout_check_interval_ms: Some(self.transaction_timeout_check_interval.as_millis().max(1) as u64),
             ..BrokerConfig::default()
         }
     }

@@ -37,7 +37,7 @@ async fn run(store: &dyn StorageDriver, command: StorageCommand) -> StorageReply
 }
 
 async fn append(store: &dyn StorageDriver, topic: &str, producer: Option<ProducerInfo>, records: Vec<Record>) -> AppendOutcome {
-    match run(store, StorageCommand::Append { topic: topic.into(), partition: 0, producer, records, replicated: false }).await {
+    match run(store, StorageCommand::Append { topic: topic.into(), partition: 0, producer, records, replicated: false, transactional: false }).await {
         StorageReply::Appended(outcome) => outcome,
         other => panic!("append answered {other:?}"),
     }
@@ -150,9 +150,9 @@ async fn timestamps(store: &dyn StorageDriver) {
     assert_eq!(run(store, lookup(4500)).await, StorageReply::TimestampOffset(Some((3, 5000))));
     assert_eq!(run(store, lookup(9999)).await, StorageReply::TimestampOffset(None));
     let offsets = run(store, StorageCommand::PartitionOffsets { topic: t.into(), partition: 0 }).await;
-    assert_eq!(offsets, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 5, max_timestamp: Some((3, 5000)) }));
+    assert_eq!(offsets, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 5, last_stable: 5, max_timestamp: Some((3, 5000)) }));
     let empty = run(store, StorageCommand::PartitionOffsets { topic: "nothing".into(), partition: 0 }).await;
-    assert_eq!(empty, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 0, max_timestamp: None }));
+    assert_eq!(empty, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 0, last_stable: 0, max_timestamp: None }));
 }
 
 /// Batches whose records all have the same fields take the append script's shortcuts; each
@@ -186,7 +186,7 @@ async fn timestamps_across_batches(store: &dyn StorageDriver) {
     assert_eq!(run(store, lookup(5800)).await, StorageReply::TimestampOffset(Some((1, 6000))));
     assert_eq!(run(store, lookup(6100)).await, StorageReply::TimestampOffset(Some((4, 7000))));
     let offsets = run(store, StorageCommand::PartitionOffsets { topic: t.into(), partition: 0 }).await;
-    assert_eq!(offsets, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 6, max_timestamp: Some((4, 7000)) }));
+    assert_eq!(offsets, StorageReply::Offsets(PartitionOffsets { log_start: 0, high_watermark: 6, last_stable: 6, max_timestamp: Some((4, 7000)) }));
 }
 
 fn sized(i: usize, size: usize) -> Record {
@@ -243,7 +243,7 @@ async fn a_recreated_topic_shows_no_old_records(store: &dyn StorageDriver) {
 /// An append never creates a partition: not of a topic never created, not beyond its partition
 /// count, not of a deleted topic (another broker's cache may still name it).
 async fn appends_go_only_to_partitions_that_exist(store: &dyn StorageDriver) {
-    let unknown = |topic: &str, partition| StorageCommand::Append { topic: topic.into(), partition, producer: None, records: vec![record(1, 1)], replicated: false };
+    let unknown = |topic: &str, partition| StorageCommand::Append { topic: topic.into(), partition, producer: None, records: vec![record(1, 1)], replicated: false, transactional: false };
     assert_eq!(run(store, unknown("never-created", 0)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
     assert_eq!(run(store, StorageCommand::CreateTopic { topic: topic("grows", 1) }).await, StorageReply::TopicCreated(true));
     assert_eq!(run(store, unknown("grows", 1)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
@@ -471,6 +471,151 @@ async fn removed_records_leave_gaps(store: &dyn StorageDriver) {
     assert_eq!(run(store, compacted_trim).await, StorageReply::Trimmed(TrimOutcome::Trimmed { log_start: 3, removed: 2 }));
 }
 
+/// A transaction's records are read back naming their producer and epoch, among plain records
+/// that name none; removing and trimming records forgets theirs, and they count as payload like
+/// any other.
+async fn transactional_records_keep_their_producer(store: &dyn StorageDriver) {
+    let t = "txn-provenance";
+    create(store, t).await;
+    let transaction = |epoch, base_sequence, records| StorageCommand::Append {
+        topic: t.into(),
+        partition: 0,
+        producer: Some(ProducerInfo { producer_id: 77, producer_epoch: epoch, base_sequence }),
+        records,
+        replicated: false,
+        transactional: true,
+    };
+    append(store, t, None, vec![sized(0, 10)]).await;
+    let appended = run(store, transaction(3, 0, vec![sized(1, 10), sized(2, 10)])).await;
+    assert_eq!(appended, StorageReply::Appended(AppendOutcome::Appended { base_offset: 1, log_start: 0 }));
+    append(store, t, Some(ProducerInfo { producer_id: 78, producer_epoch: 0, base_sequence: 0 }), vec![sized(3, 10)]).await;
+    let retried = run(store, transaction(3, 0, vec![sized(1, 10), sized(2, 10)])).await;
+    assert_eq!(retried, StorageReply::Appended(AppendOutcome::Duplicate { base_offset: 1, log_start: 0 }), "idempotence holds in a transaction");
+    let (records, _) = read(store, t, 0, 1 << 20).await;
+    let of_producer = Provenance::Transactional { producer_id: 77, producer_epoch: 3 };
+    let seen: Vec<_> = records.iter().map(|r| (r.offset, r.provenance)).collect();
+    assert_eq!(seen, vec![(0, Provenance::Plain), (1, of_producer), (2, of_producer), (3, Provenance::Plain)]);
+    assert!(records.iter().all(|r| r.record == sized(r.offset as usize, 10)), "the records are what was sent");
+    assert_eq!(run(store, StorageCommand::PartitionSize { topic: t.into(), partition: 0 }).await, StorageReply::PartitionSize(40));
+    let remove = StorageCommand::RemoveRecords { topic: t.into(), partition: 0, offsets: vec![1] };
+    assert_eq!(run(store, remove).await, StorageReply::RecordsRemoved(1));
+    assert_eq!(trim(store, t, TrimTo::Offset(2)).await, TrimOutcome::Trimmed { log_start: 2, removed: 1 });
+    let (records, _) = read(store, t, 0, 1 << 20).await;
+    let seen: Vec<_> = records.iter().map(|r| (r.offset, r.provenance)).collect();
+    assert_eq!(seen, vec![(2, of_producer), (3, Provenance::Plain)]);
+}
+
+/// Transaction markers take an offset and close their producer's transaction; the last stable
+/// offset stays at the first record of the oldest open transaction; aborted transactions are
+/// listed for the offsets they overlap until retention passes their marker; a marker from an
+/// older epoch than the producer's is refused.
+async fn transaction_markers_and_the_last_stable_offset(store: &dyn StorageDriver) {
+    let t = "txn-markers";
+    create(store, t).await;
+    let transaction = |producer_id, records| StorageCommand::Append {
+        topic: t.into(),
+        partition: 0,
+        producer: Some(ProducerInfo { producer_id, producer_epoch: 1, base_sequence: 0 }),
+        records,
+        replicated: false,
+        transactional: true,
+    };
+    let marker = |producer_id, producer_epoch, commit| StorageCommand::WriteTxnMarker {
+        topic: t.into(),
+        partition: 0,
+        producer_id,
+        producer_epoch,
+        commit,
+        coordinator_epoch: 5,
+        timestamp: 1000,
+    };
+    let appended = |base_offset| StorageReply::Appended(AppendOutcome::Appended { base_offset, log_start: 0 });
+    let stable = |offsets: PartitionOffsets| (offsets.last_stable, offsets.high_watermark);
+    append(store, t, None, vec![sized(0, 10)]).await;
+    assert_eq!(run(store, transaction(10, vec![sized(1, 10), sized(2, 10)])).await, appended(1));
+    assert_eq!(run(store, transaction(11, vec![sized(3, 10)])).await, appended(3));
+    assert_eq!(stable(offsets_of(store, t).await), (1, 4), "held at the first open transaction");
+    assert_eq!(run(store, marker(10, 1, true)).await, appended(4));
+    assert_eq!(stable(offsets_of(store, t).await), (3, 5), "the next open transaction holds it");
+    assert_eq!(run(store, marker(11, 1, false)).await, appended(5));
+    assert_eq!(stable(offsets_of(store, t).await), (6, 6), "nothing open: the high watermark");
+    assert_eq!(run(store, marker(11, 0, false)).await, StorageReply::Appended(AppendOutcome::ProducerFenced));
+    // An abort under a newer epoch (a new instance took the transactional id over) fences the
+    // old epoch's appends.
+    assert_eq!(run(store, marker(12, 3, false)).await, appended(6));
+    assert_eq!(run(store, transaction(12, vec![sized(7, 10)])).await, StorageReply::Appended(AppendOutcome::ProducerFenced));
+    let (records, _) = read(store, t, 0, 1 << 20).await;
+    let seen: Vec<_> = records.iter().map(|r| (r.offset, r.provenance)).collect();
+    let of = |producer_id| Provenance::Transactional { producer_id, producer_epoch: 1 };
+    assert_eq!(seen, vec![
+        (0, Provenance::Plain),
+        (1, of(10)),
+        (2, of(10)),
+        (3, of(11)),
+        (4, Provenance::Marker { producer_id: 10, producer_epoch: 1, commit: true }),
+        (5, Provenance::Marker { producer_id: 11, producer_epoch: 1, commit: false }),
+        (6, Provenance::Marker { producer_id: 12, producer_epoch: 3, commit: false }),
+    ]);
+    assert_eq!(records[4].record, korvet_core::records::control_record(true, 5, 1000), "Kafka's control record");
+    let aborted = |from, to| StorageCommand::AbortedTransactions { topic: t.into(), partition: 0, from, to };
+    let listed = |list| StorageReply::AbortedTransactions(list);
+    let eleven = AbortedTransaction { producer_id: 11, first_offset: 3, last_offset: 5 };
+    assert_eq!(run(store, aborted(0, 5)).await, listed(vec![eleven]));
+    assert_eq!(run(store, aborted(0, 2)).await, listed(vec![]), "it starts after the range");
+    assert_eq!(run(store, aborted(6, 9)).await, listed(vec![]), "it ended before the range (12 opened nothing here)");
+    assert_eq!(run(store, StorageCommand::PartitionSize { topic: t.into(), partition: 0 }).await, StorageReply::PartitionSize(40), "markers count no payload");
+    assert_eq!(trim(store, t, TrimTo::Offset(7)).await, TrimOutcome::Trimmed { log_start: 7, removed: 7 });
+    assert_eq!(run(store, aborted(0, 9)).await, listed(vec![]), "forgotten once retention passed its marker");
+    let unknown = StorageCommand::WriteTxnMarker { topic: "no-such-topic".into(), partition: 0, producer_id: 1, producer_epoch: 0, commit: true, coordinator_epoch: 0, timestamp: 0 };
+    assert_eq!(run(store, unknown).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
+}
+
+/// A transactional id's record is saved by compare-and-set on its version, listed with every
+/// other, and offsets staged for its transaction stay apart from the group's until cleared.
+async fn transaction_records_and_staged_offsets(store: &dyn StorageDriver) {
+    let record = |state, epoch: i16| TransactionRecord {
+        producer_id: 42,
+        producer_epoch: epoch,
+        timeout_ms: 60_000,
+        state,
+        partitions: vec![("orders".into(), 0), ("orders|odd:name".into(), 3)],
+        groups: vec!["billing".into()],
+        started_ms: 1_000,
+        updated_ms: 2_000,
+    };
+    let save = |version, record| StorageCommand::SaveTransaction { id: "tx-1".into(), version, record };
+    let load = || StorageCommand::LoadTransaction { id: "tx-1".into() };
+    assert_eq!(run(store, load()).await, StorageReply::Transaction(None));
+    assert_eq!(run(store, save(0, record(TransactionState::Empty, 0))).await, StorageReply::TransactionSaved(true));
+    assert_eq!(run(store, save(0, record(TransactionState::Ongoing, 9))).await, StorageReply::TransactionSaved(false), "the id exists now");
+    assert_eq!(run(store, load()).await, StorageReply::Transaction(Some((1, record(TransactionState::Empty, 0)))));
+    assert_eq!(run(store, save(1, record(TransactionState::PrepareCommit, 1))).await, StorageReply::TransactionSaved(true));
+    assert_eq!(run(store, save(1, record(TransactionState::PrepareAbort, 1))).await, StorageReply::TransactionSaved(false), "computed from a stale version");
+    assert_eq!(run(store, load()).await, StorageReply::Transaction(Some((2, record(TransactionState::PrepareCommit, 1)))));
+    let other = StorageCommand::SaveTransaction { id: "tx-2".into(), version: 0, record: record(TransactionState::CompleteAbort, 3) };
+    assert_eq!(run(store, other).await, StorageReply::TransactionSaved(true));
+    let StorageReply::Transactions(mut all) = run(store, StorageCommand::ListTransactions).await else { panic!() };
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(all, vec![("tx-1".into(), record(TransactionState::PrepareCommit, 1)), ("tx-2".into(), record(TransactionState::CompleteAbort, 3))]);
+
+    let commit = |topic: &str, partition, offset| CommittedOffset { topic: topic.into(), partition, offset, leader_epoch: -1, metadata: Some("m".into()) };
+    let stage = |group: &str, offsets| StorageCommand::StageTxnOffsets { id: "tx-1".into(), group: group.into(), offsets };
+    assert_eq!(run(store, stage("billing", vec![commit("orders", 0, 5), commit("orders", 1, 7)])).await, StorageReply::TxnOffsetsStaged);
+    assert_eq!(run(store, stage("billing", vec![commit("orders", 0, 6)])).await, StorageReply::TxnOffsetsStaged);
+    assert_eq!(run(store, stage("audit", vec![commit("orders", 0, 2)])).await, StorageReply::TxnOffsetsStaged);
+    let StorageReply::StagedTxnOffsets(mut staged) = run(store, StorageCommand::StagedTxnOffsets { id: "tx-1".into() }).await else { panic!() };
+    staged.sort_by(|a, b| (&a.0, &a.1.topic, a.1.partition).cmp(&(&b.0, &b.1.topic, b.1.partition)));
+    assert_eq!(staged, vec![
+        ("audit".into(), commit("orders", 0, 2)),
+        ("billing".into(), commit("orders", 0, 6)),
+        ("billing".into(), commit("orders", 1, 7)),
+    ]);
+    let fetched = run(store, StorageCommand::FetchOffsets { group: "billing".into(), partitions: None }).await;
+    assert_eq!(fetched, StorageReply::CommittedOffsets(vec![]), "staged offsets are not the group's");
+    assert_eq!(run(store, StorageCommand::ClearTxnOffsets { id: "tx-1".into() }).await, StorageReply::TxnOffsetsCleared);
+    assert_eq!(run(store, StorageCommand::StagedTxnOffsets { id: "tx-1".into() }).await, StorageReply::StagedTxnOffsets(vec![]));
+}
+
 /// Two brokers change one topic from the same cached metadata: the second update is refused
 /// instead of reverting the first, and succeeds once computed from the topic as it is now. A
 /// topic deleted and created again (another id) is not changed by an update meant for the old.
@@ -492,7 +637,7 @@ async fn topic_updates_are_compare_and_set(store: &dyn StorageDriver) {
     assert_eq!(run(store, retried).await, StorageReply::TopicUpdated(TopicUpdate::Updated));
     assert_eq!(run(store, load()).await, StorageReply::Topics(vec![both.clone()]));
     // Appends reach the partitions added by the update.
-    let on_2 = StorageCommand::Append { topic: "cas".into(), partition: 2, producer: None, records: vec![sized(0, 1)], replicated: false };
+    let on_2 = StorageCommand::Append { topic: "cas".into(), partition: 2, producer: None, records: vec![sized(0, 1)], replicated: false, transactional: false };
     assert_eq!(run(store, on_2).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0, log_start: 0 }));
     run(store, StorageCommand::DeleteTopic { name: "cas".into() }).await;
     let recreated = TopicMeta { id: [2; 16], ..cached.clone() };
@@ -585,6 +730,9 @@ async fn all_cases(store: &dyn StorageDriver) {
     removed_records_leave_gaps(store).await;
     topic_updates_are_compare_and_set(store).await;
     idle_producer_states_expire(store).await;
+    transactional_records_keep_their_producer(store).await;
+    transaction_markers_and_the_last_stable_offset(store).await;
+    transaction_records_and_staged_offsets(store).await;
 }
 
 #[tokio::test]
@@ -681,7 +829,7 @@ async fn vanished_keys_never_reuse_offsets() {
     let direct = redis::Client::open(redis.uri()).expect("uri");
     let mut conn = direct.get_multiplexed_async_connection().await.expect("direct connection");
     let _: () = redis::cmd("DEL").arg("vanish:partition:{t:0}").query_async(&mut conn).await.expect("DEL");
-    let reply = run(&store, StorageCommand::Append { topic: "t".into(), partition: 0, producer: None, records: vec![sized(2, 10)], replicated: false }).await;
+    let reply = run(&store, StorageCommand::Append { topic: "t".into(), partition: 0, producer: None, records: vec![sized(2, 10)], replicated: false, transactional: false }).await;
     let StorageReply::Failed(err) = reply else { panic!("an append over lost offsets answered {reply:?}") };
     assert!(!err.retriable && err.message.contains("is missing while its records remain"), "{err:?}");
     let _: () = redis::cmd("HDEL").arg("vanish:topics").arg("t").query_async(&mut conn).await.expect("HDEL");
@@ -705,7 +853,7 @@ async fn an_older_keyspace_is_upgraded_at_start() {
     let _: () = redis::cmd("HSET").arg("legacy:partition:{old:0}").arg("next").arg(1).query_async(&mut conn).await.expect("HSET");
     let _: () = redis::cmd("XADD").arg("legacy:stream:{old:0}").arg("0-1").arg("timestamp").arg(1).query_async(&mut conn).await.expect("XADD");
     let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "legacy")).await.expect("connect");
-    let on = |partition| StorageCommand::Append { topic: "old".into(), partition, producer: None, records: vec![sized(5, 10)], replicated: false };
+    let on = |partition| StorageCommand::Append { topic: "old".into(), partition, producer: None, records: vec![sized(5, 10)], replicated: false, transactional: false };
     assert_eq!(run(&store, on(0)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 1, log_start: 0 }));
     assert_eq!(run(&store, on(1)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0, log_start: 0 }));
     let format: i64 = redis::cmd("GET").arg("legacy:format").query_async(&mut conn).await.expect("GET");
@@ -828,7 +976,7 @@ async fn a_seed_list_with_a_dead_first_node_reaches_the_cluster() {
     // Three partitions, each in a slot of its own.
     assert_eq!(run(&store, StorageCommand::CreateTopic { topic: topic("spread", 3) }).await, StorageReply::TopicCreated(true));
     for partition in 0..3 {
-        let command = StorageCommand::Append { topic: "spread".into(), partition, producer: None, records: vec![record(1, 5)], replicated: false };
+        let command = StorageCommand::Append { topic: "spread".into(), partition, producer: None, records: vec![record(1, 5)], replicated: false, transactional: false };
         assert!(matches!(run(&store, command).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0, .. })));
         let read = StorageCommand::Read { topic: "spread".into(), partition, offset: 0, max_bytes: 1 << 20 };
         let StorageReply::Records { records, .. } = run(&store, read).await else { panic!("read failed") };

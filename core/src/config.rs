@@ -57,6 +57,12 @@ pub struct BrokerConfig {
     /// How long an idle producer's idempotence state is kept (Kafka's
     /// `producer.id.expiration.ms`); checked with retention.
     pub producer_id_expiration_ms: i64,
+    /// The longest `transaction.timeout.ms` a transactional producer may ask for (Kafka's
+    /// `transaction.max.timeout.ms`).
+    pub transaction_max_timeout_ms: i32,
+    /// How often the transactions this broker coordinates are checked for their timeout (Kafka's
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`); `None` for never.
+    pub transaction_timeout_check_interval_ms: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -84,6 +90,8 @@ impl Default for BrokerConfig {
             log: crate::log_config::LogDefaults::default(),
             retention_check_interval_ms: None,
             producer_id_expiration_ms: 86_400_000,
+            transaction_max_timeout_ms: 900_000,
+            transaction_timeout_check_interval_ms: None,
         }
     }
 }

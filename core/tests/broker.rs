@@ -327,6 +327,14 @@ fn test_request(key: ApiKey, version: i16) -> RequestKind {
         ])),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1)),
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+        ApiKey::AlterReplicaLogDirs => RequestKind::AlterReplicaLogDirs(AlterReplicaLogDirsRequest::default().with_dirs(vec![
+            alter_replica_log_dirs_request::AlterReplicaLogDir::default().with_path(StrBytes::from_static_str("redis")).with_topics(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default().with_name(topic("t")).with_partitions(vec![0]),
+            ]),
+        ])),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default().with_topics(vec![
+            describe_topic_partitions_request::TopicRequest::default().with_name(topic("t")),
+        ])),
         ApiKey::DescribeProducers => RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
             describe_producers_request::TopicRequest::default().with_name(topic("t")).with_partition_indexes(vec![0]),
         ])),
@@ -348,6 +356,26 @@ fn test_request(key: ApiKey, version: i16) -> RequestKind {
         ApiKey::ListTransactions => RequestKind::ListTransactions(ListTransactionsRequest::default()),
         ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
             DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("txn"))]),
+        ),
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str("txn")))
+                .with_v3_and_below_producer_id(ProducerId(0))
+                .with_v3_and_below_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(topic("t")).with_partitions(vec![0])]),
+        ),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("txn")))
+                .with_group_id(GroupId(StrBytes::from_static_str("group"))),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default().with_transactional_id(TransactionalId(StrBytes::from_static_str("txn")))),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("txn")))
+                .with_group_id(GroupId(StrBytes::from_static_str("group")))
+                .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default().with_name(topic("t")).with_partitions(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default().with_committed_offset(1),
+                ])]),
         ),
         other => panic!("no test request for {other:?}"),
     }
@@ -922,10 +950,334 @@ fn plain_checks_the_scram_credential_and_a_wrong_password_is_answered_late_then_
 }
 
 #[test]
+fn reauthentication_extends_the_session_and_is_counted_apart() {
+    let mut h = sasl_harness(Some(10_000));
+    assert_eq!(handshake(&mut h, "PLAIN"), 0);
+    assert_eq!(authenticate(&mut h, b"\0alice\0pencil").unwrap().error_code, 0);
+    h.advance(8_000);
+    // KIP-368: the client authenticates again on the open connection before its session ends.
+    assert_eq!(handshake(&mut h, "PLAIN"), 0);
+    let again = authenticate(&mut h, b"\0alice\0pencil").unwrap();
+    assert_eq!((again.error_code, again.session_lifetime_ms), (0, 10_000));
+    h.advance(8_000);
+    assert!(metadata_answers(&mut h), "the new session runs from the re-authentication");
+    let stats = h.broker.stats();
+    assert_eq!(stats.authentications.get("PLAIN"), Some(&1));
+    assert_eq!(stats.reauthentications.get("PLAIN"), Some(&1));
+}
+
+#[test]
 fn a_connection_that_never_authenticates_is_closed() {
     let mut h = sasl_harness(None);
     h.advance(9_999);
     assert!(!h.closed);
     h.advance(2);
     assert!(h.closed);
+}
+
+/// Kafka answers a reassignment to the replicas a partition already has, and a move of a replica
+/// to the directory it is in, with NONE: korvet does so for the leader alone and for `redis`, and
+/// refuses every other target with Kafka's error.
+#[test]
+fn reassignments_and_log_dir_moves_to_where_a_partition_is_are_no_ops() {
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("t", &["x"])), ApiKey::Produce, 9);
+    let reassign = |h: &mut Harness, partition: i32, replicas: Option<Vec<i32>>| {
+        let request = AlterPartitionReassignmentsRequest::default().with_topics(vec![alter_partition_reassignments_request::ReassignableTopic::default()
+            .with_name(topic("t"))
+            .with_partitions(vec![alter_partition_reassignments_request::ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(replicas.map(|ids| ids.into_iter().map(BrokerId).collect()))])]);
+        match h.call(RequestKind::AlterPartitionReassignments(request), ApiKey::AlterPartitionReassignments, 0) {
+            ResponseKind::AlterPartitionReassignments(r) => r.responses[0].partitions[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(reassign(&mut h, 0, Some(vec![0])), 0, "the leader alone is where the partition is");
+    assert_eq!(reassign(&mut h, 0, Some(vec![1])), 39, "INVALID_REPLICA_ASSIGNMENT");
+    assert_eq!(reassign(&mut h, 0, Some(vec![0, 1])), 39);
+    assert_eq!(reassign(&mut h, 0, None), 85, "NO_REASSIGNMENT_IN_PROGRESS");
+    assert_eq!(reassign(&mut h, 7, Some(vec![0])), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+
+    let move_to = |h: &mut Harness, path: &'static str, partition: i32| {
+        let request = AlterReplicaLogDirsRequest::default().with_dirs(vec![alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+            .with_path(StrBytes::from_static_str(path))
+            .with_topics(vec![alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default().with_name(topic("t")).with_partitions(vec![partition])])]);
+        match h.call(RequestKind::AlterReplicaLogDirs(request), ApiKey::AlterReplicaLogDirs, 2) {
+            ResponseKind::AlterReplicaLogDirs(r) => r.results[0].partitions[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(move_to(&mut h, "redis", 0), 0);
+    assert_eq!(move_to(&mut h, "/var/lib/kafka", 0), 57, "LOG_DIR_NOT_FOUND");
+    assert_eq!(move_to(&mut h, "redis", 3), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+}
+
+/// DescribeTopicPartitions pages through the topics in name order with Kafka's cursor, the
+/// partition limit counting partitions across topics.
+#[test]
+fn describe_topic_partitions_pages_with_a_cursor() {
+    let mut h = Harness::new();
+    for (name, partitions) in [("b", 3), ("a", 2)] {
+        let request = CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(topic(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
+        h.call(RequestKind::CreateTopics(request), ApiKey::CreateTopics, 5);
+    }
+    let describe = |h: &mut Harness, names: &[&'static str], limit: i32, cursor: Option<(&'static str, i32)>| {
+        let request = DescribeTopicPartitionsRequest::default()
+            .with_topics(names.iter().map(|n| describe_topic_partitions_request::TopicRequest::default().with_name(topic(n))).collect())
+            .with_response_partition_limit(limit)
+            .with_cursor(cursor.map(|(t, p)| describe_topic_partitions_request::Cursor::default().with_topic_name(topic(t)).with_partition_index(p)));
+        match h.call(RequestKind::DescribeTopicPartitions(request), ApiKey::DescribeTopicPartitions, 0) {
+            ResponseKind::DescribeTopicPartitions(r) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    let shown = |r: &DescribeTopicPartitionsResponse| -> Vec<(String, i16, Vec<i32>)> {
+        r.topics
+            .iter()
+            .map(|t| (t.name.as_ref().unwrap().0.to_string(), t.error_code, t.partitions.iter().map(|p| p.partition_index).collect()))
+            .collect()
+    };
+    let all = describe(&mut h, &[], 2000, None);
+    assert_eq!(shown(&all), vec![("a".into(), 0, vec![0, 1]), ("b".into(), 0, vec![0, 1, 2])]);
+    assert!(all.next_cursor.is_none());
+
+    let first = describe(&mut h, &[], 3, None);
+    assert_eq!(shown(&first), vec![("a".into(), 0, vec![0, 1]), ("b".into(), 0, vec![0])]);
+    let cursor = first.next_cursor.expect("more to come");
+    assert_eq!((cursor.topic_name.0.as_str(), cursor.partition_index), ("b", 1));
+    let rest = describe(&mut h, &[], 3, Some(("b", 1)));
+    assert_eq!(shown(&rest), vec![("b".into(), 0, vec![1, 2])]);
+    assert!(rest.next_cursor.is_none());
+
+    let named = describe(&mut h, &["nope", "b"], 2000, None);
+    assert_eq!(shown(&named), vec![("b".into(), 0, vec![0, 1, 2]), ("nope".into(), 3, vec![])]);
+}
+
+/// As Kafka does for a producer without a transactional id, InitProducerId hands out a fresh id
+/// whatever id and epoch the request claims: honouring a claimed id would let any client fence
+/// another's producer.
+#[test]
+fn init_producer_id_gives_a_fresh_id_whatever_is_claimed() {
+    let mut h = Harness::new();
+    let init = |h: &mut Harness, request: InitProducerIdRequest| match h.call(RequestKind::InitProducerId(request), ApiKey::InitProducerId, 4) {
+        ResponseKind::InitProducerId(r) => (r.error_code, r.producer_id.0, r.producer_epoch),
+        other => panic!("{other:?}"),
+    };
+    let (error, first, epoch) = init(&mut h, InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    assert_eq!((error, epoch), (0, 0));
+    let claimed = InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(first)).with_producer_epoch(7);
+    let (error, second, epoch) = init(&mut h, claimed);
+    assert_eq!((error, epoch), (0, 0));
+    assert_ne!(second, first, "a claimed id is not bumped: a new one is allocated");
+    let empty = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(""))));
+    assert_eq!(init(&mut h, empty).0, 42, "INVALID_REQUEST for an empty transactional id, as Kafka");
+}
+
+/// A transaction's records are served in batches of their own whose headers name the producer
+/// and carry the transactional flag (what read_committed consumers filter by); the records
+/// around them stay in batches without a producer.
+#[test]
+fn fetch_serves_a_transactions_records_in_batches_naming_its_producer() {
+    use korvet_core::records::{decode_batches, ProducerInfo, Record};
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("txn", &["a"])), ApiKey::Produce, 9);
+    let record = |v: &'static str| Record { timestamp: 5, key: None, value: Some(Bytes::from_static(v.as_bytes())), headers: vec![] };
+    let producer = Some(ProducerInfo { producer_id: 9, producer_epoch: 2, base_sequence: 0 });
+    let transactional = StorageCommand::Append {
+        topic: "txn".into(),
+        partition: 0,
+        producer,
+        records: vec![record("b"), record("c")],
+        replicated: false,
+        transactional: true,
+    };
+    h.store.execute(transactional);
+    h.call(RequestKind::Produce(produce_request("txn", &["d"])), ApiKey::Produce, 9);
+    let ResponseKind::Fetch(fetched) = h.call(RequestKind::Fetch(fetch_request("txn", 0, 0)), ApiKey::Fetch, 12) else { panic!() };
+    let batches = decode_batches(fetched.responses[0].partitions[0].records.clone().unwrap(), 1 << 20).unwrap();
+    let shape: Vec<_> = batches.iter().map(|b| (b.records.len(), b.transactional, b.producer.map(|p| (p.producer_id, p.producer_epoch)))).collect();
+    assert_eq!(shape, vec![(1, false, None), (2, true, Some((9, 2))), (1, false, None)]);
+}
+
+/// (base offset, attributes, producer id) of each batch of a Fetch answer's record set.
+fn batch_headers(mut records: Bytes) -> Vec<(i64, i16, i64)> {
+    let mut headers = Vec::new();
+    while records.len() >= 61 {
+        let length = (&records[8..12]).get_i32() as usize;
+        let batch = records.split_to(12 + length);
+        headers.push(((&batch[0..8]).get_i64(), (&batch[21..23]).get_i16(), (&batch[43..51]).get_i64()));
+    }
+    headers
+}
+
+/// read_committed readers get nothing at or above the last stable offset (the first record of
+/// the oldest open transaction) and the aborted transactions among what they get; ListOffsets
+/// answers them the last stable offset; read_uncommitted readers get everything, markers as
+/// control batches.
+#[test]
+fn read_committed_stops_at_the_last_stable_offset_and_learns_what_aborted() {
+    use korvet_core::records::{ProducerInfo, Record};
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("rc", &["a"])), ApiKey::Produce, 9);
+    let record = |v: &'static str| Record { timestamp: 5, key: None, value: Some(Bytes::from_static(v.as_bytes())), headers: vec![] };
+    let transaction = |producer_id, records| StorageCommand::Append {
+        topic: "rc".into(),
+        partition: 0,
+        producer: Some(ProducerInfo { producer_id, producer_epoch: 0, base_sequence: 0 }),
+        records,
+        replicated: false,
+        transactional: true,
+    };
+    h.store.execute(transaction(9, vec![record("b"), record("c")])); // 1, 2
+    h.store.execute(transaction(8, vec![record("d")])); // 3, left open
+    let abort = StorageCommand::WriteTxnMarker { topic: "rc".into(), partition: 0, producer_id: 9, producer_epoch: 0, commit: false, coordinator_epoch: 0, timestamp: 6 };
+    h.store.execute(abort); // 4
+    let fetch = |h: &mut Harness, isolation_level| {
+        let request = fetch_request("rc", 0, 0).with_isolation_level(isolation_level);
+        let ResponseKind::Fetch(fetched) = h.call(RequestKind::Fetch(request), ApiKey::Fetch, 12) else { panic!() };
+        fetched.responses[0].partitions[0].clone()
+    };
+    let committed = fetch(&mut h, 1);
+    assert_eq!((committed.high_watermark, committed.last_stable_offset), (5, 3));
+    let batches = batch_headers(committed.records.clone().unwrap());
+    assert_eq!(batches, vec![(0, 0, -1), (1, 0x10, 9)], "up to the open transaction of producer 8");
+    let aborted: Vec<_> = committed.aborted_transactions.unwrap().iter().map(|a| (a.producer_id.0, a.first_offset)).collect();
+    assert_eq!(aborted, vec![(9, 1)]);
+    let uncommitted = fetch(&mut h, 0);
+    let batches = batch_headers(uncommitted.records.clone().unwrap());
+    assert_eq!(batches, vec![(0, 0, -1), (1, 0x10, 9), (3, 0x10, 8), (4, 0x30, 9)], "the marker as a control batch");
+    assert_eq!(uncommitted.aborted_transactions, Some(vec![]), "read_uncommitted readers filter nothing");
+    let latest = |isolation_level| {
+        ListOffsetsRequest::default().with_isolation_level(isolation_level).with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(topic("rc"))
+            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)])])
+    };
+    let ResponseKind::ListOffsets(offsets) = h.call(RequestKind::ListOffsets(latest(1)), ApiKey::ListOffsets, 7) else { panic!() };
+    assert_eq!(offsets.topics[0].partitions[0].offset, 3, "read_committed: the last stable offset");
+    let ResponseKind::ListOffsets(offsets) = h.call(RequestKind::ListOffsets(latest(0)), ApiKey::ListOffsets, 7) else { panic!() };
+    assert_eq!(offsets.topics[0].partitions[0].offset, 5);
+}
+
+/// A v2 batch of `values` from a transactional producer, at `base_sequence`.
+fn transactional_batch(producer_id: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
+    use korvet_core::records::{encode_batch_at, BatchProducer, Record};
+    let records: Vec<Record> = values.iter().map(|v| Record { timestamp: 5, key: None, value: Some(Bytes::copy_from_slice(v.as_bytes())), headers: vec![] }).collect();
+    let mut out = BytesMut::new();
+    encode_batch_at(&mut out, BatchProducer::Transaction { producer_id, producer_epoch: epoch }, records.iter().enumerate().map(|(i, r)| (i as i64, r)));
+    out[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
+/// A transactional producer's whole life on one broker: InitProducerId, AddPartitionsToTxn,
+/// transactional produce, AddOffsetsToTxn with TxnOffsetCommit, EndTxn; read_committed readers
+/// see a committed transaction and never an aborted one, its staged offsets become the group's
+/// only on commit, a new instance fences the old one, and the timeout job aborts a transaction
+/// left open.
+#[test]
+fn a_transaction_commits_aborts_fences_and_times_out() {
+    let config = BrokerConfig { transaction_timeout_check_interval_ms: Some(1_000), ..BrokerConfig::default() };
+    let mut h = Harness::with_config(config);
+    h.call(RequestKind::Produce(produce_request("tx", &["plain"])), ApiKey::Produce, 9); // offset 0
+    let id = || TransactionalId(StrBytes::from_static_str("copier"));
+    let init = |h: &mut Harness| {
+        let request = InitProducerIdRequest::default().with_transactional_id(Some(id())).with_transaction_timeout_ms(5_000).with_producer_id(ProducerId(-1));
+        let ResponseKind::InitProducerId(r) = h.call(RequestKind::InitProducerId(request), ApiKey::InitProducerId, 4) else { panic!() };
+        (r.error_code, r.producer_id.0, r.producer_epoch)
+    };
+    let add = |h: &mut Harness, pid: i64, epoch: i16| {
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(id())
+            .with_v3_and_below_producer_id(ProducerId(pid))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(topic("tx")).with_partitions(vec![0])]);
+        let ResponseKind::AddPartitionsToTxn(r) = h.call(RequestKind::AddPartitionsToTxn(request), ApiKey::AddPartitionsToTxn, 3) else { panic!() };
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    };
+    let produce = |h: &mut Harness, pid: i64, epoch: i16, sequence: i32, values: &[&str]| {
+        let request = ProduceRequest::default().with_transactional_id(Some(id())).with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
+            produce_request::TopicProduceData::default().with_name(topic("tx")).with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(transactional_batch(pid, epoch, sequence, values)))]),
+        ]);
+        let ResponseKind::Produce(r) = h.call(RequestKind::Produce(request), ApiKey::Produce, 9) else { panic!() };
+        r.responses[0].partition_responses[0].error_code
+    };
+    let end = |h: &mut Harness, pid: i64, epoch: i16, committed: bool| {
+        let request = EndTxnRequest::default().with_transactional_id(id()).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch).with_committed(committed);
+        let ResponseKind::EndTxn(r) = h.call(RequestKind::EndTxn(request), ApiKey::EndTxn, 3) else { panic!() };
+        r.error_code
+    };
+    let committed_values = |h: &mut Harness| {
+        let request = fetch_request("tx", 0, 0).with_isolation_level(1);
+        let ResponseKind::Fetch(fetched) = h.call(RequestKind::Fetch(request), ApiKey::Fetch, 12) else { panic!() };
+        let partition = fetched.responses[0].partitions[0].clone();
+        let aborted: Vec<(i64, i64)> = partition.aborted_transactions.unwrap_or_default().iter().map(|a| (a.producer_id.0, a.first_offset)).collect();
+        (batch_headers(partition.records.unwrap_or_default()), partition.last_stable_offset, aborted)
+    };
+
+    let (error, pid, epoch) = init(&mut h);
+    assert_eq!((error, epoch), (0, 0));
+    assert_eq!(add(&mut h, pid, epoch), 0);
+    assert_eq!(produce(&mut h, pid, epoch, 0, &["a", "b"]), 0); // 1, 2
+    let (_, last_stable, _) = committed_values(&mut h);
+    assert_eq!(last_stable, 1, "the open transaction holds read_committed readers back");
+    // Offsets in the transaction stay staged until it commits.
+    let add_offsets = AddOffsetsToTxnRequest::default().with_transactional_id(id()).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch).with_group_id(GroupId(StrBytes::from_static_str("g")));
+    let ResponseKind::AddOffsetsToTxn(r) = h.call(RequestKind::AddOffsetsToTxn(add_offsets), ApiKey::AddOffsetsToTxn, 3) else { panic!() };
+    assert_eq!(r.error_code, 0);
+    let stage = TxnOffsetCommitRequest::default().with_transactional_id(id()).with_group_id(GroupId(StrBytes::from_static_str("g"))).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch).with_topics(vec![
+        txn_offset_commit_request::TxnOffsetCommitRequestTopic::default().with_name(topic("tx")).with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default().with_committed_offset(42)]),
+    ]);
+    let ghost = stage.clone().with_generation_id(4).with_member_id(StrBytes::from_static_str("ghost"));
+    let ResponseKind::TxnOffsetCommit(r) = h.call(RequestKind::TxnOffsetCommit(ghost), ApiKey::TxnOffsetCommit, 3) else { panic!() };
+    assert_eq!(r.topics[0].partitions[0].error_code, korvet_core::errors::UNKNOWN_MEMBER_ID, "a member the group does not know");
+    let ResponseKind::TxnOffsetCommit(r) = h.call(RequestKind::TxnOffsetCommit(stage), ApiKey::TxnOffsetCommit, 3) else { panic!() };
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let committed_offset = |h: &mut Harness| {
+        let fetch = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_topics(None);
+        let ResponseKind::OffsetFetch(r) = h.call(RequestKind::OffsetFetch(fetch), ApiKey::OffsetFetch, 7) else { panic!() };
+        r.topics.first().map(|t| t.partitions[0].committed_offset)
+    };
+    assert_eq!(committed_offset(&mut h), None, "not before the commit");
+    assert_eq!(end(&mut h, pid, epoch, true), 0); // marker at 3
+    assert_eq!(end(&mut h, pid, epoch, true), 0, "a retried commit is answered NONE");
+    assert_eq!(end(&mut h, pid, epoch, false), korvet_core::errors::INVALID_TXN_STATE);
+    assert_eq!(committed_offset(&mut h), Some(42), "the transaction's offsets are the group's now");
+    let (batches, last_stable, aborted) = committed_values(&mut h);
+    assert_eq!(batches, vec![(0, 0, -1), (1, 0x10, pid), (3, 0x30, pid)]);
+    assert_eq!((last_stable, aborted), (4, vec![]));
+
+    // An aborted transaction is listed for read_committed readers.
+    assert_eq!(add(&mut h, pid, epoch), 0);
+    assert_eq!(produce(&mut h, pid, epoch, 2, &["c"]), 0); // 4
+    assert_eq!(end(&mut h, pid, epoch, false), 0); // marker at 5
+    let (_, last_stable, aborted) = committed_values(&mut h);
+    assert_eq!((last_stable, aborted), (6, vec![(pid, 4)]));
+
+    // A new instance fences the old one, whose open transaction is aborted.
+    assert_eq!(add(&mut h, pid, epoch), 0);
+    assert_eq!(produce(&mut h, pid, epoch, 3, &["zombie"]), 0); // 6
+    let (error, same_pid, new_epoch) = init(&mut h); // abort marker at 7
+    assert_eq!((error, same_pid), (0, pid));
+    assert!(new_epoch > epoch);
+    assert_eq!(produce(&mut h, pid, epoch, 4, &["late"]), korvet_core::errors::INVALID_PRODUCER_EPOCH, "the zombie is fenced on the partition");
+    assert_eq!(end(&mut h, pid, epoch, true), korvet_core::errors::PRODUCER_FENCED, "and at the coordinator");
+    let (_, last_stable, aborted) = committed_values(&mut h);
+    assert_eq!((last_stable, aborted), (8, vec![(pid, 4), (pid, 6)]));
+
+    // A transaction left open past its timeout (5 s) is aborted by the coordinator's job.
+    assert_eq!(add(&mut h, pid, new_epoch), 0);
+    assert_eq!(produce(&mut h, pid, new_epoch, 0, &["forgotten"]), 0); // 8
+    assert_eq!(committed_values(&mut h).1, 8);
+    h.advance(7_000);
+    let (_, last_stable, aborted) = committed_values(&mut h);
+    assert_eq!(last_stable, 10, "the abort marker (9) released the readers");
+    assert_eq!(aborted.last(), Some(&(pid, 8)));
+    assert_eq!(end(&mut h, pid, new_epoch, true), korvet_core::errors::PRODUCER_FENCED, "the timed-out producer is fenced");
 }

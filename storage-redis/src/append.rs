@@ -24,6 +24,8 @@ pub struct Batch {
     pub records: Vec<Record>,
     /// acks=all: answered once the configured replicas have it.
     pub replicated: bool,
+    /// A transaction's batch: each entry names its producer (see `codec::TXN`).
+    pub transactional: bool,
 }
 
 impl Batch {
@@ -197,8 +199,10 @@ pub fn push_batches(cmd: &mut redis::Cmd, batches: &[Batch]) {
             Some(p) => cmd.arg(p.producer_id).arg(p.producer_epoch).arg(p.base_sequence),
             None => cmd.arg(-1).arg(0).arg(0),
         };
+        cmd.arg(u8::from(batch.transactional && batch.producer.is_some()));
         cmd.arg(batch.records.len()).arg(batch.bytes());
-        codec::push_append_args(cmd, &batch.records);
+        let transaction = batch.producer.filter(|_| batch.transactional).map(|p| codec::txn_value(p.producer_id, p.producer_epoch));
+        codec::push_append_args(cmd, &batch.records, transaction.as_deref());
     }
 }
 
@@ -225,7 +229,7 @@ mod tests {
 
     fn batch(bytes: usize) -> Batch {
         let records = vec![Record { timestamp: 0, key: None, value: Some(Bytes::from(vec![0; bytes])), headers: vec![] }];
-        Batch { producer: None, records, replicated: false }
+        Batch { producer: None, records, replicated: false, transactional: false }
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 
 use korvet_core::security::{ScramCredential, ScramMechanism};
 use korvet_core::records::{Header, Record};
-use korvet_core::storage::{ActiveProducer, CommittedOffset, PartitionOffsets, StoredRecord, TopicMeta};
+use korvet_core::storage::{
+    AbortedTransaction, ActiveProducer, CommittedOffset, PartitionOffsets, Provenance, StoredRecord, TopicMeta, TransactionRecord, TransactionState,
+};
 use crate::resp::{self, Reply};
 use redis::{Cmd, RedisError};
 use serde::{Deserialize, Serialize};
@@ -65,12 +67,32 @@ const VALUE: &[u8] = b"value";
 const TIMESTAMP: &[u8] = b"timestamp";
 const HEADER: &[u8] = b"header:";
 const NULL_HEADER: &[u8] = b"nullheader:";
+/// The field of a transaction's record: `<producer id>:<epoch>` of the producer that wrote it.
+pub const TXN: &[u8] = b"txn";
+
+/// The field of a transaction marker: `commit` or `abort`.
+const CONTROL: &[u8] = b"control";
+/// The field of a transaction marker that holds its coordinator's epoch.
+const COORDINATOR_EPOCH: &[u8] = b"coordinator-epoch";
+
+/// The [`TXN`] field's value.
+pub fn txn_value(producer_id: i64, producer_epoch: i16) -> String {
+    format!("{producer_id}:{producer_epoch}")
+}
+
+fn parse_txn(value: &[u8]) -> Option<Provenance> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (id, epoch) = text.split_once(':')?;
+    Some(Provenance::Transactional { producer_id: id.parse().ok()?, producer_epoch: epoch.parse().ok()? })
+}
 
 /// Appends a batch's arguments to the append script after its producer fields, record count and
 /// payload size (see `scripts/append.lua`): the records' common field count, the records that
-/// raise the batch's running maximum timestamp, then each record's timestamp and fields.
-pub fn push_append_args(cmd: &mut Cmd, records: &[Record]) {
-    let field_count = |r: &Record| usize::from(r.key.is_some()) + usize::from(r.value.is_some()) + r.headers.len();
+/// raise the batch's running maximum timestamp, then each record's timestamp and fields (with
+/// the [`TXN`] field first when the batch is a transaction's, `transaction` its value).
+pub fn push_append_args(cmd: &mut Cmd, records: &[Record], transaction: Option<&str>) {
+    let field_count =
+        |r: &Record| usize::from(transaction.is_some()) + usize::from(r.key.is_some()) + usize::from(r.value.is_some()) + r.headers.len();
     let uniform = records.first().map(field_count).filter(|&first| records.iter().all(|r| field_count(r) == first));
     cmd.arg(uniform.map_or(-1, |fields| fields as i64));
     let mut raisers = Vec::new();
@@ -90,6 +112,9 @@ pub fn push_append_args(cmd: &mut Cmd, records: &[Record]) {
         if uniform.is_none() {
             cmd.arg(field_count(record));
         }
+        if let Some(transaction) = transaction {
+            cmd.arg(TXN).arg(transaction);
+        }
         if let Some(key) = &record.key {
             cmd.arg(KEY).arg(&key[..]);
         }
@@ -103,11 +128,15 @@ pub fn push_append_args(cmd: &mut Cmd, records: &[Record]) {
     }
 }
 
-pub fn offsets(meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>)) -> PartitionOffsets {
-    let (next, start, max_ts, max_ts_offset) = meta;
+/// The partition hash's fields [`offsets`] reads, in its order.
+pub const OFFSET_FIELDS: [&str; 5] = ["next", "start", "max-timestamp", "max-timestamp-offset", "open-txn-first"];
+
+pub fn offsets(meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>)) -> PartitionOffsets {
+    let (next, start, max_ts, max_ts_offset, open_txn_first) = meta;
     PartitionOffsets {
         log_start: start.unwrap_or(0),
         high_watermark: next.unwrap_or(0),
+        last_stable: open_txn_first.or(next).unwrap_or(0),
         max_timestamp: max_ts_offset.zip(max_ts),
     }
 }
@@ -126,12 +155,19 @@ pub fn decode_entry(reply: &mut Reply) -> Result<StoredRecord, RedisError> {
         .ok_or_else(|| resp::protocol_error(format!("entry id {:?} is not <offset>-1", String::from_utf8_lossy(&id))))?;
     let fields = reply.array()?.unwrap_or(0);
     let mut record = Record { timestamp: -1, key: None, value: None, headers: Vec::new() };
+    let mut provenance = Provenance::Plain;
+    // A transaction marker: commit or abort, and its coordinator's epoch.
+    let mut control: Option<bool> = None;
+    let mut coordinator_epoch = 0;
     for _ in 0..fields / 2 {
         let (Some(name), Some(value)) = (reply.string()?, reply.string()?) else { continue };
         match name.as_ref() {
             TIMESTAMP => record.timestamp = resp::decimal(&value).unwrap_or(-1),
             KEY => record.key = Some(value),
             VALUE => record.value = Some(value),
+            TXN => provenance = parse_txn(&value).unwrap_or_default(),
+            CONTROL => control = Some(value.as_ref() == b"commit"),
+            COORDINATOR_EPOCH => coordinator_epoch = resp::decimal(&value).unwrap_or(0) as i32,
             header if header.starts_with(HEADER) => {
                 record.headers.push(Header { key: name.slice(HEADER.len()..), value: Some(value) })
             }
@@ -144,7 +180,11 @@ pub fn decode_entry(reply: &mut Reply) -> Result<StoredRecord, RedisError> {
     if fields % 2 == 1 {
         reply.skip()?;
     }
-    Ok(StoredRecord { offset, record })
+    if let (Some(commit), Provenance::Transactional { producer_id, producer_epoch }) = (control, provenance) {
+        record = korvet_core::records::control_record(commit, coordinator_epoch, record.timestamp);
+        provenance = Provenance::Marker { producer_id, producer_epoch, commit };
+    }
+    Ok(StoredRecord { offset, record, provenance })
 }
 
 /// The credentials hash's field of a user's credential for a mechanism: `SCRAM-SHA-256:alice`
@@ -169,4 +209,80 @@ pub fn active_producer(field: &str, state: &str) -> Option<ActiveProducer> {
     let mut last = parts.last()?.split(',');
     let (_first, last_sequence, last_offset) = (last.next()?, last.next()?.parse().ok()?, last.next()?.parse().ok()?);
     Some(ActiveProducer { producer_id, epoch, last_sequence, last_offset })
+}
+
+/// A member of a partition's aborted transactions: `<producer id>:<first offset>:<marker offset>`.
+pub fn aborted_transaction(member: &str) -> Option<AbortedTransaction> {
+    let mut parts = member.split(':').map(str::parse::<i64>);
+    let (Some(Ok(producer_id)), Some(Ok(first_offset)), Some(Ok(last_offset))) = (parts.next(), parts.next(), parts.next()) else { return None };
+    Some(AbortedTransaction { producer_id, first_offset, last_offset })
+}
+
+#[derive(Serialize, Deserialize)]
+struct TransactionJson {
+    producer_id: i64,
+    producer_epoch: i16,
+    timeout_ms: i32,
+    state: String,
+    partitions: Vec<(String, i32)>,
+    groups: Vec<String>,
+    started_ms: i64,
+    updated_ms: i64,
+}
+
+const TRANSACTION_STATES: [(TransactionState, &str); 6] = [
+    (TransactionState::Empty, "Empty"),
+    (TransactionState::Ongoing, "Ongoing"),
+    (TransactionState::PrepareCommit, "PrepareCommit"),
+    (TransactionState::PrepareAbort, "PrepareAbort"),
+    (TransactionState::CompleteCommit, "CompleteCommit"),
+    (TransactionState::CompleteAbort, "CompleteAbort"),
+];
+
+/// A transactional id's record as JSON (the part after `<version>|` in the transactions hash).
+pub fn encode_transaction(record: &TransactionRecord) -> String {
+    let state = TRANSACTION_STATES.iter().find(|(s, _)| *s == record.state).map_or("Empty", |(_, name)| name);
+    let json = TransactionJson {
+        producer_id: record.producer_id,
+        producer_epoch: record.producer_epoch,
+        timeout_ms: record.timeout_ms,
+        state: state.to_string(),
+        partitions: record.partitions.clone(),
+        groups: record.groups.clone(),
+        started_ms: record.started_ms,
+        updated_ms: record.updated_ms,
+    };
+    serde_json::to_string(&json).unwrap_or_default()
+}
+
+/// A value of the transactions hash, `<version>|<json>`: the version and the record.
+pub fn decode_transaction(value: &[u8]) -> Option<(u64, TransactionRecord)> {
+    let split = value.iter().position(|b| *b == b'|')?;
+    let version = std::str::from_utf8(&value[..split]).ok()?.parse().ok()?;
+    let json: TransactionJson = serde_json::from_slice(&value[split + 1..]).ok()?;
+    let state = TRANSACTION_STATES.iter().find(|(_, name)| *name == json.state)?.0;
+    let record = TransactionRecord {
+        producer_id: json.producer_id,
+        producer_epoch: json.producer_epoch,
+        timeout_ms: json.timeout_ms,
+        state,
+        partitions: json.partitions,
+        groups: json.groups,
+        started_ms: json.started_ms,
+        updated_ms: json.updated_ms,
+    };
+    Some((version, record))
+}
+
+/// The field of a staged transactional commit: `[group, topic, partition]` as JSON (group and
+/// topic names may hold any character).
+pub fn staged_field(group: &str, commit: &CommittedOffset) -> String {
+    serde_json::to_string(&(group, &commit.topic, commit.partition)).unwrap_or_default()
+}
+
+/// A staged transactional commit: its group and the commit.
+pub fn decode_staged(field: &str, json: &[u8]) -> Option<(String, CommittedOffset)> {
+    let (group, topic, partition): (String, String, i32) = serde_json::from_str(field).ok()?;
+    let commit = decode_commit(&commit_field(&topic, partition), json)?;
+    Some((group, commit))
 }

@@ -31,6 +31,28 @@ impl Keys {
         format!("{}:timeindex:{{{topic}:{partition}}}", self.keyspace)
     }
 
+    /// Hash of a partition's open transactions: producer id -> the offset of its first record.
+    pub fn open_transactions(&self, topic: &str, partition: i32) -> String {
+        format!("{}:txn-open:{{{topic}:{partition}}}", self.keyspace)
+    }
+
+    /// Sorted set of a partition's aborted transactions: `<producer id>:<first offset>:<marker
+    /// offset>`, scored by the marker's offset.
+    pub fn aborted_transactions(&self, topic: &str, partition: i32) -> String {
+        format!("{}:txn-aborted:{{{topic}:{partition}}}", self.keyspace)
+    }
+
+    /// Hash of every transactional id's record: id -> `<version>|<json>`.
+    pub fn transactions(&self) -> String {
+        format!("{}:transactions", self.keyspace)
+    }
+
+    /// Hash of the offsets a transactional id's open transaction commits: `[group, topic,
+    /// partition]` -> the commit's JSON.
+    pub fn txn_offsets(&self, id: &str) -> String {
+        format!("{}:txn-offsets:{{{id}}}", self.keyspace)
+    }
+
     /// The storage format of the keyspace (see `topics::upgrade_format`).
     pub fn format(&self) -> String {
         format!("{}:format", self.keyspace)
@@ -99,6 +121,8 @@ mod tests {
         assert_eq!(keys.stream("orders", 3), "korvet:stream:{orders:3}");
         assert_eq!(keys.partition("orders", 3), "korvet:partition:{orders:3}");
         assert_eq!(keys.time_index("orders", 3), "korvet:timeindex:{orders:3}");
+        assert_eq!(keys.open_transactions("orders", 3), "korvet:txn-open:{orders:3}");
+        assert_eq!(keys.aborted_transactions("orders", 3), "korvet:txn-aborted:{orders:3}");
         assert_eq!(keys.brokers(), "korvet:brokers");
         assert_eq!(keys.broker(2), "korvet:broker:2");
     }

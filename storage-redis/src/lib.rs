@@ -61,6 +61,7 @@ const APPEND_SCRIPT: &str = include_str!("scripts/append.lua");
 const TRIM_SCRIPT: &str = concat!("#!lua flags=allow-oom\n", include_str!("scripts/payload.lua"), include_str!("scripts/trim.lua"));
 const REMOVE_SCRIPT: &str = concat!("#!lua flags=allow-oom\n", include_str!("scripts/payload.lua"), include_str!("scripts/remove.lua"));
 const EXPIRE_PRODUCERS_SCRIPT: &str = include_str!("scripts/expire_producers.lua");
+const TXN_MARKER_SCRIPT: &str = include_str!("scripts/txn_marker.lua");
 /// The first record at or after a timestamp (by the time index), at or after the log start and
 /// present (compaction leaves gaps): `{offset, timestamp}`, or nothing. KEYS[1] time index,
 /// KEYS[2] partition hash, KEYS[3] stream; ARGV[1] the timestamp.
@@ -77,6 +78,16 @@ return {tonumber(string.match(found[1][1], '^(%d+)')), tonumber(found[1][2][2])}
 /// (1) if the stored generation is lower, or the same and claimed by the same coordinator;
 /// otherwise (0) nothing changes. KEYS[1] group hash; ARGV generation, coordinator, then
 /// field/value pairs.
+/// Compare-and-set of a transactional id's record in the transactions hash (KEYS[1]): ARGV[1]
+/// the id, ARGV[2] the version the change was computed from (0: none stored), ARGV[3] the
+/// record's JSON. Stores `<version + 1>|<json>` and answers 1, or answers 0 if the stored
+/// version differs.
+const SAVE_TRANSACTION_SCRIPT: &str = "local stored = redis.call('HGET', KEYS[1], ARGV[1]) \
+local version = 0 \
+if stored then version = tonumber(string.match(stored, '^(%d+)|')) end \
+if version ~= tonumber(ARGV[2]) then return 0 end \
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', version + 1) .. '|' .. ARGV[3]) \
+return 1";
 const SAVE_GROUP_SCRIPT: &str = "local stored = tonumber(redis.call('HGET', KEYS[1], 'generation') or '-1') \
 local generation = tonumber(ARGV[1]) \
 if stored > generation then return 0 end \
@@ -154,6 +165,7 @@ struct Inner {
     trim: Script,
     remove: Script,
     expire_producers: Script,
+    txn_marker: Script,
     offset_for_timestamp: Script,
     allow_eviction: bool,
     /// Why storage commands are refused (a Redis that may evict korvet's keys), if they are;
@@ -309,6 +321,7 @@ impl RedisStorage {
                 trim: Script::new(TRIM_SCRIPT),
                 remove: Script::new(REMOVE_SCRIPT),
                 expire_producers: Script::new(EXPIRE_PRODUCERS_SCRIPT),
+                txn_marker: Script::new(TXN_MARKER_SCRIPT),
                 offset_for_timestamp: Script::new(OFFSET_FOR_TIMESTAMP_SCRIPT),
                 allow_eviction: options.allow_eviction,
                 refusal: std::sync::Mutex::new(None),
@@ -453,8 +466,8 @@ impl RedisStorage {
         if let Some(why) = self.refusal() {
             return StorageReply::Failed(StorageError::retriable(why));
         }
-        if let StorageCommand::Append { topic, partition, producer, records, replicated } = command {
-            let batch = append::Batch { producer, records, replicated };
+        if let StorageCommand::Append { topic, partition, producer, records, replicated, transactional } = command {
+            let batch = append::Batch { producer, records, replicated, transactional };
             let run = |batches| self.append_batches(&topic, partition, batches);
             return match self.inner.appends.append(&topic, partition, batch, run).await {
                 Ok(outcome) => StorageReply::Appended(outcome),
@@ -472,7 +485,8 @@ impl RedisStorage {
         let inner = &*self.inner;
         let keys = &inner.keys;
         let replicated = inner.replicated.as_ref().filter(|_| batches.iter().any(|b| b.replicated));
-        let partition_keys = [keys.stream(topic, partition), keys.partition(topic, partition), keys.time_index(topic, partition)];
+        let partition_keys =
+            [keys.stream(topic, partition), keys.partition(topic, partition), keys.time_index(topic, partition), keys.open_transactions(topic, partition)];
         // With replicas to wait for, the script goes by its source, followed by WAIT in one
         // pipeline: both then travel on one connection to one node, and WAIT counts the replicas
         // that have this very write (a reconnection between them would have WAIT count those of
@@ -573,12 +587,34 @@ impl RedisStorage {
                 inner.read_ahead.read(&inner.reads, keys, &topic, partition, offset, max_bytes).await
             }
             StorageCommand::PartitionOffsets { topic, partition } => {
-                let meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
-                    .arg(keys.partition(&topic, partition))
-                    .arg(&["next", "start", "max-timestamp", "max-timestamp-offset"])
-                    .query_async(&mut conn)
-                    .await?;
+                let meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
+                    redis::cmd("HMGET").arg(keys.partition(&topic, partition)).arg(&codec::OFFSET_FIELDS).query_async(&mut conn).await?;
                 Ok(StorageReply::Offsets(codec::offsets(meta)))
+            }
+            StorageCommand::WriteTxnMarker { topic, partition, producer_id, producer_epoch, commit, coordinator_epoch, timestamp } => {
+                let script = &inner.txn_marker;
+                let partition_keys = [
+                    keys.stream(&topic, partition),
+                    keys.partition(&topic, partition),
+                    keys.open_transactions(&topic, partition),
+                    keys.aborted_transactions(&topic, partition),
+                ];
+                let mut cmd = script_cmd(script, &partition_keys);
+                cmd.arg(producer_id).arg(producer_epoch).arg(if commit { "commit" } else { "abort" }).arg(coordinator_epoch).arg(timestamp);
+                cmd.arg(keys.appends_channel()).arg(notify::append_message(inner.origin, &topic, partition));
+                let (status, offset, log_start): (i64, i64, i64) = run_script(&mut conn, script, cmd).await?;
+                Ok(StorageReply::Appended(match status {
+                    0 => AppendOutcome::Appended { base_offset: offset, log_start },
+                    3 => AppendOutcome::ProducerFenced,
+                    _ => AppendOutcome::UnknownPartition,
+                }))
+            }
+            StorageCommand::AbortedTransactions { topic, partition, from, to } => {
+                let members: Vec<String> =
+                    redis::cmd("ZRANGEBYSCORE").arg(keys.aborted_transactions(&topic, partition)).arg(from).arg("+inf").query_async(&mut conn).await?;
+                let mut aborted: Vec<_> = members.iter().filter_map(|m| codec::aborted_transaction(m)).filter(|a| a.first_offset <= to).collect();
+                aborted.sort_by_key(|a| a.first_offset);
+                Ok(StorageReply::AbortedTransactions(aborted))
             }
             StorageCommand::PartitionSize { topic, partition } => {
                 let bytes: Option<u64> = redis::cmd("HGET").arg(keys.partition(&topic, partition)).arg("bytes").query_async(&mut conn).await?;
@@ -686,6 +722,46 @@ impl RedisStorage {
                 }
                 let _: () = redis::cmd("SADD").arg(keys.groups()).arg(&group).query_async(&mut conn).await?;
                 Ok(StorageReply::GroupSaved)
+            }
+            StorageCommand::LoadTransaction { id } => {
+                let value: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.transactions()).arg(&id).query_async(&mut conn).await?;
+                Ok(StorageReply::Transaction(value.as_deref().and_then(codec::decode_transaction)))
+            }
+            StorageCommand::SaveTransaction { id, version, record } => {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(SAVE_TRANSACTION_SCRIPT).arg(1).arg(keys.transactions()).arg(&id).arg(version).arg(codec::encode_transaction(&record));
+                // The coordinator's state is written as Kafka writes its transaction log: with
+                // the replicas, when replica acknowledgements are configured.
+                match self.write_replicated::<i64>(cmd).await? {
+                    Confirmation::Confirmed(saved) => Ok(StorageReply::TransactionSaved(saved == 1)),
+                    Confirmation::TooFew(err) => Ok(StorageReply::Failed(err)),
+                }
+            }
+            StorageCommand::ListTransactions => {
+                let entries: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(keys.transactions()).query_async(&mut conn).await?;
+                let records = entries.into_iter().filter_map(|(id, value)| codec::decode_transaction(&value).map(|(_, record)| (id, record))).collect();
+                Ok(StorageReply::Transactions(records))
+            }
+            StorageCommand::StageTxnOffsets { id, group, offsets } => {
+                if !offsets.is_empty() {
+                    let mut cmd = redis::cmd("HSET");
+                    cmd.arg(keys.txn_offsets(&id));
+                    for offset in &offsets {
+                        cmd.arg(codec::staged_field(&group, offset)).arg(codec::encode_commit(offset));
+                    }
+                    if let Confirmation::TooFew(err) = self.write_replicated::<i64>(cmd).await? {
+                        return Ok(StorageReply::Failed(err));
+                    }
+                }
+                Ok(StorageReply::TxnOffsetsStaged)
+            }
+            StorageCommand::StagedTxnOffsets { id } => {
+                let entries: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(keys.txn_offsets(&id)).query_async(&mut conn).await?;
+                Ok(StorageReply::StagedTxnOffsets(entries.iter().filter_map(|(field, json)| codec::decode_staged(field, json)).collect()))
+            }
+            StorageCommand::ClearTxnOffsets { id } => {
+                let _: () = redis::cmd("DEL").arg(keys.txn_offsets(&id)).query_async(&mut conn).await?;
+                Ok(StorageReply::TxnOffsetsCleared)
             }
             StorageCommand::LoadGroup { group } => {
                 let fields: (Option<i32>, Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")

@@ -9,7 +9,7 @@ use crate::reads::SharedSlotMap;
 use crate::sentinel::SentinelSource;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
-use redis::{ConnectionAddr, ConnectionInfo, RedisError};
+use redis::{ConnectionInfo, RedisError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ impl PubSubSource {
             PubSubSource::Cluster { template, masters, turn } => {
                 let masters = masters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).masters();
                 let info = match masters.get(turn.fetch_add(1, Ordering::Relaxed) % masters.len().max(1)) {
-                    Some((host, port)) => template.clone().set_addr(ConnectionAddr::Tcp(host.clone(), *port)),
+                    Some((host, port)) => crate::topology::at_address(template, host.clone(), *port),
                     None => template.clone(),
                 };
                 redis::Client::open(info)

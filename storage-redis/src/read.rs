@@ -158,7 +158,9 @@ fn reply_bytes(entries: i64, record_bytes: usize) -> usize {
 
 fn write_offsets_query(commands: &mut Vec<u8>, keys: &Keys, topic: &str, partition: i32) {
     let partition_key = keys.partition(topic, partition);
-    resp::write_command(commands, &[b"HMGET", partition_key.as_bytes(), b"next", b"start", b"max-timestamp", b"max-timestamp-offset"]);
+    let mut command: Vec<&[u8]> = vec![b"HMGET", partition_key.as_bytes()];
+    command.extend(codec::OFFSET_FIELDS.iter().map(|f| f.as_bytes()));
+    resp::write_command(commands, &command);
 }
 
 /// Exact-ID XRANGEs of at most [`CHUNK`] entries covering offsets `first..=last`; returns how many.
@@ -175,12 +177,12 @@ fn write_chunk_queries(commands: &mut Vec<u8>, stream: &str, first: i64, last: i
     chunks
 }
 
-/// The HMGET of `next`, `start`, `max-timestamp`, `max-timestamp-offset`.
+/// The HMGET of [`codec::OFFSET_FIELDS`].
 fn partition_offsets(reply: &mut Reply) -> Result<PartitionOffsets, RedisError> {
-    if reply.array()? != Some(4) {
-        return Err(resp::protocol_error("HMGET did not answer four fields"));
+    if reply.array()? != Some(codec::OFFSET_FIELDS.len()) {
+        return Err(resp::protocol_error("HMGET did not answer the offset fields"));
     }
-    let meta = (reply.decimal()?, reply.decimal()?, reply.decimal()?, reply.decimal()?);
+    let meta = (reply.decimal()?, reply.decimal()?, reply.decimal()?, reply.decimal()?, reply.decimal()?);
     Ok(codec::offsets(meta))
 }
 

@@ -13,7 +13,8 @@ use crate::resp::{self, Scanner};
 use crate::slots::{self, Node, Redirect, SlotMap};
 use bytes::Bytes;
 use futures_channel::oneshot;
-use redis::{ConnectionAddr, RedisError};
+use crate::topology;
+use redis::RedisError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -103,10 +104,7 @@ impl ClusterReads {
     pub async fn refresh(&self) -> Result<(), RedisError> {
         let mut main = self.main.clone();
         let reply: redis::Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut main).await?;
-        let fallback = match self.target.info.addr() {
-            ConnectionAddr::Tcp(host, _) => host.clone(),
-            _ => "127.0.0.1".to_string(),
-        };
+        let fallback = topology::host_of(&self.target.info).unwrap_or("127.0.0.1").to_string();
         let map = SlotMap::from_cluster_slots(&reply, &fallback).ok_or_else(|| resp::protocol_error("CLUSTER SLOTS answered something else"))?;
         let masters = map.masters();
         *lock(&self.map) = Arc::new(map);
@@ -124,7 +122,7 @@ impl ClusterReads {
         if let Some(conn) = nodes.get(node) {
             return Ok(conn.clone());
         }
-        let info = self.target.info.clone().set_addr(ConnectionAddr::Tcp(node.0.clone(), node.1));
+        let info = topology::at_address(&self.target.info, node.0.clone(), node.1);
         let conn = Arc::new(ReadConnection::start(Target { info, ..self.target.clone() })?);
         nodes.insert(node.clone(), conn.clone());
         Ok(conn)

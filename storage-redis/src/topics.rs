@@ -98,6 +98,7 @@ pub async fn delete(conn: &mut MainConnection, keys: &Keys, name: &str) -> Resul
         .map(|partition| {
             let mut cmd = redis::cmd("UNLINK");
             cmd.arg(keys.partition(name, partition)).arg(keys.stream(name, partition)).arg(keys.time_index(name, partition));
+            cmd.arg(keys.open_transactions(name, partition)).arg(keys.aborted_transactions(name, partition));
             cmd
         })
         .collect();

@@ -45,6 +45,9 @@ pub async fn trim(conn: &mut MainConnection, script: &Script, at: Target<'_>, to
         }
         removed += step_removed;
         if more == 0 {
+            // Aborted transactions whose marker is gone with the trim no longer concern readers.
+            let aborted = keys.aborted_transactions(topic, partition);
+            redis::cmd("ZREMRANGEBYSCORE").arg(aborted).arg("-inf").arg(format!("({log_start}")).query_async::<()>(conn).await?;
             return Ok(TrimOutcome::Trimmed { log_start, removed });
         }
     }

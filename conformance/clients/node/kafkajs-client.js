@@ -1,6 +1,7 @@
 // kafkajs producer/consumer for korvet's real-client suite.
 //   node kafkajs-client.js produce BOOTSTRAP TOPIC CODEC DATASET.json
 //   node kafkajs-client.js consume BOOTSTRAP TOPIC PARTITIONS COUNT
+//   node kafkajs-client.js transactions BOOTSTRAP TOPIC TRANSACTIONAL_ID
 // Records are {partition, key, value, headers: [[name, value]]} with strings or null.
 const fs = require('fs');
 const { Kafka, CompressionTypes, logLevel } = require('kafkajs');
@@ -80,8 +81,35 @@ async function member(groupId) {
   process.on('SIGTERM', async () => { await consumer.disconnect(); process.exit(0); });
 }
 
+// A transactional producer: commits "committed-0..4", aborts "aborted-0..2", then prints
+// what a read_committed consumer (kafkajs's default isolation) reads from the topic.
+async function transactions(transactionalId) {
+  const producer = kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const send = async (prefix, count, end) => {
+    const transaction = await producer.transaction();
+    await transaction.send({ topic, messages: [...Array(count).keys()].map((i) => ({ partition: 0, value: `${prefix}-${i}` })) });
+    await (end === 'commit' ? transaction.commit() : transaction.abort());
+  };
+  await send('committed', 5, 'commit');
+  await send('aborted', 3, 'abort');
+  await producer.disconnect();
+  const consumer = kafka.consumer({ groupId: `korvet-txn-${Date.now()}` });
+  const out = [];
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await new Promise((resolve) => {
+    consumer.run({ eachMessage: async ({ message }) => { out.push(text(message.value)); } });
+    // Long enough for every committed record and, if they were served, the aborted ones.
+    setTimeout(resolve, 8000);
+  });
+  await consumer.disconnect();
+  console.log(JSON.stringify(out.sort()));
+}
+
 (async () => {
   if (command === 'produce') await produce(rest[0], rest[1]);
+  else if (command === 'transactions') await transactions(rest[0]);
   else if (command === 'consume') await consume(Number(rest[0]), Number(rest[1]));
   else if (command === 'member') await member(rest[0]);
   else throw new Error('usage: produce|consume ...');

@@ -75,7 +75,7 @@ pub const DOUBT_MS: u64 = 3_000;
 pub fn offsets(store: &mut MemoryStore, topic: &str, partition: i32) -> PartitionOffsets {
     match store.execute(StorageCommand::PartitionOffsets { topic: topic.into(), partition }) {
         StorageReply::Offsets(offsets) => offsets,
-        _ => PartitionOffsets { log_start: 0, high_watermark: 0, max_timestamp: None },
+        _ => PartitionOffsets { log_start: 0, high_watermark: 0, last_stable: 0, max_timestamp: None },
     }
 }
 

@@ -114,10 +114,14 @@ pub fn is_write(command: &StorageCommand) -> bool {
         StorageCommand::LoadTopics { .. }
             | StorageCommand::Read { .. }
             | StorageCommand::PartitionOffsets { .. }
+            | StorageCommand::AbortedTransactions { .. }
             | StorageCommand::OffsetForTimestamp { .. }
             | StorageCommand::FetchOffsets { .. }
             | StorageCommand::ListGroups
             | StorageCommand::LoadGroup { .. }
+            | StorageCommand::LoadTransaction { .. }
+            | StorageCommand::ListTransactions
+            | StorageCommand::StagedTxnOffsets { .. }
     )
 }
 

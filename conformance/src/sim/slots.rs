@@ -42,7 +42,9 @@ pub fn key_of(command: &StorageCommand) -> String {
         | RemoveRecords { topic, partition, .. }
         | ExpireProducers { topic, partition, .. }
         | PartitionSize { topic, partition }
-        | ActiveProducers { topic, partition } => format!("{topic}:{partition}"),
+        | ActiveProducers { topic, partition }
+        | WriteTxnMarker { topic, partition, .. }
+        | AbortedTransactions { topic, partition, .. } => format!("{topic}:{partition}"),
         CommitOffsets { group, .. }
         | FetchOffsets { group, .. }
         | DeleteOffsets { group, .. }
@@ -54,6 +56,8 @@ pub fn key_of(command: &StorageCommand) -> String {
         ListGroups => "groups".into(),
         LoadCredentials { .. } | SaveCredential { .. } | DeleteCredential { .. } => "credentials".into(),
         LoadAcls | CreateAcls { .. } | DeleteAcls { .. } => "acls".into(),
+        LoadTransaction { .. } | SaveTransaction { .. } | ListTransactions => "transactions".into(),
+        StageTxnOffsets { id, .. } | StagedTxnOffsets { id } | ClearTxnOffsets { id } => format!("txn offsets {id}"),
     }
 }
 

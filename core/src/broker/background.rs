@@ -28,6 +28,10 @@ pub(super) fn jobs(config: &crate::config::BrokerConfig) -> Vec<Job> {
         // settle before it takes on the partitions it leads.
         jobs.push(Job { name: "log cleaner", every_ms, next_at: every_ms, running: None, start: || Box::new(LogCleaner::new()) });
     }
+    if let Some(every_ms) = config.transaction_timeout_check_interval_ms {
+        let start = || Box::new(crate::handlers::transaction_coordinator::TransactionTimeouts::default()) as Box<dyn Handler>;
+        jobs.push(Job { name: "transaction timeouts", every_ms, next_at: every_ms, running: None, start });
+    }
     if config.authorizer.enabled {
         let every_ms = config.authorizer.refresh_interval_ms.max(100);
         jobs.push(Job { name: "ACL refresh", every_ms, next_at: 0, running: None, start: || Box::new(crate::handlers::acls::RefreshAcls::default()) });

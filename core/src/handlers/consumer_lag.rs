@@ -69,14 +69,16 @@ impl Handler for ConsumerLag {
                 let mut watermarks = BTreeMap::new();
                 for (partition, reply) in partitions.into_iter().zip(replies) {
                     if let StorageReply::Offsets(offsets) = reply {
-                        watermarks.insert(partition, (offsets.log_start, offsets.high_watermark));
+                        // The end a read_committed consumer reads to: the last stable offset
+                        // (the high watermark when no transaction is open).
+                        watermarks.insert(partition, (offsets.log_start, offsets.last_stable));
                     }
                 }
                 cx.stats.consumer_lag = commits
                     .into_iter()
                     .filter_map(|(group, commit)| {
-                        let (log_start, high_watermark) = *watermarks.get(&(commit.topic.clone(), commit.partition))?;
-                        let lag = (high_watermark - commit.offset.max(log_start)).max(0);
+                        let (log_start, end) = *watermarks.get(&(commit.topic.clone(), commit.partition))?;
+                        let lag = (end - commit.offset.max(log_start)).max(0);
                         Some(((group, commit.topic, commit.partition), lag))
                     })
                     .collect();

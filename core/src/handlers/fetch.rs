@@ -11,11 +11,11 @@ use super::{topic_name, Handler, Step};
 use super::{Context, WaitKey};
 use crate::errors;
 use crate::records;
-use crate::storage::{PartitionOffsets, StorageCommand, StorageReply, StoredRecord};
+use crate::storage::{AbortedTransaction as Aborted, PartitionOffsets, Provenance, StorageCommand, StorageReply, StoredRecord};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::*;
-use kafka_protocol::messages::ResponseKind;
+use kafka_protocol::messages::{ProducerId, ResponseKind};
 
 pub(crate) const SPEC: ApiSpec = api_spec!(Fetch, 0..=12, decodable from 4, |req, meta| Started::new(Fetch::new(req, meta.version), true));
 
@@ -38,6 +38,8 @@ enum Phase {
     Lookup,
     Reading,
     Parked,
+    /// A read_committed answer with transactions' records: asking which of them aborted.
+    Aborted,
 }
 
 #[derive(Clone, Default)]
@@ -46,7 +48,12 @@ struct PartitionResult {
     records: Vec<StoredRecord>,
     bytes: usize,
     offsets: Option<PartitionOffsets>,
+    /// For read_committed: the aborted transactions among the records answered.
+    aborted: Vec<Aborted>,
 }
+
+/// Kafka's isolation level of a read_committed Fetch.
+const READ_COMMITTED: i8 = 1;
 
 impl Fetch {
     pub fn new(request: FetchRequest, _version: i16) -> Self {
@@ -96,10 +103,14 @@ impl Fetch {
             let fetch_offset = self.request.topics[ti].partitions[pi].fetch_offset;
             let result = &mut self.results[ti][pi];
             match reply {
-                StorageReply::Records { records, offsets } => {
+                StorageReply::Records { mut records, offsets } => {
                     if fetch_offset < offsets.log_start || fetch_offset > offsets.high_watermark {
                         result.error = errors::OFFSET_OUT_OF_RANGE;
                     } else {
+                        if self.request.isolation_level == READ_COMMITTED {
+                            // Nothing of a transaction still open, nor anything after it.
+                            records.retain(|r| r.offset < offsets.last_stable);
+                        }
                         result.bytes = records.iter().map(|r| r.record.payload_len()).sum();
                         result.records = records;
                     }
@@ -129,54 +140,112 @@ impl Fetch {
             .collect()
     }
 
-    fn response(&self, cx: &mut Context<'_>) -> ResponseKind {
-        // Kafka's rule: the overall max_bytes may be exceeded only by the first non-empty
-        // partition, so that a record larger than the limit still gets through.
+    /// Cuts the records to the request's max_bytes and counts what is answered. Kafka's rule:
+    /// the overall max_bytes may be exceeded only by the first non-empty partition, so that a
+    /// record larger than the limit still gets through.
+    fn apply_budget(&mut self, cx: &mut Context<'_>) {
         let mut budget = self.request.max_bytes.max(0) as usize;
         let mut first = true;
+        for (topic, results) in self.request.topics.iter().zip(&mut self.results) {
+            for result in results.iter_mut().filter(|r| !r.records.is_empty()) {
+                let mut used = 0;
+                let mut keep = 0;
+                for stored in &result.records {
+                    let size = stored.record.payload_len();
+                    if !(first && keep == 0) && used + size > budget {
+                        break;
+                    }
+                    used += size;
+                    keep += 1;
+                }
+                result.records.truncate(keep);
+                budget = budget.saturating_sub(used);
+                if keep > 0 {
+                    first = false;
+                    let stats = cx.stats.topic(&topic_name(&topic.topic));
+                    stats.records_out += keep as u64;
+                    stats.bytes_out += used as u64;
+                }
+            }
+        }
+    }
+
+    /// For read_committed: which aborted transactions overlap the records of each partition
+    /// that answers some transaction's records (the client drops theirs).
+    fn aborted_queries(&mut self) -> Vec<StorageCommand> {
+        self.sent.clear();
+        if self.request.isolation_level != READ_COMMITTED {
+            return Vec::new();
+        }
+        let mut commands = Vec::new();
+        for (ti, topic) in self.request.topics.iter().enumerate() {
+            for (pi, requested) in topic.partitions.iter().enumerate() {
+                let records = &self.results[ti][pi].records;
+                if records.iter().any(|r| matches!(r.provenance, Provenance::Transactional { .. })) {
+                    let (from, to) = (records[0].offset, records[records.len() - 1].offset);
+                    commands.push(StorageCommand::AbortedTransactions { topic: topic_name(&topic.topic), partition: requested.partition, from, to });
+                    self.sent.push((ti, pi));
+                }
+            }
+        }
+        commands
+    }
+
+    fn absorb_aborted(&mut self, replies: Vec<StorageReply>) {
+        for (&(ti, pi), reply) in self.sent.iter().zip(replies) {
+            let result = &mut self.results[ti][pi];
+            match reply {
+                StorageReply::AbortedTransactions(aborted) => result.aborted = aborted,
+                // Records whose transaction may have aborted cannot go to a read_committed
+                // reader without the list: the partition answers an error the client retries.
+                StorageReply::Failed(err) => result.error = errors::for_storage_error(&err),
+                _ => result.error = errors::UNKNOWN_SERVER_ERROR,
+            }
+            if result.error != errors::NONE {
+                result.records.clear();
+            }
+        }
+    }
+
+    /// Answers now, or first asks which transactions aborted when a read_committed reader gets
+    /// some transaction's records.
+    fn finish(&mut self, cx: &mut Context<'_>) -> Step {
+        self.apply_budget(cx);
+        let queries = self.aborted_queries();
+        if queries.is_empty() {
+            return Step::Respond(self.response());
+        }
+        self.phase = Phase::Aborted;
+        Step::Storage(queries)
+    }
+
+    fn response(&self) -> ResponseKind {
         let topics = self
             .request
             .topics
             .iter()
             .zip(&self.results)
             .map(|(topic, results)| {
-                let name = topic_name(&topic.topic);
                 let partitions = topic
                     .partitions
                     .iter()
                     .zip(results)
                     .map(|(requested, result)| {
-                        let mut records = result.records.as_slice();
-                        if !records.is_empty() {
-                            let mut used = 0;
-                            let mut keep = 0;
-                            for stored in records {
-                                let size = stored.record.payload_len();
-                                if !(first && keep == 0) && used + size > budget {
-                                    break;
-                                }
-                                used += size;
-                                keep += 1;
-                            }
-                            records = &records[..keep];
-                            budget = budget.saturating_sub(used);
-                            if keep > 0 {
-                                first = false;
-                                let stats = cx.stats.topic(&name);
-                                stats.records_out += keep as u64;
-                                stats.bytes_out += used as u64;
-                            }
-                        }
-                        let (high_watermark, log_start) =
-                            result.offsets.as_ref().map_or((-1, -1), |o| (o.high_watermark, o.log_start));
+                        let (high_watermark, last_stable, log_start) =
+                            result.offsets.as_ref().map_or((-1, -1, -1), |o| (o.high_watermark, o.last_stable, o.log_start));
+                        let aborted = result
+                            .aborted
+                            .iter()
+                            .map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset))
+                            .collect();
                         PartitionData::default()
                             .with_partition_index(requested.partition)
                             .with_error_code(result.error)
                             .with_high_watermark(high_watermark)
-                            .with_last_stable_offset(high_watermark)
+                            .with_last_stable_offset(last_stable)
                             .with_log_start_offset(log_start)
-                            .with_aborted_transactions(Some(Vec::new()))
-                            .with_records(Some(encode_records(records)))
+                            .with_aborted_transactions(Some(aborted))
+                            .with_records(Some(encode_records(&result.records)))
                     })
                     .collect();
                 FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions)
@@ -209,14 +278,22 @@ fn read_share(partitions: usize) -> usize {
     (MAX_FETCH_READ / partitions.max(1)).max(MIN_PARTITION_SHARE)
 }
 
-/// Records read from one partition go in one batch, each at its own offset: compaction may
-/// have left gaps between them.
+/// Records read from one partition go in one batch per run of records of the same provenance
+/// (a transaction's records in batches of their own, naming its producer), each record at its
+/// own offset: compaction may have left gaps between them.
 fn encode_records(records: &[StoredRecord]) -> Bytes {
     if records.is_empty() {
         return Bytes::new();
     }
     let mut out = BytesMut::with_capacity(records.iter().map(|r| r.record.payload_len() + 32).sum::<usize>() + 64);
-    records::encode_batch_at(&mut out, records.iter().map(|r| (r.offset, &r.record)));
+    for run in records.chunk_by(|a, b| a.provenance == b.provenance) {
+        let producer = match run[0].provenance {
+            Provenance::Plain => records::BatchProducer::None,
+            Provenance::Transactional { producer_id, producer_epoch } => records::BatchProducer::Transaction { producer_id, producer_epoch },
+            Provenance::Marker { producer_id, producer_epoch, .. } => records::BatchProducer::Marker { producer_id, producer_epoch },
+        };
+        records::encode_batch_at(&mut out, producer, run.iter().map(|r| (r.offset, &r.record)));
+    }
     out.freeze()
 }
 
@@ -239,7 +316,7 @@ impl Handler for Fetch {
                 let deadline = *self.deadline.get_or_insert(cx.now.mono_ms() + self.request.max_wait_ms.max(0) as u64);
                 let enough = self.available_bytes() >= self.request.min_bytes.max(1) as usize;
                 if enough || self.has_error() || cx.now.mono_ms() >= deadline || self.sent.is_empty() {
-                    return Step::Respond(self.response(cx));
+                    return self.finish(cx);
                 }
                 if self.appends_seen(cx) != self.appends_at_read {
                     return Step::Storage(self.reads(cx));
@@ -252,6 +329,10 @@ impl Handler for Fetch {
                 // Woken by an append or by the deadline: read again, then answer or park again.
                 self.phase = Phase::Reading;
                 Step::Storage(self.reads(cx))
+            }
+            Phase::Aborted => {
+                self.absorb_aborted(replies);
+                Step::Respond(self.response())
             }
         }
     }

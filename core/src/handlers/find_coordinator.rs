@@ -1,4 +1,5 @@
-//! FindCoordinator for consumer groups, single-key (v0–3) and batched (v4) forms.
+//! FindCoordinator for consumer groups and transactional ids, single-key (v0–3) and batched
+//! (v4) forms: both are coordinated by the broker rendezvous hashing names for the key.
 
 use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
@@ -14,6 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 pub(crate) const SPEC: ApiSpec = api_spec!(FindCoordinator, 0..=4, decodable from 0, |req, meta| Started::new(FindCoordinator::new(req, meta.version), true));
 
 const GROUP_KEY: i8 = 0;
+const TRANSACTION_KEY: i8 = 1;
 
 pub(crate) struct FindCoordinator {
     request: FindCoordinatorRequest,
@@ -28,18 +30,21 @@ impl FindCoordinator {
 
 fn locate(cx: &Context<'_>, key_type: i8, key: &StrBytes) -> Coordinator {
     let coordinator = Coordinator::default().with_key(key.clone());
-    if key_type != GROUP_KEY {
-        // Transaction coordinators: korvet does not implement transactions.
+    let (resource, refused, what) = match key_type {
+        GROUP_KEY => (ResourceType::Group, errors::GROUP_AUTHORIZATION_FAILED, "group"),
+        TRANSACTION_KEY => (ResourceType::TransactionalId, errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactional id"),
+        other => {
+            return coordinator
+                .with_node_id(BrokerId(-1))
+                .with_error_code(errors::INVALID_REQUEST)
+                .with_error_message(Some(StrBytes::from_string(format!("unknown coordinator key type {other}"))));
+        }
+    };
+    if !cx.allows(Operation::Describe, resource, key.as_str()) {
         return coordinator
             .with_node_id(BrokerId(-1))
-            .with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
-            .with_error_message(Some(StrBytes::from_static_str("korvet does not support transactions")));
-    }
-    if !cx.allows(Operation::Describe, ResourceType::Group, key.as_str()) {
-        return coordinator
-            .with_node_id(BrokerId(-1))
-            .with_error_code(errors::GROUP_AUTHORIZATION_FAILED)
-            .with_error_message(Some(StrBytes::from_string(format!("not authorized to describe group {key}"))));
+            .with_error_code(refused)
+            .with_error_message(Some(StrBytes::from_string(format!("not authorized to describe {what} {key}"))));
     }
     let broker = cx.cluster.coordinator_for(key.as_str());
     let (host, port) = broker.address_on(cx.listener);

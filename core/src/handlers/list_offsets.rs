@@ -56,10 +56,13 @@ impl ListOffsets {
     }
 
     fn absorb(&mut self, replies: Vec<StorageReply>) {
+        // read_committed readers end at the last stable offset (Kafka's isolation level 1).
+        let committed = self.request.isolation_level == 1;
         for (&(ti, pi), reply) in self.sent.iter().zip(replies) {
             let asked = self.request.topics[ti].partitions[pi].timestamp;
             let result = &mut self.results[ti][pi];
             *result = match (asked, reply) {
+                (LATEST, StorageReply::Offsets(o)) if committed => (errors::NONE, -1, o.last_stable),
                 (LATEST, StorageReply::Offsets(o)) => (errors::NONE, -1, o.high_watermark),
                 (EARLIEST, StorageReply::Offsets(o)) => (errors::NONE, -1, o.log_start),
                 (MAX_TIMESTAMP, StorageReply::Offsets(o)) => match o.max_timestamp {

@@ -21,7 +21,7 @@
 
 use super::{Context, Handler, Step};
 use crate::log_config::LogConfig;
-use crate::storage::{StorageCommand, StorageReply, StoredRecord, TopicMeta, TrimOutcome, TrimTo};
+use crate::storage::{Provenance, StorageCommand, StorageReply, StoredRecord, TopicMeta, TrimOutcome, TrimTo};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -255,7 +255,11 @@ impl Scan {
             if stored.offset >= end || self.records.len() >= MAX_COMPACTION_RECORDS {
                 return false;
             }
-            let key = stored.record.key.map(|key| {
+            // Transactions' records and their markers are left alone: compaction neither
+            // removes them nor lets them supersede other records (so an aborted record never
+            // hides a committed one, and readers always find a transaction's marker).
+            let compactable = stored.provenance == Provenance::Plain;
+            let key = stored.record.key.filter(|_| compactable).map(|key| {
                 let next = self.keys.len() as u32;
                 let number = *self.keys.entry(key).or_insert(next);
                 if number == next {
@@ -316,7 +320,7 @@ mod tests {
             value: value.map(|v| Bytes::from(v.to_string())),
             headers: Vec::new(),
         };
-        StoredRecord { offset, record }
+        StoredRecord { offset, record, provenance: Default::default() }
     }
 
     fn compacted(configs: &[(&str, &str)]) -> LogConfig {

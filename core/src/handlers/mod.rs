@@ -35,6 +35,9 @@ macro_rules! api_spec {
 }
 
 pub(crate) mod acls;
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
+mod alter_replica_log_dirs;
 mod alter_topics;
 mod api_versions;
 pub(crate) mod consumer_lag;
@@ -44,8 +47,10 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_topic_partitions;
 mod client_quotas;
 mod elect_leaders;
+mod end_txn;
 mod describe_configs;
 mod fetch;
 mod find_coordinator;
@@ -66,6 +71,8 @@ mod scram_credentials;
 mod topic_configs;
 mod topic_lookup;
 mod transactions_admin;
+pub(crate) mod transaction_coordinator;
+mod txn_offset_commit;
 
 mod context;
 
@@ -153,7 +160,9 @@ pub const APIS: &[&ApiSpec] = &[
     &offset_for_leader_epoch::SPEC,
     &describe_cluster::SPEC,
     &describe_log_dirs::SPEC,
+    &alter_replica_log_dirs::SPEC,
     &describe_producers::SPEC,
+    &describe_topic_partitions::SPEC,
     &partition_reassignments::LIST,
     &partition_reassignments::ALTER,
     &elect_leaders::SPEC,
@@ -161,6 +170,10 @@ pub const APIS: &[&ApiSpec] = &[
     &client_quotas::ALTER,
     &transactions_admin::LIST,
     &transactions_admin::DESCRIBE,
+    &add_partitions_to_txn::SPEC,
+    &add_offsets_to_txn::SPEC,
+    &end_txn::SPEC,
+    &txn_offset_commit::SPEC,
 ];
 
 /// The spec of an API korvet serves.

@@ -1,7 +1,7 @@
 //! Produce: validate and unpack each partition's batches, append them atomically, and answer once
 //! storage has confirmed every write (never before: nothing acknowledged may be lost).
 
-use crate::security::acl::Operation;
+use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
@@ -108,10 +108,19 @@ impl Produce {
                     continue;
                 }
                 if batches.iter().any(|b| b.transactional) {
-                    result.fail(errors::INVALID_RECORD, "korvet does not support transactions");
-                    continue;
+                    // Kafka: Write on the request's transactional id; a transaction's batch
+                    // without a producer id is malformed.
+                    let allowed = self.request.transactional_id.as_ref().is_some_and(|id| cx.allows(Operation::Write, ResourceType::TransactionalId, id.as_str()));
+                    if !allowed {
+                        result.fail(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "a transaction's records need Write on its transactional id");
+                        continue;
+                    }
+                    if batches.iter().any(|b| b.transactional && b.producer.is_none()) {
+                        result.fail(errors::INVALID_RECORD, "a transaction's batch without a producer id");
+                        continue;
+                    }
                 }
-                for ProducedBatch { producer, mut records, .. } in batches {
+                for ProducedBatch { producer, mut records, transactional, .. } in batches {
                     if log.timestamp_type == TimestampType::LogAppendTime {
                         records.iter_mut().for_each(|r| r.timestamp = cx.now.wall_ms);
                         result.log_append_time = cx.now.wall_ms;
@@ -120,7 +129,7 @@ impl Produce {
                     self.sent.push((ti, pi, records.len() as u64, bytes as u64));
                     let replicated = self.request.acks == -1;
                     let (topic, partition) = (name.clone(), partition.index);
-                    commands.push(StorageCommand::Append { topic, partition, producer, records, replicated });
+                    commands.push(StorageCommand::Append { topic, partition, producer, records, replicated, transactional });
                 }
             }
         }

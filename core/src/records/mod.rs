@@ -206,16 +206,39 @@ fn read_nullable_bytes(buf: &mut Bytes) -> Result<Option<Bytes>, BatchError> {
     }
 }
 
+/// The producer a served batch names in its header: a transaction's (producer id and epoch,
+/// with the transactional flag), a transaction marker's (a control batch), or none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchProducer {
+    #[default]
+    None,
+    Transaction { producer_id: i64, producer_epoch: i16 },
+    Marker { producer_id: i64, producer_epoch: i16 },
+}
+
+/// A transaction marker as Kafka writes it (an end transaction marker control record): the key
+/// is version 0 and the control type (0 abort, 1 commit), the value version 0 and the
+/// coordinator's epoch.
+pub fn control_record(commit: bool, coordinator_epoch: i32, timestamp: i64) -> Record {
+    let mut key = BytesMut::with_capacity(4);
+    key.put_i16(0);
+    key.put_i16(i16::from(commit));
+    let mut value = BytesMut::with_capacity(6);
+    value.put_i16(0);
+    value.put_i32(coordinator_epoch);
+    Record { timestamp, key: Some(key.freeze()), value: Some(value.freeze()), headers: Vec::new() }
+}
+
 /// Packs records that sit at consecutive offsets from `base_offset` into one uncompressed v2
-/// batch, appending it to `out`.
+/// batch without a producer, appending it to `out`.
 pub fn encode_batch<'a>(out: &mut BytesMut, base_offset: i64, records: impl ExactSizeIterator<Item = &'a Record> + Clone) {
-    encode_batch_at(out, records.enumerate().map(move |(i, r)| (base_offset + i as i64, r)));
+    encode_batch_at(out, BatchProducer::None, records.enumerate().map(move |(i, r)| (base_offset + i as i64, r)));
 }
 
 /// Like [`encode_batch`], for records at the given ascending offsets, which may have gaps
 /// (records removed by compaction): each record's offset delta is its own, and the batch ends
-/// at the last one.
-pub fn encode_batch_at<'a>(out: &mut BytesMut, records: impl ExactSizeIterator<Item = (i64, &'a Record)> + Clone) {
+/// at the last one. The header names `producer`.
+pub fn encode_batch_at<'a>(out: &mut BytesMut, producer: BatchProducer, records: impl ExactSizeIterator<Item = (i64, &'a Record)> + Clone) {
     let count = records.len();
     let Some((base_offset, _)) = records.clone().next() else { return };
     let last_offset = records.clone().last().map_or(base_offset, |(offset, _)| offset);
@@ -228,12 +251,18 @@ pub fn encode_batch_at<'a>(out: &mut BytesMut, records: impl ExactSizeIterator<I
     out.put_i32(0); // partition leader epoch
     out.put_i8(2); // magic
     out.put_u32(0); // crc, patched below
-    out.put_i16(0); // attributes: no compression, CreateTime
+    let (attributes, producer_id, producer_epoch) = match producer {
+        BatchProducer::None => (0, -1, -1),
+        BatchProducer::Transaction { producer_id, producer_epoch } => (TRANSACTIONAL_FLAG, producer_id, producer_epoch),
+        BatchProducer::Marker { producer_id, producer_epoch } => (TRANSACTIONAL_FLAG | CONTROL_FLAG, producer_id, producer_epoch),
+    };
+    out.put_i16(attributes); // no compression, CreateTime
     out.put_i32((last_offset - base_offset) as i32); // last offset delta
     out.put_i64(base_timestamp);
     out.put_i64(max_timestamp);
-    out.put_i64(-1); // producer id
-    out.put_i16(-1); // producer epoch
+    out.put_i64(producer_id);
+    out.put_i16(producer_epoch);
+    // Sequence numbers are the producer's business once stored; consumers do not read them.
     out.put_i32(-1); // base sequence
     out.put_i32(count as i32);
     let mut scratch = BytesMut::new();

@@ -121,10 +121,23 @@ fn varints_round_trip_at_the_edges() {
 fn a_batch_with_gaps_carries_each_records_own_offset() {
     let records = sample(3);
     let mut out = BytesMut::new();
-    encode_batch_at(&mut out, [(10, &records[0]), (13, &records[1]), (17, &records[2])].into_iter());
+    encode_batch_at(&mut out, BatchProducer::None, [(10, &records[0]), (13, &records[1]), (17, &records[2])].into_iter());
     let batch = out.freeze();
     assert_eq!(i64::from_be_bytes(batch[0..8].try_into().unwrap()), 10, "base offset");
     assert_eq!(i32::from_be_bytes(batch[23..27].try_into().unwrap()), 7, "last offset delta reaches the last record");
     let decoded = decode_batches(batch, 1 << 20).expect("a valid batch, CRC included");
+    assert_eq!(decoded[0].records, records);
+}
+
+#[test]
+fn a_transactions_batch_names_its_producer_with_the_transactional_flag() {
+    let records = sample(2);
+    let mut out = BytesMut::new();
+    let producer = BatchProducer::Transaction { producer_id: 4242, producer_epoch: 7 };
+    encode_batch_at(&mut out, producer, [(5, &records[0]), (6, &records[1])].into_iter());
+    let decoded = decode_batches(out.freeze(), 1 << 20).expect("a valid batch, CRC included");
+    assert!(decoded[0].transactional);
+    let info = decoded[0].producer.expect("a producer");
+    assert_eq!((info.producer_id, info.producer_epoch), (4242, 7));
     assert_eq!(decoded[0].records, records);
 }

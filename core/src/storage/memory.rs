@@ -23,6 +23,10 @@ pub struct MemoryStore {
     /// Which coordinator claimed each group's stored generation.
     group_claims: BTreeMap<String, i32>,
     credentials: BTreeMap<(String, ScramMechanism), ScramCredential>,
+    /// transactional id -> (version, record)
+    transactions: BTreeMap<String, (u64, TransactionRecord)>,
+    /// transactional id -> (group, topic, partition) -> staged commit
+    staged_offsets: BTreeMap<String, BTreeMap<(String, String, i32), CommittedOffset>>,
     acls: std::collections::BTreeSet<crate::security::acl::AclBinding>,
 }
 
@@ -33,6 +37,13 @@ struct PartitionLog {
     next: i64,
     /// The records at or above the log start, by offset; compaction leaves gaps.
     records: BTreeMap<i64, Record>,
+    /// The provenance of the records that are not [`Provenance::Plain`] (those of transactions,
+    /// and markers).
+    provenance: BTreeMap<i64, Provenance>,
+    /// The producers with a transaction open on the partition, and its first offset.
+    open_transactions: BTreeMap<i64, i64>,
+    /// Aborted transactions whose marker is at or above the log start, by marker offset.
+    aborted: Vec<AbortedTransaction>,
     /// (running maximum timestamp, first offset that reached it), ascending.
     time_index: Vec<(i64, i64)>,
     producers: BTreeMap<i64, ProducerState>,
@@ -79,10 +90,40 @@ pub fn sequence_after(sequence: i32, delta: i64) -> i32 {
 impl PartitionLog {
     fn offsets(&self) -> PartitionOffsets {
         let max_timestamp = self.time_index.last().map(|&(ts, offset)| (offset, ts));
-        PartitionOffsets { log_start: self.log_start, high_watermark: self.next, max_timestamp }
+        let last_stable = self.open_transactions.values().min().copied().unwrap_or(self.next);
+        PartitionOffsets { log_start: self.log_start, high_watermark: self.next, last_stable, max_timestamp }
     }
 
-    fn append(&mut self, producer: Option<ProducerInfo>, records: Vec<Record>) -> AppendOutcome {
+    /// The payload a record counts for retention.bytes: markers count nothing.
+    fn kept_bytes(&self, offset: i64, record: &Record) -> u64 {
+        match self.provenance.get(&offset) {
+            Some(Provenance::Marker { .. }) => 0,
+            _ => record.payload_len() as u64,
+        }
+    }
+
+    fn write_marker(&mut self, producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, timestamp: i64) -> AppendOutcome {
+        let state = self.producers.entry(producer_id).or_default();
+        if producer_epoch < state.epoch {
+            return AppendOutcome::ProducerFenced;
+        }
+        if producer_epoch > state.epoch || state.batches.is_empty() {
+            // A marker of a newer epoch fences the producer's older epochs on the partition.
+            *state = ProducerState { epoch: producer_epoch, batches: Vec::new(), idle_since: None };
+        }
+        let offset = self.next;
+        self.next += 1;
+        self.records.insert(offset, crate::records::control_record(commit, coordinator_epoch, timestamp));
+        self.provenance.insert(offset, Provenance::Marker { producer_id, producer_epoch, commit });
+        if let Some(first_offset) = self.open_transactions.remove(&producer_id) {
+            if !commit {
+                self.aborted.push(AbortedTransaction { producer_id, first_offset, last_offset: offset });
+            }
+        }
+        AppendOutcome::Appended { base_offset: offset, log_start: self.log_start }
+    }
+
+    fn append(&mut self, producer: Option<ProducerInfo>, records: Vec<Record>, transactional: bool) -> AppendOutcome {
         let count = records.len();
         if let Some(producer) = &producer {
             if let Some(outcome) = check_sequence(self.producers.get(&producer.producer_id), producer, count, self.log_start) {
@@ -97,6 +138,11 @@ impl PartitionLog {
                 self.time_index.push((record.timestamp, offset));
             }
             self.records.insert(offset, record);
+            if let (true, Some(producer)) = (transactional, &producer) {
+                let provenance = Provenance::Transactional { producer_id: producer.producer_id, producer_epoch: producer.producer_epoch };
+                self.provenance.insert(offset, provenance);
+                self.open_transactions.entry(producer.producer_id).or_insert(offset);
+            }
         }
         self.next = base_offset + count as i64;
         if let Some(producer) = producer {
@@ -124,7 +170,8 @@ impl PartitionLog {
                 break;
             }
             bytes += size;
-            out.push(StoredRecord { offset, record: record.clone() });
+            let provenance = self.provenance.get(&offset).copied().unwrap_or_default();
+            out.push(StoredRecord { offset, record: record.clone(), provenance });
         }
         out
     }
@@ -150,13 +197,13 @@ impl PartitionLog {
                 self.time_index.iter().find(|(ts, _)| *ts >= cutoff).map_or(self.next, |&(_, offset)| offset)
             }
             TrimTo::KeepBytes(limit) => {
-                let mut kept: u64 = self.records.values().map(|r| r.payload_len() as u64).sum();
+                let mut kept: u64 = self.records.iter().map(|(&offset, r)| self.kept_bytes(offset, r)).sum();
                 let mut start = self.log_start;
                 for (&offset, record) in &self.records {
                     if kept <= limit {
                         break;
                     }
-                    kept -= record.payload_len() as u64;
+                    kept -= self.kept_bytes(offset, record);
                     start = offset + 1;
                 }
                 start
@@ -166,6 +213,9 @@ impl PartitionLog {
         if new_start > self.log_start {
             self.log_start = new_start.min(self.next);
             self.records = self.records.split_off(&self.log_start);
+            self.provenance = self.provenance.split_off(&self.log_start);
+            let log_start = self.log_start;
+            self.aborted.retain(|aborted| aborted.last_offset >= log_start);
             // Keep the index entry that covers the new start; drop those before it.
             let covering = self.time_index.iter().rposition(|&(_, offset)| offset <= self.log_start).unwrap_or(0);
             self.time_index.drain(..covering);
@@ -208,9 +258,9 @@ impl MemoryStore {
                 self.partitions.retain(|(topic, _), _| *topic != name);
                 StorageReply::TopicDeleted(existed)
             }
-            StorageCommand::Append { topic, partition, producer, records, replicated: _ } => {
+            StorageCommand::Append { topic, partition, producer, records, replicated: _, transactional } => {
                 StorageReply::Appended(match self.partitions.get_mut(&(topic, partition)) {
-                    Some(log) => log.append(producer, records),
+                    Some(log) => log.append(producer, records, transactional),
                     None => AppendOutcome::UnknownPartition,
                 })
             }
@@ -219,6 +269,19 @@ impl MemoryStore {
                 StorageReply::Records { records: log.read(offset, max_bytes), offsets: log.offsets() }
             }
             StorageCommand::PartitionOffsets { topic, partition } => StorageReply::Offsets(self.log(topic, partition).offsets()),
+            StorageCommand::WriteTxnMarker { topic, partition, producer_id, producer_epoch, commit, coordinator_epoch, timestamp } => {
+                StorageReply::Appended(match self.partitions.get_mut(&(topic, partition)) {
+                    Some(log) => log.write_marker(producer_id, producer_epoch, commit, coordinator_epoch, timestamp),
+                    None => AppendOutcome::UnknownPartition,
+                })
+            }
+            StorageCommand::AbortedTransactions { topic, partition, from, to } => {
+                let log = self.log(topic, partition);
+                let mut overlapping: Vec<_> =
+                    log.aborted.iter().filter(|a| a.last_offset >= from && a.first_offset <= to).copied().collect();
+                overlapping.sort_by_key(|a| a.first_offset);
+                StorageReply::AbortedTransactions(overlapping)
+            }
             StorageCommand::OffsetForTimestamp { topic, partition, timestamp } => {
                 StorageReply::TimestampOffset(self.log(topic, partition).offset_for_timestamp(timestamp))
             }
@@ -230,7 +293,7 @@ impl MemoryStore {
             }
             StorageCommand::PartitionSize { topic, partition } => {
                 let log = self.log(topic, partition);
-                StorageReply::PartitionSize(log.records.values().map(|r| r.payload_len() as u64).sum())
+                StorageReply::PartitionSize(log.records.iter().map(|(&offset, r)| log.kept_bytes(offset, r)).sum())
             }
             StorageCommand::ActiveProducers { topic, partition } => {
                 let log = self.log(topic, partition);
@@ -262,6 +325,9 @@ impl MemoryStore {
                 let Some(log) = self.partitions.get_mut(&(topic, partition)) else {
                     return StorageReply::RecordsRemoved(0);
                 };
+                for offset in &offsets {
+                    log.provenance.remove(offset);
+                }
                 let removed = offsets.iter().filter(|offset| log.records.remove(offset).is_some()).count();
                 StorageReply::RecordsRemoved(removed as u64)
             }
@@ -316,6 +382,32 @@ impl MemoryStore {
                 StorageReply::GroupSaved
             }
             StorageCommand::LoadGroup { group } => StorageReply::Group(self.group_records.get(&group).cloned()),
+            StorageCommand::LoadTransaction { id } => StorageReply::Transaction(self.transactions.get(&id).cloned()),
+            StorageCommand::SaveTransaction { id, version, record } => {
+                let stored = self.transactions.get(&id).map_or(0, |(stored, _)| *stored);
+                let saved = stored == version;
+                if saved {
+                    self.transactions.insert(id, (version + 1, record));
+                }
+                StorageReply::TransactionSaved(saved)
+            }
+            StorageCommand::ListTransactions => {
+                StorageReply::Transactions(self.transactions.iter().map(|(id, (_, record))| (id.clone(), record.clone())).collect())
+            }
+            StorageCommand::StageTxnOffsets { id, group, offsets } => {
+                let staged = self.staged_offsets.entry(id).or_default();
+                for offset in offsets {
+                    staged.insert((group.clone(), offset.topic.clone(), offset.partition), offset);
+                }
+                StorageReply::TxnOffsetsStaged
+            }
+            StorageCommand::StagedTxnOffsets { id } => StorageReply::StagedTxnOffsets(
+                self.staged_offsets.get(&id).into_iter().flatten().map(|((group, _, _), offset)| (group.clone(), offset.clone())).collect(),
+            ),
+            StorageCommand::ClearTxnOffsets { id } => {
+                self.staged_offsets.remove(&id);
+                StorageReply::TxnOffsetsCleared
+            }
             StorageCommand::LoadCredentials { users } => StorageReply::Credentials(
                 self.credentials.values().filter(|c| users.as_ref().is_none_or(|users| users.contains(&c.user))).cloned().collect(),
             ),

@@ -43,11 +43,62 @@ pub struct GroupRecord {
     pub leader: Option<String>,
 }
 
+/// Where a transactional id's transaction stands (Kafka's transaction states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionState {
+    /// No transaction since the producer's InitProducerId or its last one ended.
+    Empty,
+    /// Partitions or offsets have been added; the transaction is open.
+    Ongoing,
+    /// Ending: its markers are being written (a coordinator that finds it so finishes it).
+    PrepareCommit,
+    PrepareAbort,
+    /// Ended; the next AddPartitionsToTxn starts a new transaction.
+    CompleteCommit,
+    CompleteAbort,
+}
+
+/// A transactional id as its coordinator keeps it (Kafka's transaction log entry), shared by
+/// every broker so that any of them can take the coordination over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransactionRecord {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The producer's `transaction.timeout.ms`.
+    pub timeout_ms: i32,
+    pub state: TransactionState,
+    /// The partitions the open (or ending) transaction wrote to, as AddPartitionsToTxn named them.
+    pub partitions: Vec<(String, i32)>,
+    /// The groups whose offsets it commits, as AddOffsetsToTxn named them.
+    pub groups: Vec<String>,
+    /// When the open transaction started (wall clock ms; -1 when none is open).
+    pub started_ms: i64,
+    /// When the record last changed (wall clock ms).
+    pub updated_ms: i64,
+}
+
 /// One record read back with the offset it was assigned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRecord {
     pub offset: i64,
     pub record: Record,
+    pub provenance: Provenance,
+}
+
+/// What a record's batch said of its producer, as far as consumers must be told again: Fetch
+/// serves records of one provenance in batches of their own, whose headers carry it, so that a
+/// read_committed consumer can tell a transaction's records apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Provenance {
+    /// Written outside a transaction (idempotent or not): served in batches without a producer.
+    #[default]
+    Plain,
+    /// Written in a transaction of this producer and epoch.
+    Transactional { producer_id: i64, producer_epoch: i16 },
+    /// The marker that ended a transaction of this producer on the partition: a control record
+    /// (Kafka's end transaction marker), whose key and value are the marker's as Kafka encodes
+    /// them (see [`crate::records::control_record`]).
+    Marker { producer_id: i64, producer_epoch: i16, commit: bool },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,14 +121,32 @@ pub enum StorageCommand {
     /// deleted (or whose keys vanished from Redis) never starts again at offset 0. With
     /// `replicated` (acks=all), a store with replicas configured answers only once they have
     /// the write too (see [`AppendOutcome::TooFewReplicas`]).
-    Append { topic: String, partition: i32, producer: Option<ProducerInfo>, records: Vec<Record>, replicated: bool },
+    ///
+    /// With `transactional` (a transaction's batch; `producer` is then set) the records are
+    /// stored with their producer and epoch, and read back as [`Provenance::Transactional`].
+    Append { topic: String, partition: i32, producer: Option<ProducerInfo>, records: Vec<Record>, replicated: bool, transactional: bool },
     /// Records from `offset` (or the log start, if later) on, at least one if any exists there,
     /// then as many more as fit in `max_bytes` of payload. Offsets of removed records
     /// (compaction) are skipped: the records come with their own offsets, not always
     /// consecutive.
     Read { topic: String, partition: i32, offset: i64, max_bytes: usize },
-    /// Log start offset and high watermark of a partition.
+    /// Log start offset, last stable offset and high watermark of a partition.
     PartitionOffsets { topic: String, partition: i32 },
+    /// Ends a producer's transaction on a partition: appends its marker (a control record that
+    /// commits or aborts what the producer wrote there since its last marker) at the next
+    /// offset, and the transaction no longer holds back the last stable offset. An aborted
+    /// transaction is remembered, from its first offset to its marker's, for read_committed
+    /// readers ([`StorageCommand::AbortedTransactions`]) until retention passes its marker. A
+    /// marker from an epoch older than the producer's last on the partition is refused
+    /// ([`AppendOutcome::ProducerFenced`]), so a fenced coordinator cannot end a newer
+    /// transaction; one from a newer epoch starts that epoch there, fencing the older epochs'
+    /// appends (how aborting a zombie's transaction keeps the zombie out). `timestamp` (the coordinator's clock) is the marker's. Markers count no
+    /// payload (retention.bytes) and do not enter the time index. Answers with
+    /// [`StorageReply::Appended`] (the marker's offset).
+    WriteTxnMarker { topic: String, partition: i32, producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, timestamp: i64 },
+    /// The aborted transactions of a partition that overlap offsets `from..=to`: each with its
+    /// producer and first offset, ordered by first offset (what a read_committed Fetch answers).
+    AbortedTransactions { topic: String, partition: i32, from: i64, to: i64 },
     /// The first record at or after the log start whose timestamp (as a running maximum, like
     /// Kafka's time index) is at or after `timestamp`.
     OffsetForTimestamp { topic: String, partition: i32, timestamp: i64 },
@@ -125,6 +194,24 @@ pub enum StorageCommand {
     SaveGroup { group: String, record: GroupRecord, coordinator: i32 },
     /// A group's stored metadata, if any.
     LoadGroup { group: String },
+    /// A transactional id's record and its version (every save makes a new one), if any.
+    LoadTransaction { id: String },
+    /// Compare-and-set of a transactional id's record: stored only if the stored version is
+    /// still `version` (0: no record yet), the one the change was computed from; answers whether
+    /// it was ([`StorageReply::TransactionSaved`]), so that two brokers that both believe they
+    /// coordinate an id never lose each other's changes.
+    SaveTransaction { id: String, version: u64, record: TransactionRecord },
+    /// Every transactional id's record (the coordinators' timeout checks, ListTransactions).
+    ListTransactions,
+    /// Keeps offsets a transaction commits for a group (TxnOffsetCommit) apart from the group's
+    /// committed offsets until the transaction ends; a later staging of the same partition
+    /// replaces the earlier.
+    StageTxnOffsets { id: String, group: String, offsets: Vec<CommittedOffset> },
+    /// The offsets staged by a transactional id, with their groups.
+    StagedTxnOffsets { id: String },
+    /// Forgets the offsets staged by a transactional id (once committed to their groups, or
+    /// aborted).
+    ClearTxnOffsets { id: String },
     /// The SCRAM credentials of these users (every mechanism each has), or of every user.
     LoadCredentials { users: Option<Vec<String>> },
     /// Stores a user's credential for its mechanism, replacing the one it had.
@@ -158,6 +245,8 @@ impl StorageCommand {
             StorageCommand::Append { .. } => "Append",
             StorageCommand::Read { .. } => "Read",
             StorageCommand::PartitionOffsets { .. } => "PartitionOffsets",
+            StorageCommand::WriteTxnMarker { .. } => "WriteTxnMarker",
+            StorageCommand::AbortedTransactions { .. } => "AbortedTransactions",
             StorageCommand::OffsetForTimestamp { .. } => "OffsetForTimestamp",
             StorageCommand::TrimPartition { .. } => "TrimPartition",
             StorageCommand::RemoveRecords { .. } => "RemoveRecords",
@@ -171,6 +260,12 @@ impl StorageCommand {
             StorageCommand::ListGroups => "ListGroups",
             StorageCommand::SaveGroup { .. } => "SaveGroup",
             StorageCommand::LoadGroup { .. } => "LoadGroup",
+            StorageCommand::LoadTransaction { .. } => "LoadTransaction",
+            StorageCommand::SaveTransaction { .. } => "SaveTransaction",
+            StorageCommand::ListTransactions => "ListTransactions",
+            StorageCommand::StageTxnOffsets { .. } => "StageTxnOffsets",
+            StorageCommand::StagedTxnOffsets { .. } => "StagedTxnOffsets",
+            StorageCommand::ClearTxnOffsets { .. } => "ClearTxnOffsets",
             StorageCommand::LoadCredentials { .. } => "LoadCredentials",
             StorageCommand::SaveCredential { .. } => "SaveCredential",
             StorageCommand::DeleteCredential { .. } => "DeleteCredential",
@@ -246,8 +341,21 @@ pub enum TrimOutcome {
 pub struct PartitionOffsets {
     pub log_start: i64,
     pub high_watermark: i64,
+    /// The last stable offset: the first offset of the oldest transaction still open on the
+    /// partition, or the high watermark when none is. read_committed readers see nothing at or
+    /// above it.
+    pub last_stable: i64,
     /// Offset and timestamp of the record with the largest timestamp, for ListOffsets -3.
     pub max_timestamp: Option<(i64, i64)>,
+}
+
+/// An aborted transaction on a partition: its producer, and the offsets of its first record
+/// and of its marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 /// What a partition remembers of one idempotent producer.
@@ -282,6 +390,7 @@ pub enum StorageReply {
     /// Bytes of record payload in a partition.
     PartitionSize(u64),
     Producers(Vec<ActiveProducer>),
+    AbortedTransactions(Vec<AbortedTransaction>),
     ProducerId(i64),
     OffsetsCommitted,
     CommittedOffsets(Vec<CommittedOffset>),
@@ -291,6 +400,15 @@ pub enum StorageReply {
     /// The generation was claimed by another coordinator, or a later one is stored.
     GroupGenerationTaken,
     Group(Option<GroupRecord>),
+    /// A transactional id's record and its version.
+    Transaction(Option<(u64, TransactionRecord)>),
+    /// Whether the record was saved (false: its version had moved on).
+    TransactionSaved(bool),
+    Transactions(Vec<(String, TransactionRecord)>),
+    TxnOffsetsStaged,
+    /// Staged offsets, each with its group.
+    StagedTxnOffsets(Vec<(String, CommittedOffset)>),
+    TxnOffsetsCleared,
     Credentials(Vec<ScramCredential>),
     CredentialSaved,
     /// `true` when deleted, `false` when the user had no credential for the mechanism.

@@ -4,10 +4,12 @@
 -- timestamp. Several batches in one call are the produce requests that queued for the partition
 -- while the previous call ran (group commit); each gets its own outcome.
 --
--- KEYS[1] stream, KEYS[2] partition hash, KEYS[3] time index (sorted set)
+-- KEYS[1] stream, KEYS[2] partition hash, KEYS[3] time index (sorted set), KEYS[4] the
+-- partition's open transactions (hash: producer id -> first offset)
 -- ARGV[1] notification channel, ARGV[2] notification message, ARGV[3] number of batches, then
 -- per batch:
---   producer id ("-1" for none), producer epoch, base sequence, number of records N, their
+--   producer id ("-1" for none), producer epoch, base sequence, "1" for a transaction's batch
+--   (its entries carry a `txn` field; the caller adds it) else "0", number of records N, their
 --   payload bytes (keys, values, headers; the partition's `bytes` counts what it keeps),
 --   fields per record F when every record has the same number (else "-1"),
 --   number R of records that raise the batch's running maximum timestamp, then R pairs
@@ -25,7 +27,7 @@
 -- never creates one. Without `next`, the topic was deleted (every batch answers 4) or the hash
 -- was lost while records remain (an error: starting again at 0 would give acknowledged offsets
 -- to other records).
-local stream, partition, timeindex = KEYS[1], KEYS[2], KEYS[3]
+local stream, partition, timeindex, open_transactions = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local next_offset = redis.call('HGET', partition, 'next')
 if next_offset then
   next_offset = tonumber(next_offset)
@@ -133,9 +135,10 @@ end
 local i = 4
 for _ = 1, tonumber(ARGV[3]) do
   local producer, epoch, first_seq = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local count, payload = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-  local uniform, raisers = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
-  local raisers_at = i + 7
+  local transactional = ARGV[i + 3] == '1'
+  local count, payload = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local uniform, raisers = tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
+  local raisers_at = i + 8
   i = raisers_at + 2 * raisers
   local status, offset, known, last_seq = 0, nil, nil, nil
   if producer ~= '-1' then
@@ -165,6 +168,10 @@ for _ = 1, tonumber(ARGV[3]) do
       known.history[#known.history + 1] = string.format('%d,%d,%d', first_seq, last_seq, base)
       while #known.history > 5 do table.remove(known.history, 1) end
       known.changed = true
+    end
+    if transactional and redis.call('HSETNX', open_transactions, producer, string.format('%d', base)) == 1 then
+      -- A transaction opened after every one still open: the oldest open one stays the first.
+      redis.call('HSETNX', partition, 'open-txn-first', string.format('%d', base))
     end
     results[#results + 1] = 0
     results[#results + 1] = base
