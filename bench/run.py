@@ -9,8 +9,14 @@ Redis. The measurements behind the targets are repeated three times (each produc
 a baseline run just before it) and judged by their median. Writes results.md (a Markdown table
 with the targets) and results.png into the output directory.
 
+Unless given --no-kafka (or run without Java and Maven), it also starts Apache Kafka 4.4.0 from the
+Maven Central jars and runs the same produce and consume cases against both brokers, with
+korvet-bench and with Kafka's own kafka-producer-perf-test and kafka-consumer-perf-test
+(bench/kafka_compare.py).
+
     python3 bench/run.py                 # the full run, a few minutes
     python3 bench/run.py --quick         # small counts: checks the machinery, not the numbers
+    python3 bench/run.py --quick --kafka # the same, with the Apache Kafka comparison
 """
 import argparse
 import json
@@ -24,6 +30,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+import kafka_compare
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 RELEASE = os.environ.get("KORVET_BENCH_BINARIES", os.path.join(ROOT, "target", "release"))
@@ -210,7 +218,20 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small counts, to check the machinery")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench"), help="where results.md and results.png go")
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--no-kafka", action="store_true", help="leave out the comparison with Apache Kafka")
+    parser.add_argument("--kafka", action="store_true", help="compare with Apache Kafka in a --quick run too")
     args = parser.parse_args()
+    # Found out before minutes of measuring, not after: the chart needs matplotlib.
+    try:
+        import matplotlib  # noqa: F401
+        chart_missing = None
+    except ImportError:
+        chart_missing = "matplotlib is not installed (pip install matplotlib): results.md and results.json are written, results.png is not"
+        print(f"note: {chart_missing}", file=sys.stderr)
+    with_kafka = not args.no_kafka and (args.kafka or not args.quick)
+    if with_kafka and kafka_compare.available():
+        print(f"note: no comparison with Apache Kafka: {kafka_compare.available()}", file=sys.stderr)
+        with_kafka = False
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "korvet", "--bin", "korvet-bench"], cwd=ROOT, check=True)
     scale = 0.02 if args.quick else 1.0
@@ -285,6 +306,9 @@ def main():
                 results["steady"][linger].append(outcome)
         # A trim of a whole partition of a million records or more, watched with SLOWLOG.
         results["large_trim"] = large_trim(procs, first["topic"], first["records"])
+        if with_kafka:
+            results["kafka"] = kafka_compare.compare(procs.bootstrap, {"korvet": procs.korvet.pid, "redis": procs.redis.pid}, bench,
+                                                     lambda name: create_topic(procs, name, 1), rss_mib, count[100], rounds)
     finally:
         procs.close()
     # Produce with retention trimming 8 partitions as it goes (retention.bytes of 1 MiB per
@@ -308,9 +332,14 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     markdown = report(results)
+    if "kafka" in results:
+        markdown += kafka_compare.report(results["kafka"])
+    if chart_missing:
+        markdown += f"\nNo chart: {chart_missing}.\n"
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(markdown)
-    chart(results, os.path.join(args.out, "results.png"))
+    if not chart_missing:
+        chart(results, os.path.join(args.out, "results.png"))
     print(markdown)
 
 

@@ -19,13 +19,13 @@ cargo test --workspace
 suites=$((suites + 1))
 took "cargo test"
 
-echo "== fuzzing the request path (short run)"
+echo "== fuzzing the request path, record batches and the TLS handshake (short runs)"
 # cargo-fuzz wants a nightly compiler for sanitizer flags; RUSTC_BOOTSTRAP lets the stable
 # toolchain build libFuzzer targets without a sanitizer.
 # The request target starts from fuzz/seeds/request: one valid frame per API and version
 # (regenerate with KORVET_WRITE_FUZZ_SEEDS=$PWD/fuzz/seeds/request cargo test -p korvet-core
 # --test broker); new inputs go to the ignored fuzz/corpus.
-for target in request record_batch; do
+for target in request record_batch tls; do
   mkdir -p "fuzz/corpus/$target"
   seeds=()
   [ -d "fuzz/seeds/$target" ] && seeds=("fuzz/seeds/$target")
@@ -49,7 +49,8 @@ echo "== the real-client suite's cluster subset on a Redis Cluster (3 masters, a
 # Produce/fetch with every client, topic admin, groups, commits, multi-broker, bounded topics and
 # management, with korvet given one node of the cluster; tests marked standalone_redis skip.
 (cd conformance/clients && KORVET_TEST_REDIS=cluster python3 -m pytest -q -p no:warnings test_roundtrip.py \
-  test_topics_admin.py test_committed_offsets.py test_consumer_groups.py test_cluster.py test_bounded_topics.py test_management.py)
+  test_topics_admin.py test_committed_offsets.py test_consumer_groups.py test_cluster.py test_bounded_topics.py test_management.py \
+  test_transactions.py)
 suites=$((suites + 1))
 took "cluster subset"
 
@@ -58,12 +59,12 @@ python3 conformance/peer/run_kafka_python.py -p no:warnings
 suites=$((suites + 1))
 took "kafka-python's suite"
 
-echo "== Java suite: the Java client 4.4.0, Kafka's command-line tools (conformance/java)"
+echo "== Java suite: the Java client 4.4.0, Kafka's command-line tools, Streams, Connect (conformance/java)"
 python3 conformance/java/run.py
 suites=$((suites + 1))
 took "Java suite"
 
-echo "== Java suite with the 3.9 client line (producer, consumer, groups, broker kill)"
+echo "== Java suite with the 3.9 client line (producer, consumer, groups, broker kill, Streams, Connect)"
 python3 conformance/java/run.py --kafka-version 3.9.1
 suites=$((suites + 1))
 took "Java 3.9 client"
@@ -73,5 +74,15 @@ echo "== differential: the same Java suite against Apache Kafka 4.4.0 (one KRaft
 python3 conformance/java/run.py --broker kafka
 suites=$((suites + 1))
 took "Java suite against Apache Kafka"
+
+echo "== Go suite: sarama, kafka-go, franz-go, and franz-go's own pkg/kgo integration tests (conformance/go)"
+python3 conformance/go/run.py
+suites=$((suites + 1))
+took "Go suite"
+
+echo "== differential: the Go clients' tests against Apache Kafka 4.4.0"
+python3 conformance/go/run.py --broker kafka
+suites=$((suites + 1))
+took "Go suite against Apache Kafka"
 
 echo "suites: $suites passed, 0 failed"
