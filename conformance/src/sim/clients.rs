@@ -9,6 +9,7 @@
 //! what it was told to the ledger, which checks it against the store and against what others
 //! were told.
 
+use super::txn_clients::{self, CommittedReader, TxnPending, TxnProducer};
 use super::wire::{self, Frames};
 use super::{World, GROUP, PARTITIONS, TABLE, TABLE_KEYS, TOPIC};
 use bytes::Bytes;
@@ -27,6 +28,8 @@ pub enum ClientKind {
     Member(Member),
     Deleter,
     TableWriter { sequence: u64 },
+    TxnProducer(TxnProducer),
+    CommittedReader(CommittedReader),
 }
 
 impl ClientKind {
@@ -44,6 +47,12 @@ impl ClientKind {
     }
     pub fn table_writer() -> Self {
         ClientKind::TableWriter { sequence: 0 }
+    }
+    pub fn txn_producer() -> Self {
+        ClientKind::TxnProducer(TxnProducer::new())
+    }
+    pub fn committed_reader() -> Self {
+        ClientKind::CommittedReader(CommittedReader::new())
     }
 }
 
@@ -69,7 +78,7 @@ pub struct Member {
 }
 
 /// What an in-flight request was about.
-enum Pending {
+pub(crate) enum Pending {
     Produce { partition: i32, values: Vec<String> },
     Fetch { partition: i32, offset: i64 },
     Find,
@@ -79,6 +88,7 @@ enum Pending {
     Commit { offsets: Vec<(i32, i64)> },
     Delete { partition: i32, offset: i64 },
     TableProduce { entries: Vec<(String, Option<String>)> },
+    Txn(TxnPending),
 }
 
 pub struct Client {
@@ -89,7 +99,7 @@ pub struct Client {
     frames: Frames,
     sent: VecDeque<(i32, ApiKey, i16, Pending)>,
     correlation: i32,
-    next_action_at: u64,
+    pub(crate) next_action_at: u64,
     reconnect_at: Option<u64>,
 }
 
@@ -120,10 +130,25 @@ impl Client {
         if let ClientKind::Reader { in_flight, .. } = &mut self.kind {
             in_flight.iter_mut().for_each(|f| *f = false);
         }
-        if let ClientKind::Member(member) = &mut self.kind {
-            member.phase = Phase::Find;
+        match &mut self.kind {
+            ClientKind::Member(member) => member.phase = Phase::Find,
+            ClientKind::TxnProducer(producer) => producer.connection_lost(),
+            ClientKind::CommittedReader(reader) => reader.in_flight.iter_mut().for_each(|f| *f = false),
+            _ => {}
         }
     }
+}
+
+/// Moves a client's connection to `broker` (a coordinator it found), if it is not there yet:
+/// what it had in flight is lost, and it connects again at once.
+pub(crate) fn move_to_target(world: &mut World, index: usize, broker: usize) {
+    let client = &world.clients[index];
+    let Some(conn) = client.conn.filter(|_| client.broker != broker) else { return };
+    world.trace(|| format!("client {index} moves to coordinator {broker}"));
+    world.disconnect(conn);
+    let client = &mut world.clients[index];
+    client.connection_lost(conn);
+    client.reconnect_at = Some(world.now);
 }
 
 /// Lets a client do its next thing, if it is idle.
@@ -145,6 +170,7 @@ pub fn act(world: &mut World, index: usize) -> Result<(), String> {
         let client = &world.clients[index];
         let wanted = match &client.kind {
             ClientKind::Member(m) => m.coordinator.unwrap_or(client.home),
+            ClientKind::TxnProducer(p) => p.target.unwrap_or(client.home),
             _ => client.home,
         };
         let Some(broker) = std::iter::once(wanted).chain(live.iter().copied()).find(|b| live.contains(b)) else { return Ok(()) };
@@ -161,7 +187,8 @@ pub fn act(world: &mut World, index: usize) -> Result<(), String> {
         ClientKind::Deleter => client.sent.is_empty(),
         // One fetch per partition at a time: the next starts where the last one ended.
         ClientKind::Reader { in_flight, next_partition, .. } => client.sent.len() < PIPELINE && !in_flight[*next_partition],
-        ClientKind::Member(_) => client.sent.is_empty(),
+        ClientKind::Member(_) | ClientKind::TxnProducer(_) => client.sent.is_empty(),
+        ClientKind::CommittedReader(reader) => client.sent.len() < PIPELINE && reader.ready(),
     };
     if !room || now < client.next_action_at {
         return Ok(());
@@ -201,9 +228,14 @@ fn group_id() -> GroupId {
     GroupId(StrBytes::from_static_str(GROUP))
 }
 
-type NextRequest = (Option<RequestKind>, ApiKey, i16, Pending);
+pub(crate) type NextRequest = (Option<RequestKind>, ApiKey, i16, Pending);
 
 fn next_request(world: &mut World, index: usize) -> NextRequest {
+    match world.clients[index].kind {
+        ClientKind::TxnProducer(_) => return txn_clients::next_producer_request(world, index),
+        ClientKind::CommittedReader(_) => return txn_clients::next_reader_request(world, index),
+        _ => {}
+    }
     let now = world.now;
     let acked_ends: Vec<i64> = (0..PARTITIONS).map(|p| world.ledger.acked_end(p)).collect();
     let draw = world.rng.next_u64();
@@ -277,6 +309,7 @@ fn next_request(world: &mut World, index: usize) -> NextRequest {
             ]);
             (Some(RequestKind::Produce(request)), ApiKey::Produce, 9, Pending::TableProduce { entries })
         }
+        ClientKind::TxnProducer(_) | ClientKind::CommittedReader(_) => unreachable!("handled above"),
         ClientKind::Member(member) => match member.phase {
             Phase::Find => {
                 let request = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str(GROUP));
@@ -374,6 +407,7 @@ fn handle_response(world: &mut World, index: usize, pending: Pending, response: 
     let now = world.now;
     let pause = world.rng.below(20);
     match (pending, response) {
+        (Pending::Txn(what), response) => return txn_clients::handle_response(world, index, what, response),
         (Pending::Produce { partition, values }, ResponseKind::Produce(r)) => {
             let result = &r.responses[0].partition_responses[0];
             if result.error_code == errors::NONE {

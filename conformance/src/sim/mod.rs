@@ -19,12 +19,15 @@ mod clients;
 mod invariants;
 mod replica;
 mod slots;
+mod transactions;
+mod txn_clients;
 mod wire;
 
 pub use replica::Replication;
 
 use crate::sim::clients::{Client, ClientKind};
 use crate::sim::invariants::Ledger;
+use crate::sim::transactions::TxnLedger;
 use korvet_core::cluster::BrokerInfo;
 use korvet_core::storage::memory::MemoryStore;
 use korvet_core::storage::{StorageCommand, StorageError, StorageReply};
@@ -39,6 +42,9 @@ pub const TABLE_KEYS: u64 = 8;
 /// The records topic's retention.
 pub const RETENTION_MS: i64 = 3_000;
 pub const GROUP: &str = "sim-group";
+/// The topic transactional producers write, without retention.
+pub const TXN_TOPIC: &str = "sim-txn";
+pub const TXN_PARTITIONS: i32 = 2;
 
 /// What a run looks like.
 #[derive(Clone, Debug)]
@@ -51,6 +57,11 @@ pub struct SimConfig {
     pub deleters: usize,
     /// Producers of keyed records and tombstones to the compacted table topic.
     pub table_writers: usize,
+    /// Transactional producers, and read_committed readers of what they write. Runs whose
+    /// failovers may lose acknowledged writes (replicas not waited for) have none: a commit
+    /// decision lost with the master is not what their invariants are about.
+    pub txn_producers: usize,
+    pub committed_readers: usize,
     /// Virtual milliseconds to run.
     pub duration_ms: u64,
     pub faults: bool,
@@ -71,6 +82,8 @@ impl Default for SimConfig {
             members: 3,
             deleters: 1,
             table_writers: 2,
+            txn_producers: 2,
+            committed_readers: 1,
             duration_ms: 20_000,
             faults: true,
             replication: Replication::None,
@@ -95,6 +108,8 @@ pub enum Bug {
     UnfencedGenerations,
     /// With replica acknowledgements, appends are answered before the replica has them.
     AcknowledgedBeforeReplicated,
+    /// The store reports the high watermark as the last stable offset, open transactions or not.
+    LastStableIgnoresOpenTransactions,
 }
 
 /// The result of a run that kept every invariant.
@@ -121,6 +136,11 @@ pub struct Outcome {
     /// Slots that moved between Redis Cluster nodes, and commands that met a moving slot.
     pub slot_moves: usize,
     pub redirected: usize,
+    /// Transactions whose EndTxn was answered, and the records read_committed readers were
+    /// given and filtered out as aborted.
+    pub transactions: usize,
+    pub committed_visible: usize,
+    pub committed_filtered: usize,
 }
 
 /// A broken invariant, with what led to it.
@@ -235,6 +255,7 @@ pub struct World {
     links: BTreeMap<ConnId, Link>,
     next_conn: ConnId,
     ledger: Ledger,
+    txn_ledger: TxnLedger,
     trace_hash: u64,
     trace_tail: VecDeque<String>,
     keep_trace: bool,
@@ -281,6 +302,10 @@ impl World {
             ]),
         };
         store.execute(StorageCommand::CreateTopic { topic: table });
+        let txn_topic = korvet_core::storage::TopicMeta { name: TXN_TOPIC.into(), id: [9; 16], partitions: TXN_PARTITIONS, configs: configs(&[]) };
+        if config.txn_producers + config.committed_readers > 0 {
+            store.execute(StorageCommand::CreateTopic { topic: txn_topic });
+        }
         let mut clients = Vec::new();
         for _ in 0..config.producers {
             clients.push(Client::new(ClientKind::producer(), rng.below(config.brokers as u64) as usize));
@@ -296,6 +321,13 @@ impl World {
         }
         for _ in 0..config.table_writers {
             clients.push(Client::new(ClientKind::table_writer(), rng.below(config.brokers as u64) as usize));
+        }
+        let transactional = config.replication != Replication::Unacknowledged;
+        for _ in 0..if transactional { config.txn_producers } else { 0 } {
+            clients.push(Client::new(ClientKind::txn_producer(), rng.below(config.brokers as u64) as usize));
+        }
+        for _ in 0..if transactional { config.committed_readers } else { 0 } {
+            clients.push(Client::new(ClientKind::committed_reader(), rng.below(config.brokers as u64) as usize));
         }
         let storage_latency_ms = rng.below(6);
         let replica = (config.replication != Replication::None).then(|| replica::Replica::new(store.clone(), 1 + rng.below(20)));
@@ -318,6 +350,7 @@ impl World {
             links: BTreeMap::new(),
             next_conn: 1,
             ledger,
+            txn_ledger: TxnLedger::default(),
             trace_hash: 0xcbf29ce484222325,
             trace_tail: VecDeque::new(),
             keep_trace: false,
@@ -349,6 +382,8 @@ impl World {
             topic_cache_ttl_ms: 1_000,
             consumer_lag_interval_ms: Some(1_000),
             retention_check_interval_ms: Some(500),
+            // Without transactional clients there is nothing to time out.
+            transaction_timeout_check_interval_ms: (self.config.txn_producers > 0).then_some(500),
             ..BrokerConfig::default()
         };
         Broker::new(config, self.seed ^ (id as u64) << 32 ^ incarnation)
@@ -495,6 +530,9 @@ impl World {
             lost_acknowledged: self.ledger.lost,
             slot_moves: self.slots.moves,
             redirected: self.slots.redirected,
+            transactions: self.txn_ledger.ended,
+            committed_visible: self.txn_ledger.visible,
+            committed_filtered: self.txn_ledger.filtered,
             trace_hash: self.trace_hash,
             acknowledged: self.ledger.acknowledged(),
             read: self.ledger.read,
@@ -520,6 +558,7 @@ impl World {
 
     fn step(&mut self) -> Result<(), String> {
         self.ledger.now = self.now;
+        self.txn_ledger.now = self.now;
         self.inject_faults()?;
         self.replicate();
         while let Some(entry) = self.events.first_entry() {
@@ -531,6 +570,7 @@ impl World {
             self.drain_outputs()?;
         }
         self.ledger.check_log_starts(&mut self.store)?;
+        self.check_transactional_offsets()?;
         for broker in 0..self.brokers.len() {
             let due = self.brokers[broker].timeout.is_some_and(|t| t <= self.now);
             if due {
@@ -830,6 +870,12 @@ impl World {
 
     fn finish(&mut self) -> Result<(), String> {
         invariants::check_final(self)
+    }
+
+    /// The transactional producers' groups hold only offsets of transactions asked to commit.
+    fn check_transactional_offsets(&mut self) -> Result<(), String> {
+        let producers: Vec<usize> = (0..self.clients.len()).filter(|c| matches!(self.clients[*c].kind, ClientKind::TxnProducer(_))).collect();
+        self.txn_ledger.check_offsets(&mut self.store, &producers)
     }
 }
 

@@ -126,7 +126,7 @@ pub fn is_write(command: &StorageCommand) -> bool {
 }
 
 /// Whether korvet waits for replicas before answering `command`: an acks=all append that
-/// wrote, a generation claim, offset commits.
+/// wrote, a generation claim, offset commits, a transaction's state and its staged offsets.
 pub fn waits_for_replicas(command: &StorageCommand, reply: &StorageReply) -> bool {
     match (command, reply) {
         (StorageCommand::Append { replicated, .. }, StorageReply::Appended(outcome)) => {
@@ -134,6 +134,8 @@ pub fn waits_for_replicas(command: &StorageCommand, reply: &StorageReply) -> boo
         }
         (StorageCommand::SaveGroup { .. }, StorageReply::GroupSaved) => true,
         (StorageCommand::CommitOffsets { .. }, StorageReply::OffsetsCommitted) => true,
+        (StorageCommand::SaveTransaction { .. }, StorageReply::TransactionSaved(_)) => true,
+        (StorageCommand::StageTxnOffsets { .. }, StorageReply::TxnOffsetsStaged) => true,
         _ => false,
     }
 }

@@ -85,26 +85,70 @@ pub fn keyed_batch(entries: &[(String, Option<String>)], timestamp: i64) -> Byte
     out.freeze()
 }
 
-/// The (offset, value) pairs of a fetched record set (korvet answers with dense batches).
-pub fn fetched(records: Bytes) -> Result<Vec<(i64, String)>, String> {
+/// One batch of a fetched record set, as a client library sees it.
+pub struct FetchedBatch {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub producer_id: i64,
+    pub transactional: bool,
+    /// A transaction marker: it takes offsets but holds no records for the application.
+    pub control: bool,
+    /// (offset, value) of each record; empty for a control batch.
+    pub records: Vec<(i64, String)>,
+}
+
+/// The batches of a fetched record set, with their producers and attributes.
+pub fn fetched_batches(records: Bytes) -> Result<Vec<FetchedBatch>, String> {
+    const TRANSACTIONAL: i16 = 0x10;
+    const CONTROL: i16 = 0x20;
     let mut out = Vec::new();
     let mut rest = records;
     while rest.len() >= 12 {
         let base_offset = (&rest[..8]).get_i64();
         let length = (&rest[8..12]).get_i32() as usize;
-        if rest.len() < 12 + length {
+        if rest.len() < 12 + length || length < 49 {
             return Err("truncated batch in a fetch response".into());
         }
         let batch = rest.split_to(12 + length);
-        let decoded = korvet_core::records::decode_batches(batch, 64 << 20).map_err(|e| format!("undecodable fetched batch: {e:?}"))?;
-        for produced in decoded {
-            for (index, record) in produced.records.into_iter().enumerate() {
-                let value = record.value.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
-                out.push((base_offset + index as i64, value));
+        let attributes = (&batch[21..23]).get_i16();
+        let last_offset = base_offset + i64::from((&batch[23..27]).get_i32());
+        let producer_id = (&batch[43..51]).get_i64();
+        let control = attributes & CONTROL != 0;
+        let mut records = Vec::new();
+        if !control {
+            let decoded = korvet_core::records::decode_batches(batch, 64 << 20).map_err(|e| format!("undecodable fetched batch: {e:?}"))?;
+            for produced in decoded {
+                for (index, record) in produced.records.into_iter().enumerate() {
+                    let value = record.value.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                    records.push((base_offset + index as i64, value));
+                }
             }
         }
+        out.push(FetchedBatch { base_offset, last_offset, producer_id, transactional: attributes & TRANSACTIONAL != 0, control, records });
     }
     Ok(out)
+}
+
+/// The (offset, value) pairs of a fetched record set (korvet answers with dense batches).
+pub fn fetched(records: Bytes) -> Result<Vec<(i64, String)>, String> {
+    Ok(fetched_batches(records)?.into_iter().flat_map(|batch| batch.records).collect())
+}
+
+/// A transactional producer's batch of `values`, starting at `base_sequence`.
+pub fn transactional_batch(producer_id: i64, producer_epoch: i16, base_sequence: i32, values: &[String], timestamp: i64) -> Bytes {
+    use korvet_core::records::{encode_batch_at, BatchProducer, Record};
+    let records: Vec<Record> = values
+        .iter()
+        .map(|v| Record { timestamp, key: None, value: Some(Bytes::copy_from_slice(v.as_bytes())), headers: vec![] })
+        .collect();
+    let mut out = BytesMut::new();
+    let producer = BatchProducer::Transaction { producer_id, producer_epoch };
+    encode_batch_at(&mut out, producer, records.iter().enumerate().map(|(i, r)| (i as i64, r)));
+    // The encoder writes stored batches, whose sequence consumers ignore; a producer's counts.
+    out[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
 }
 
 /// The consumer protocol's assignment: version 0, one topic, its partitions, no user data.
