@@ -1280,4 +1280,17 @@ fn a_transaction_commits_aborts_fences_and_times_out() {
     assert_eq!(last_stable, 10, "the abort marker (9) released the readers");
     assert_eq!(aborted.last(), Some(&(pid, 8)));
     assert_eq!(end(&mut h, pid, new_epoch, true), korvet_core::errors::PRODUCER_FENCED, "the timed-out producer is fenced");
+
+    // Produce is verified against the transaction (KIP-890): a partition never added, or a
+    // produce that arrives after its transaction ended, is refused, and opens nothing that
+    // would hold the last stable offset.
+    let (_, pid, epoch) = init(&mut h);
+    assert_eq!(produce(&mut h, pid, epoch, 0, &["unadded"]), korvet_core::errors::INVALID_TXN_STATE, "not added to the transaction");
+    assert_eq!(add(&mut h, pid, epoch), 0);
+    assert_eq!(produce(&mut h, pid, epoch, 0, &["in"]), 0);
+    assert_eq!(end(&mut h, pid, epoch, true), 0);
+    assert_eq!(produce(&mut h, pid, epoch, 1, &["after the end"]), korvet_core::errors::INVALID_TXN_STATE, "its transaction is over");
+    let (_, last_stable, _) = committed_values(&mut h);
+    let ResponseKind::Fetch(all) = h.call(RequestKind::Fetch(fetch_request("tx", 0, 0)), ApiKey::Fetch, 12) else { panic!() };
+    assert_eq!(last_stable, all.responses[0].partitions[0].high_watermark, "no transaction left open");
 }

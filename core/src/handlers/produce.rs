@@ -4,6 +4,7 @@
 use crate::security::acl::{Operation, ResourceType};
 use super::{ApiSpec, Started};
 use super::topic_lookup::TopicLookup;
+use super::transaction_coordinator;
 use super::{topic_name, Handler, Step};
 use super::Context;
 use crate::errors;
@@ -29,11 +30,13 @@ pub(crate) struct Produce {
     sent: Vec<(usize, usize, u64, u64)>,
 }
 
-/// Where a produce request stands: its topics are looked up, then its appends are out (issued
-/// in the connection's order, see `Step::Append`), then it answers.
+/// Where a produce request stands: its topics are looked up, its transactional appends are
+/// verified against the transaction's record, then its appends are out (issued in the
+/// connection's order, see `Step::Append`), then it answers.
 enum ProducePhase {
     Start,
     LookingUp(TopicLookup),
+    Verifying(Vec<StorageCommand>),
     Appending,
 }
 
@@ -134,6 +137,25 @@ impl Produce {
             }
         }
         commands
+    }
+
+    /// Keeps the appends the transaction's record allows; the others fail their partition.
+    fn verified(&mut self, commands: Vec<StorageCommand>, reply: Option<StorageReply>) -> Vec<StorageCommand> {
+        let mut kept = Vec::with_capacity(commands.len());
+        let mut sent = Vec::with_capacity(self.sent.len());
+        for (command, entry) in commands.into_iter().zip(std::mem::take(&mut self.sent)) {
+            if let StorageCommand::Append { topic, partition, producer: Some(producer), transactional: true, .. } = &command {
+                let verdict = transaction_coordinator::verify_write(reply.as_ref(), producer.producer_id, producer.producer_epoch, topic, *partition);
+                if let Err((code, message)) = verdict {
+                    self.results[entry.0][entry.1].fail(code, message);
+                    continue;
+                }
+            }
+            kept.push(command);
+            sent.push(entry);
+        }
+        self.sent = sent;
+        kept
     }
 
     fn absorb_appends(&mut self, cx: &mut Context<'_>, replies: Vec<StorageReply>) {
@@ -251,12 +273,22 @@ impl Handler for Produce {
             }
             ProducePhase::Start => TopicLookup::new(self.request.topic_data.iter().map(|t| topic_name(&t.name)).collect(), true, Operation::Write),
             ProducePhase::LookingUp(lookup) => lookup,
+            ProducePhase::Verifying(commands) => return Step::Append(self.verified(commands, replies.into_iter().next())),
         };
         if let Some(commands) = lookup.step(cx, replies) {
             self.phase = ProducePhase::LookingUp(lookup);
             return Step::Storage(commands);
         }
-        Step::Append(self.plan_appends(cx, &lookup))
+        let commands = self.plan_appends(cx, &lookup);
+        let transactional = commands.iter().any(|c| matches!(c, StorageCommand::Append { transactional: true, .. }));
+        match self.request.transactional_id.as_ref().filter(|_| transactional) {
+            Some(id) => {
+                let id = id.to_string();
+                self.phase = ProducePhase::Verifying(commands);
+                Step::Storage(vec![StorageCommand::LoadTransaction { id }])
+            }
+            None => Step::Append(commands),
+        }
     }
 
     fn appends(&self) -> bool {

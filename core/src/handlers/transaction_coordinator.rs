@@ -73,6 +73,29 @@ pub(crate) fn loaded_for(reply: Option<StorageReply>, producer_id: i64, producer
     }
 }
 
+/// Whether a transactional append of `producer_id` at `producer_epoch` to `topic`-`partition`
+/// belongs to the id's open transaction, which must have added the partition (KIP-890's
+/// verification). Without it, a produce that arrives after its transaction ended, or for a
+/// partition never added, would open a transaction no marker ever closes, and hold the
+/// partition's last stable offset. Otherwise the error and message to answer, as Kafka's
+/// partition leaders answer them.
+pub(crate) fn verify_write(reply: Option<&StorageReply>, producer_id: i64, producer_epoch: i16, topic: &str, partition: i32) -> Result<(), (i16, String)> {
+    let record = match reply {
+        Some(StorageReply::Transaction(Some((_, record)))) => record,
+        Some(StorageReply::Transaction(None)) => return Err((errors::INVALID_TXN_STATE, "no transaction is open for this transactional id".into())),
+        // Retriable: NOT_ENOUGH_REPLICAS makes every client retry without refreshing metadata.
+        _ => return Err((errors::NOT_ENOUGH_REPLICAS, "the transaction could not be verified; retry".into())),
+    };
+    if record.producer_id == producer_id && record.producer_epoch > producer_epoch {
+        return Err((errors::INVALID_PRODUCER_EPOCH, "producer epoch is older than the current one".into()));
+    }
+    let added = record.partitions.iter().any(|(t, p)| t == topic && *p == partition);
+    if record.producer_id != producer_id || record.producer_epoch != producer_epoch || record.state != TransactionState::Ongoing || !added {
+        return Err((errors::INVALID_TXN_STATE, format!("partition {topic}-{partition} was not added to the transaction")));
+    }
+    Ok(())
+}
+
 /// The error for a record that could not be loaded or saved.
 pub(crate) fn storage_error(reply: Option<StorageReply>) -> i16 {
     match reply {
