@@ -4,15 +4,21 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Comparator;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
@@ -20,6 +26,7 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.RangeAssignor;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
 import org.junit.jupiter.api.Test;
@@ -94,10 +101,44 @@ class ConsumerGroupTest {
 
     private static void produce(String topic, int count) throws Exception {
         try (KafkaProducer<String, String> producer = Broker.producer(Map.of())) {
+            List<Future<RecordMetadata>> sent = new ArrayList<>();
             for (int i = 0; i < count; i++) {
-                producer.send(new ProducerRecord<>(topic, "key-" + i, "value-" + i));
+                sent.add(producer.send(new ProducerRecord<>(topic, "key-" + i, "value-" + i)));
             }
             producer.flush();
+            // A send that failed would otherwise show up only as a consumer that waits in vain.
+            for (Future<RecordMetadata> acknowledgement : sent) {
+                acknowledgement.get(30, TimeUnit.SECONDS);
+            }
+        }
+    }
+
+    /**
+     * Per partition: the log end offset, the group's committed offset, and the highest offset
+     * each member received, so that a member that stopped consuming is named in the failure.
+     */
+    private static String progress(String topic, String group, Member... members) {
+        try (Admin admin = Broker.admin()) {
+            Map<TopicPartition, OffsetSpec> latest = new TreeMap<>(Comparator.comparingInt(TopicPartition::partition));
+            for (int p = 0; p < 6; p++) {
+                latest.put(new TopicPartition(topic, p), OffsetSpec.latest());
+            }
+            var ends = admin.listOffsets(latest).all().get(10, TimeUnit.SECONDS);
+            var committed = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(10, TimeUnit.SECONDS);
+            StringBuilder report = new StringBuilder();
+            for (TopicPartition partition : latest.keySet()) {
+                report.append(String.format("%n  partition %d: end %d, committed %s, highest received per member",
+                    partition.partition(), ends.get(partition).offset(),
+                    committed.containsKey(partition) ? committed.get(partition).offset() : "none"));
+                for (Member member : members) {
+                    long highest = member.received.stream().filter(r -> r.partition() == partition.partition())
+                        .mapToLong(ConsumerRecord::offset).max().orElse(-1);
+                    report.append(' ').append(highest).append(member.owned.contains(partition) ? "*" : "");
+                }
+            }
+            return report.toString();
+        } catch (Exception e) {
+            return " (progress unavailable: " + e + ")";
         }
     }
 
@@ -135,7 +176,7 @@ class ConsumerGroupTest {
                 } catch (AssertionError e) {
                     throw new AssertionError(e.getMessage() + "; members received " + List.of(first.received.size(),
                         second.received.size(), third.received.size()) + ", events " + List.of(first.events, second.events,
-                        third.events), e);
+                        third.events) + "; progress (* owner):" + progress(topic, group, first, second, third), e);
                 }
                 if (assignor == CooperativeStickyAssignor.class) {
                     assertTrue(first.events.stream().noneMatch(e -> e.equals("revoked 6")),
