@@ -61,6 +61,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// For the leader only: every member with its metadata for the chosen protocol.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// A static leader rejoining a stable group keeps the current assignment (JoinGroup v9+).
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -73,6 +75,7 @@ impl JoinResult {
             leader: String::new(),
             member_id: member_id.to_string(),
             members: Vec::new(),
+            skip_assignment: false,
         }
     }
 }
@@ -242,12 +245,18 @@ impl Groups {
                     if group.leader.as_ref() == Some(&old) {
                         group.leader = Some(new_member_id.clone());
                     }
-                    let unchanged = member.protocols == request.protocols;
+                    // As Kafka: a rebalance only if the group's protocol could change. The
+                    // metadata bytes may differ (a Java consumer's subscription carries its
+                    // generation), and the new ones are kept.
+                    let keeps_protocol = group.protocol.as_ref().is_some_and(|chosen| request.protocols.iter().any(|(name, _)| name == chosen));
+                    member.protocols = request.protocols.clone();
                     member.last_seen_ms = now;
                     group.members.insert(new_member_id.clone(), member);
-                    if unchanged && group.state == GroupState::Stable {
-                        // No rebalance: it gets the current generation back.
-                        let result = current_join_result(group, &new_member_id);
+                    if keeps_protocol && group.state == GroupState::Stable {
+                        // No rebalance: it gets the current generation back; a returning leader
+                        // is told to skip the assignment (KIP-814).
+                        let mut result = current_join_result(group, &new_member_id);
+                        result.skip_assignment = result.leader == new_member_id;
                         return JoinOutcome::Respond(result);
                     }
                     member_id = new_member_id.clone();
@@ -641,6 +650,7 @@ fn current_join_result(group: &Group, member_id: &str) -> JoinResult {
         leader,
         member_id: member_id.to_string(),
         members,
+        skip_assignment: false,
     }
 }
 
@@ -784,6 +794,33 @@ mod tests {
         assert_eq!((result.member_id.as_str(), result.generation), ("s2", 1));
         assert_eq!(groups.sync_result("g", 1, "s2"), Some((errors::NONE, Bytes::from_static(b"all"))));
         assert!(!groups.is_member("g", &s), "the old identity is gone");
+    }
+
+    #[test]
+    fn a_static_leader_returning_with_other_metadata_keeps_the_assignment() {
+        let mut groups = Groups::new(0);
+        let request = |metadata: &'static [u8]| JoinRequest {
+            group: "g".into(),
+            member_id: String::new(),
+            instance_id: Some("pod-0".into()),
+            client_id: "c".into(),
+            client_host: "h".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 20_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(metadata))],
+            require_known_member_id: false,
+        };
+        let s = waiting(groups.join(request(b"generation -1"), "s1".into(), 0));
+        groups.tick(0);
+        groups.take_join_result("g", &s).unwrap();
+        groups.sync("g", 1, &s, Some(vec![(s.clone(), Bytes::from_static(b"all"))]), 0);
+        // A Java consumer's subscription carries the generation it last joined: the bytes differ,
+        // the protocol does not, so there is no rebalance (as in Kafka).
+        let JoinOutcome::Respond(result) = groups.join(request(b"generation 1"), "s2".into(), 1_000) else { panic!("no rebalance expected") };
+        assert_eq!((result.generation, result.leader.as_str(), result.skip_assignment), (1, "s2", true), "the leader skips the assignment");
+        assert_eq!(result.members[0].2, Bytes::from_static(b"generation 1"), "the new metadata is kept");
+        assert_eq!(groups.sync_result("g", 1, "s2"), Some((errors::NONE, Bytes::from_static(b"all"))));
     }
 
     #[test]

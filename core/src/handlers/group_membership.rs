@@ -103,6 +103,9 @@ impl JoinGroup {
         if self.version >= 7 {
             response = response.with_protocol_type(result.protocol_type.map(StrBytes::from_string));
         }
+        if self.version >= 9 {
+            response = response.with_skip_assignment(result.skip_assignment);
+        }
         if self.version < 7 && response.protocol_name.is_none() {
             // Before v7 the protocol name is not nullable.
             response.protocol_name = Some(StrBytes::new());
