@@ -203,6 +203,12 @@ def rdkafka_produce(bootstrap, topic, codec, records):
     _with_dataset_file(records, lambda path: _rdkafka("produce", bootstrap, topic, codec, path))
 
 
+def rdkafka_transact(bootstrap, topic, partitions, transactional_id):
+    """Three transactions of the rdkafka crate's producer (commit, abort, commit): the values
+    each held, by name."""
+    return _rdkafka("transact", bootstrap, topic, str(partitions), transactional_id)
+
+
 def rdkafka_consume(bootstrap, topic, partitions, count):
     out = _rdkafka("consume", bootstrap, topic, str(partitions), str(count))
     for r in out:

@@ -1,9 +1,9 @@
-"""Transactions with real clients: librdkafka's transactional producer (confluent-kafka) commits
-and aborts across partitions, read_committed consumers see every committed record and no
-aborted or open one while read_uncommitted consumers see everything, a new instance of a
-transactional id fences the old one, a transaction left open past its timeout is aborted by the
-coordinator and stops holding readers back, and a consume-transform-produce loop commits its
-input offsets in its transaction (visible to the group only once it commits)."""
+"""Transactions with real clients: librdkafka's transactional producer (confluent-kafka, and the
+rdkafka crate) commits and aborts across partitions, read_committed consumers see every committed
+record and no aborted or open one while read_uncommitted consumers see everything, a new instance of
+a transactional id fences the old one, a transaction left open past its timeout is aborted by the
+coordinator and stops holding readers back, and a consume-transform-produce loop commits its input
+offsets in its transaction (visible to the group only once it commits)."""
 import time
 
 import pytest
@@ -281,3 +281,19 @@ def test_kafkajs_and_kafka_python_transactions(txn_korvet):
     consumer.assign([KafkaPythonPartition("txn-kafka-python", 0)])
     assert [m.value for m in consumer] == [b"committed"]
     consumer.close()
+
+
+def test_the_rdkafka_crates_transactional_producer(txn_korvet):
+    """The Rust rdkafka crate's transactional producer commits, aborts and commits again; its own
+    consumer (read_committed, librdkafka's default) and confluent-kafka's see exactly the
+    committed records, read_uncommitted readers everything."""
+    import clients
+    bootstrap, topic = txn_korvet.bootstrap, "txn-rdkafka-crate"
+    create_topic(bootstrap, topic)
+    held = clients.rdkafka_transact(bootstrap, topic, PARTITIONS, "rdkafka-crate-txn")
+    committed = sorted(v.encode() for v in held["committed"] + held["later"])
+    everything = sorted(committed + [v.encode() for v in held["aborted"]])
+    assert len(committed) == 25 and len(everything) == 35
+    assert sorted(r["value"].encode() for r in clients.rdkafka_consume(bootstrap, topic, PARTITIONS, 25)) == committed
+    assert read_all(bootstrap, topic, "read_committed", 25) == committed
+    assert read_all(bootstrap, topic, "read_uncommitted", 35) == everything

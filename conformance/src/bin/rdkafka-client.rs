@@ -4,12 +4,16 @@
 //! dataset (a JSON list of `{"partition", "key", "value", "headers": [[name, value]]}`, strings
 //! or null) and prints the assigned offsets as JSON.
 //! `rdkafka-client consume BOOTSTRAP TOPIC PARTITIONS COUNT` reads COUNT records from offset 0 of
-//! every partition and prints them as JSON in the same shape, plus `offset`.
+//! every partition and prints them as JSON in the same shape, plus `offset` (librdkafka reads
+//! read_committed by default).
+//! `rdkafka-client transact BOOTSTRAP TOPIC PARTITIONS TRANSACTIONAL_ID` runs three transactions
+//! across the partitions: 20 records `rust-committed-NN` committed, 10 `rust-aborted-NN` written
+//! and aborted, 5 `rust-later-NN` committed; it prints the records each put in as JSON.
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -39,7 +43,15 @@ async fn main() {
             let count = args[5].parse().unwrap_or_else(|_| fail("COUNT must be a number".into()));
             consume(&args[2], &args[3], partitions, count)
         }
-        _ => fail("usage: rdkafka-client produce BOOTSTRAP TOPIC CODEC DATASET | consume BOOTSTRAP TOPIC PARTITIONS COUNT".into()),
+        Some("transact") if args.len() == 6 => {
+            let partitions = args[4].parse().unwrap_or_else(|_| fail("PARTITIONS must be a number".into()));
+            transact(&args[2], &args[3], partitions, &args[5]).await
+        }
+        _ => fail(
+            "usage: rdkafka-client produce BOOTSTRAP TOPIC CODEC DATASET | consume BOOTSTRAP TOPIC PARTITIONS COUNT | \
+             transact BOOTSTRAP TOPIC PARTITIONS TRANSACTIONAL_ID"
+                .into(),
+        ),
     }
 }
 
@@ -85,6 +97,36 @@ async fn produce(bootstrap: &str, topic: &str, codec: &str, dataset: &str) {
         }
     }
     println!("{}", serde_json::to_string(&offsets).unwrap_or_default());
+}
+
+/// Three transactions of the rdkafka crate's transactional producer: commit, abort, commit.
+async fn transact(bootstrap: &str, topic: &str, partitions: i32, transactional_id: &str) {
+    let timeout = Duration::from_secs(30);
+    let producer: FutureProducer = config()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", transactional_id)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap_or_else(|e| fail(format!("producer: {e}")));
+    producer.init_transactions(timeout).unwrap_or_else(|e| fail(format!("init_transactions: {e}")));
+    let mut report = serde_json::Map::new();
+    for (name, count, commit) in [("committed", 20, true), ("aborted", 10, false), ("later", 5, true)] {
+        producer.begin_transaction().unwrap_or_else(|e| fail(format!("begin_transaction: {e}")));
+        let mut values = Vec::new();
+        for i in 0..count {
+            let value = format!("rust-{name}-{i:02}");
+            let record: FutureRecord<'_, str, str> = FutureRecord::to(topic).partition(i % partitions).payload(&value);
+            // Every record is written before the transaction ends, aborted ones included.
+            if let Err((err, _)) = producer.send(record, timeout).await {
+                fail(format!("delivery in transaction {name} failed: {err}"));
+            }
+            values.push(serde_json::Value::String(value));
+        }
+        let ended = if commit { producer.commit_transaction(timeout) } else { producer.abort_transaction(timeout) };
+        ended.unwrap_or_else(|e| fail(format!("ending transaction {name}: {e}")));
+        report.insert(name.to_string(), serde_json::Value::Array(values));
+    }
+    println!("{}", serde_json::Value::Object(report));
 }
 
 fn consume(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
