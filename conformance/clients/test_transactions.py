@@ -20,15 +20,16 @@ def txn_korvet(redis):
     broker = Korvet(redis_uri=redis.uri, keyspace=f"txn{time.monotonic_ns()}", extra_env={
         "KORVET_SERVER_REBALANCE_DELAY": "200ms",
         "KORVET_SERVER_TRANSACTION_TIMEOUT_CHECK_INTERVAL": "500ms",
+        "KORVET_SERVER_RETENTION_CHECK_INTERVAL": "1s",
     })
     wait_for(broker.ready, 30, "korvet readiness")
     yield broker
     broker.stop()
 
 
-def create_topic(bootstrap, topic, partitions=PARTITIONS):
+def create_topic(bootstrap, topic, partitions=PARTITIONS, **config):
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+    for future in admin.create_topics([NewTopic(topic, partitions, 1, config=config)]).values():
         future.result(20)
 
 
@@ -297,3 +298,35 @@ def test_the_rdkafka_crates_transactional_producer(txn_korvet):
     assert sorted(r["value"].encode() for r in clients.rdkafka_consume(bootstrap, topic, PARTITIONS, 25)) == committed
     assert read_all(bootstrap, topic, "read_committed", 25) == committed
     assert read_all(bootstrap, topic, "read_uncommitted", 35) == everything
+
+
+def test_compaction_removes_aborted_records_and_compacts_committed_ones(txn_korvet):
+    """On a compacted topic, the log cleaner removes an aborted transaction's records and lets a
+    committed transaction's records supersede older ones of their keys; every reader then finds
+    exactly the latest committed value of each key."""
+    from test_bounded_topics import metric_value
+    bootstrap, topic = txn_korvet.bootstrap, "txn-compacted"
+    create_topic(bootstrap, topic, 1, **{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "0"})
+    producer = transactional(bootstrap, "compacting")
+    for records, commit in [([(b"k1", b"v1"), (b"k2", b"v1")], True), ([(b"k1", b"aborted"), (b"k3", b"aborted")], False),
+                            ([(b"k1", b"v2")], True)]:
+        producer.begin_transaction()
+        for key, value in records:
+            producer.produce(topic, key=key, value=value, partition=0)
+        producer.flush(20)
+        (producer.commit_transaction if commit else producer.abort_transaction)(20)
+    # k1=v1 superseded by the committed k1=v2, and both aborted records.
+    wait_for(lambda: metric_value(txn_korvet, f'korvet_records_compacted_total{{topic="{topic}"}}') == 3, 30, "compaction")
+    for isolation in ("read_uncommitted", "read_committed"):
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"table-{isolation}", "isolation.level": isolation,
+                             "enable.auto.commit": False})
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        got, deadline = [], time.monotonic() + 10
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                got.append((msg.key(), msg.value()))
+            if len(got) == 2:
+                deadline = min(deadline, time.monotonic() + 1.0)  # a moment more, so extra records would show
+        consumer.close()
+        assert sorted(got) == [(b"k1", b"v2"), (b"k2", b"v1")], (isolation, got)

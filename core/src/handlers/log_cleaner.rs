@@ -16,7 +16,9 @@
 //! value) that is the latest of its key goes once it is older than `delete.retention.ms` and no
 //! older record of its key is left. A partition is compacted when at least
 //! `min.cleanable.dirty.ratio` of its records would go, or when a record to go is older than
-//! `max.compaction.lag.ms`. Finally the job reads the offsets of every partition it leads for
+//! `max.compaction.lag.ms`. Transactions: compaction stops at the last stable offset; records of
+//! an aborted transaction go, those of a committed one are compacted like any other, and
+//! transaction markers stay. Finally the job reads the offsets of every partition it leads for
 //! the metrics.
 
 use super::{Context, Handler, Step};
@@ -175,7 +177,7 @@ impl Handler for LogCleaner {
                 let led = &self.led[index];
                 match replies.into_iter().next() {
                     Some(StorageReply::Records { records, offsets }) => {
-                        let end = *scan.end.get_or_insert(offsets.high_watermark);
+                        let end = *scan.end.get_or_insert(offsets.high_watermark.min(offsets.last_stable));
                         if scan.take(records, end) {
                             let read = scan.read(led);
                             self.phase = Phase::Scanning { index, scan };
@@ -225,22 +227,40 @@ impl Handler for LogCleaner {
 struct Scan {
     /// Where the next read starts.
     next: i64,
-    /// The high watermark when the scan began: records appended since wait for the next run.
+    /// Where the scan stops: the high watermark when it began (records appended since wait for
+    /// the next run), or the last stable offset if lower (an open transaction's records, and
+    /// everything after its first, are not compacted yet, as in Kafka).
     end: Option<i64>,
     /// Every record read, in offset order.
     records: Vec<Seen>,
     /// Distinct keys, numbered in order of appearance.
     keys: HashMap<Bytes, u32>,
-    /// The latest offset of each key, by its number.
-    latest: Vec<i64>,
+    /// Per producer, the records of its transaction whose marker the scan has not reached yet.
+    undecided: HashMap<i64, Vec<usize>>,
 }
 
 struct Seen {
     offset: i64,
-    /// The key's number; `None` for a record without a key (never compacted).
+    /// The key's number; `None` for a record without a key (never compacted) or a marker.
     key: Option<u32>,
     timestamp: i64,
     tombstone: bool,
+    fate: Fate,
+}
+
+/// What compaction may do with a record, given where it came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// A plain record, or one of a committed transaction: compacted by its key.
+    Compactable,
+    /// One of an aborted transaction: no reader ever gets it, so it goes.
+    Aborted,
+    /// One of a transaction whose marker lies past the scan: left for a later run.
+    Undecided,
+    /// A transaction marker: kept, so that every reader still sees where the transaction ended
+    /// (Kafka drops markers whose records are all gone; korvet keeps them, one entry per
+    /// transaction and partition).
+    Marker,
 }
 
 impl Scan {
@@ -255,38 +275,62 @@ impl Scan {
             if stored.offset >= end || self.records.len() >= MAX_COMPACTION_RECORDS {
                 return false;
             }
-            // Transactions' records and their markers are left alone: compaction neither
-            // removes them nor lets them supersede other records (so an aborted record never
-            // hides a committed one, and readers always find a transaction's marker).
-            let compactable = stored.provenance == Provenance::Plain;
-            let key = stored.record.key.filter(|_| compactable).map(|key| {
-                let next = self.keys.len() as u32;
-                let number = *self.keys.entry(key).or_insert(next);
-                if number == next {
-                    self.latest.push(stored.offset);
-                } else {
-                    self.latest[number as usize] = stored.offset;
+            let fate = match stored.provenance {
+                Provenance::Plain => Fate::Compactable,
+                Provenance::Transactional { producer_id, .. } => {
+                    self.undecided.entry(producer_id).or_default().push(self.records.len());
+                    Fate::Undecided
                 }
-                number
+                Provenance::Marker { producer_id, commit, .. } => {
+                    let decided = if commit { Fate::Compactable } else { Fate::Aborted };
+                    for index in self.undecided.remove(&producer_id).unwrap_or_default() {
+                        self.records[index].fate = decided;
+                    }
+                    Fate::Marker
+                }
+            };
+            let key = stored.record.key.filter(|_| fate != Fate::Marker).map(|key| {
+                let next = self.keys.len() as u32;
+                *self.keys.entry(key).or_insert(next)
             });
             let tombstone = stored.record.value.is_none();
-            self.records.push(Seen { offset: stored.offset, key, timestamp: stored.record.timestamp, tombstone });
+            self.records.push(Seen { offset: stored.offset, key, timestamp: stored.record.timestamp, tombstone, fate });
         }
         self.next = last + 1;
         self.next < end
+    }
+
+    /// The latest compactable offset of each key, by its number.
+    fn latest(&self) -> Vec<Option<i64>> {
+        let mut latest = vec![None; self.keys.len()];
+        for seen in self.records.iter().filter(|s| s.fate == Fate::Compactable) {
+            if let Some(key) = seen.key {
+                latest[key as usize] = Some(seen.offset);
+            }
+        }
+        latest
     }
 
     /// The offsets to remove now, if compacting is due at all.
     fn removals(&self, log: &LogConfig, now_ms: i64) -> Vec<i64> {
         let lag_cutoff = now_ms.saturating_sub(log.min_compaction_lag_ms);
         let tombstone_cutoff = now_ms.saturating_sub(log.delete_retention_ms);
+        let latest = self.latest();
         let mut removals = Vec::new();
         // Keys with an older record that stays (too young to go): their tombstones must stay too.
-        let mut kept_older = vec![false; self.latest.len()];
+        let mut kept_older = vec![false; latest.len()];
         let mut overdue = false;
         for seen in &self.records {
+            match seen.fate {
+                Fate::Aborted => {
+                    removals.push(seen.offset);
+                    continue;
+                }
+                Fate::Undecided | Fate::Marker => continue,
+                Fate::Compactable => {}
+            }
             let Some(key) = seen.key else { continue };
-            let latest = self.latest[key as usize];
+            let Some(latest) = latest[key as usize] else { continue };
             if seen.offset < latest {
                 if seen.timestamp <= lag_cutoff {
                     removals.push(seen.offset);
@@ -369,5 +413,34 @@ mod tests {
         assert_eq!(scan.removals(&compacted(&[]), 10_000), Vec::<i64>::new(), "1 in 10 is below the ratio of 0.5");
         let overdue = compacted(&[("max.compaction.lag.ms", "5000")]);
         assert_eq!(scan.removals(&overdue, 10_000), vec![0]);
+    }
+
+    #[test]
+    fn aborted_records_go_committed_ones_compete_and_open_ones_wait() {
+        let txn = |mut r: StoredRecord, producer_id| {
+            r.provenance = Provenance::Transactional { producer_id, producer_epoch: 0 };
+            r
+        };
+        let marker = |offset, producer_id, commit| {
+            let mut r = stored(offset, "marker", Some("m"), 100);
+            r.provenance = Provenance::Marker { producer_id, producer_epoch: 0, commit };
+            r
+        };
+        let mut scan = Scan::default();
+        let records = vec![
+            stored(0, "a", Some("plain"), 100),
+            txn(stored(1, "a", Some("committed"), 100), 7),
+            txn(stored(2, "b", Some("aborted"), 100), 8),
+            marker(3, 7, true),
+            marker(4, 8, false),
+            txn(stored(5, "a", Some("undecided"), 100), 9),
+        ];
+        assert!(!scan.take(records, 6));
+        let log = compacted(&[("min.cleanable.dirty.ratio", "0")]);
+        assert_eq!(
+            scan.removals(&log, 1_000),
+            vec![0, 2],
+            "the committed record supersedes the plain one, the aborted one goes, markers and the undecided record stay"
+        );
     }
 }
