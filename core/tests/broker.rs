@@ -357,6 +357,11 @@ fn test_request(key: ApiKey, version: i16) -> RequestKind {
         ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
             DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("txn"))]),
         ),
+        ApiKey::AddPartitionsToTxn if version >= 4 => RequestKind::AddPartitionsToTxn(AddPartitionsToTxnRequest::default().with_transactions(vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("txn")))
+                .with_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(topic("t")).with_partitions(vec![0])]),
+        ])),
         ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
             AddPartitionsToTxnRequest::default()
                 .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str("txn")))
@@ -1293,4 +1298,40 @@ fn a_transaction_commits_aborts_fences_and_times_out() {
     let (_, last_stable, _) = committed_values(&mut h);
     let ResponseKind::Fetch(all) = h.call(RequestKind::Fetch(fetch_request("tx", 0, 0)), ApiKey::Fetch, 12) else { panic!() };
     assert_eq!(last_stable, all.responses[0].partitions[0].high_watermark, "no transaction left open");
+}
+
+/// AddPartitionsToTxn versions 4–5, the form brokers send a coordinator (KIP-890): several
+/// transactions in one request, each added to or only verified; a stale epoch is fenced.
+#[test]
+fn add_partitions_to_txn_v4_adds_and_verifies_several_transactions() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+    let mut h = Harness::new();
+    h.call(RequestKind::Produce(produce_request("v4", &["plain"])), ApiKey::Produce, 9);
+    let init = |h: &mut Harness, id: &'static str| {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))))
+            .with_transaction_timeout_ms(5_000)
+            .with_producer_id(ProducerId(-1));
+        let ResponseKind::InitProducerId(r) = h.call(RequestKind::InitProducerId(request), ApiKey::InitProducerId, 4) else { panic!() };
+        (r.producer_id.0, r.producer_epoch)
+    };
+    let (a, b) = (init(&mut h, "a"), init(&mut h, "b"));
+    let entry = |id: &'static str, (pid, epoch): (i64, i16), verify_only: bool| {
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str(id)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_verify_only(verify_only)
+            .with_topics(vec![AddPartitionsToTxnTopic::default().with_name(topic("v4")).with_partitions(vec![0])])
+    };
+    let call = |h: &mut Harness, version, transactions| {
+        let request = AddPartitionsToTxnRequest::default().with_transactions(transactions);
+        let ResponseKind::AddPartitionsToTxn(r) = h.call(RequestKind::AddPartitionsToTxn(request), ApiKey::AddPartitionsToTxn, version) else { panic!() };
+        assert_eq!(r.error_code, 0);
+        r.results_by_transaction.iter().map(|t| (t.transactional_id.to_string(), t.topic_results[0].results_by_partition[0].partition_error_code)).collect::<Vec<_>>()
+    };
+    let results = call(&mut h, 4, vec![entry("a", a, false), entry("b", b, true)]);
+    assert_eq!(results, vec![("a".to_string(), 0), ("b".to_string(), korvet_core::errors::INVALID_TXN_STATE)], "b never added the partition");
+    assert_eq!(call(&mut h, 5, vec![entry("a", a, true)]), vec![("a".to_string(), 0)], "a's transaction holds it now");
+    assert_eq!(call(&mut h, 5, vec![entry("a", (a.0, a.1 + 3), true)]), vec![("a".to_string(), korvet_core::errors::PRODUCER_FENCED)]);
 }
