@@ -7,7 +7,7 @@
 //! another: the broker must still answer in request order); members keep one in flight. Every
 //! client checks that each response answers its oldest request on the connection, and reports
 //! what it was told to the ledger, which checks it against the store and against what others
-//! were told.
+//! were told. Transactional producers and read_committed readers are in `txn_clients.rs`.
 
 use super::txn_clients::{self, CommittedReader, TxnPending, TxnProducer};
 use super::wire::{self, Frames};
@@ -404,10 +404,13 @@ pub fn receive(world: &mut World, index: usize, conn: ConnId, bytes: Bytes) -> R
 }
 
 fn handle_response(world: &mut World, index: usize, pending: Pending, response: ResponseKind) -> Result<(), String> {
+    let pending = match pending {
+        Pending::Txn(what) => return txn_clients::handle_response(world, index, what, response),
+        other => other,
+    };
     let now = world.now;
     let pause = world.rng.below(20);
     match (pending, response) {
-        (Pending::Txn(what), response) => return txn_clients::handle_response(world, index, what, response),
         (Pending::Produce { partition, values }, ResponseKind::Produce(r)) => {
             let result = &r.responses[0].partition_responses[0];
             if result.error_code == errors::NONE {

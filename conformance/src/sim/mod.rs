@@ -5,7 +5,8 @@
 //! The log is bounded as in production: the records topic has a retention of three virtual
 //! seconds, a client deletes records below random offsets (DeleteRecords), and a compacted
 //! table topic is written with keys and tombstones; the brokers' log cleaners trim and compact
-//! twice a second.
+//! twice a second. Transactional producers write a third topic that read_committed readers
+//! follow (`txn_clients.rs`, checked by `transactions.rs`).
 //!
 //! Faults come from the seed: delayed and dropped connections, clients that vanish mid-request,
 //! brokers that crash and restart (their storage commands still reach the store, their replies
