@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod compute;
 pub mod config;
 mod coordinator;
 pub mod errors;

@@ -24,6 +24,9 @@ struct Harness {
     /// stay in progress.
     hold_appends: bool,
     held: Vec<(u64, StorageCommand)>,
+    /// Keep compute jobs (see `Output::Compute`) instead of running them, as a busy pool would.
+    hold_compute: bool,
+    computes: Vec<(u64, korvet_core::compute::ComputeJob)>,
 }
 
 const CONN: u64 = 1;
@@ -37,7 +40,7 @@ impl Harness {
         let mut broker = Broker::new(config, 7);
         let now = Time { mono_us: 1_000_000, wall_ms: 1_700_000_000_000 };
         broker.handle_connect(CONN, "test", now);
-        Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, paused: false, timeout: None, next_correlation: 0, hold_appends: false, held: Vec::new() }
+        Harness { broker, store: MemoryStore::new(), now, sent: VecDeque::new(), received: BytesMut::new(), closed: false, paused: false, timeout: None, next_correlation: 0, hold_appends: false, held: Vec::new(), hold_compute: false, computes: Vec::new() }
     }
 
     /// Executes the appends held back so far (see `hold_appends`).
@@ -63,6 +66,8 @@ impl Harness {
                     let reply = self.store.execute(command);
                     self.broker.handle_storage_reply(op, reply, self.now);
                 }
+                Output::Compute { op, job } if self.hold_compute => self.computes.push((op, job)),
+                Output::Compute { op, job } => self.broker.handle_compute_result(op, job.run(), self.now),
                 Output::Close { .. } => self.closed = true,
                 Output::PauseReading { .. } => self.paused = true,
                 Output::ResumeReading { .. } => self.paused = false,
@@ -952,6 +957,33 @@ fn plain_checks_the_scram_credential_and_a_wrong_password_is_answered_late_then_
 
     let mut h = sasl_harness(None);
     assert_eq!(handshake(&mut h, "GSSAPI"), 33, "an unknown mechanism is UNSUPPORTED_SASL_MECHANISM");
+}
+
+/// PLAIN's PBKDF2 runs off the broker task: the broker hands the check out as a compute job
+/// and answers only with its result; the password never shows in the job's debug form.
+#[test]
+fn plain_password_checks_are_handed_out_as_compute_jobs() {
+    let mut h = sasl_harness(None);
+    h.hold_compute = true;
+    assert_eq!(handshake(&mut h, "PLAIN"), 0);
+    assert!(authenticate(&mut h, b"\0alice\0pencil").is_none(), "no answer before the job's result");
+    let (op, job) = h.computes.pop().expect("a compute job for the password check");
+    assert!(!format!("{job:?}").contains("pencil"), "{job:?}");
+    h.broker.handle_compute_result(op, job.run(), h.now);
+    h.drain();
+    let answer = h.response().map(|(_, r)| r);
+    assert!(matches!(answer, Some(ResponseKind::SaslAuthenticate(ref r)) if r.error_code == 0), "{answer:?}");
+    // A job the runtime lost is a failed authentication, not a hang.
+    let mut h = sasl_harness(None);
+    h.hold_compute = true;
+    assert_eq!(handshake(&mut h, "PLAIN"), 0);
+    assert!(authenticate(&mut h, b"\0alice\0pencil").is_none());
+    let (op, _) = h.computes.pop().unwrap();
+    h.broker.handle_compute_result(op, korvet_core::compute::ComputeResult::Lost, h.now);
+    h.drain();
+    h.advance(100);
+    let failed = h.response().map(|(_, r)| r);
+    assert!(matches!(failed, Some(ResponseKind::SaslAuthenticate(ref r)) if r.error_code == 58), "{failed:?}");
 }
 
 #[test]

@@ -28,9 +28,13 @@ fuzz_target!(|data: &[u8]| {
         for conn in [1, 2] {
             broker.handle_bytes(conn, chunk, now);
             while let Some(output) = broker.poll_output() {
-                if let Output::Storage { op, command } = output {
-                    let reply = store.execute(command);
-                    broker.handle_storage_reply(op, reply, now);
+                match output {
+                    Output::Storage { op, command } => {
+                        let reply = store.execute(command);
+                        broker.handle_storage_reply(op, reply, now);
+                    }
+                    Output::Compute { op, job } => broker.handle_compute_result(op, job.run(), now),
+                    _ => {}
                 }
             }
         }

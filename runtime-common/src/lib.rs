@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use korvet_core::cluster::ClusterEvent;
+use korvet_core::compute::ComputeResult;
 use korvet_core::storage::{StorageDriver, StorageReply};
 use korvet_core::{Broker, ConnId, OpId, Output, Time};
 use std::collections::HashMap;
@@ -142,7 +143,13 @@ pub async fn wait_until_readable(paused: &mut watch::Receiver<bool>) -> bool {
     true
 }
 
-type StorageFuture = Pin<Box<dyn Future<Output = (OpId, StorageReply)> + Send>>;
+/// Work the broker task handed out: a storage command, or a compute job.
+type PendingWork = Pin<Box<dyn Future<Output = (OpId, Finished)> + Send>>;
+
+enum Finished {
+    Storage(StorageReply),
+    Compute(ComputeResult),
+}
 
 /// Turns the runtime's clock into the core's [`Time`].
 struct Clock {
@@ -464,7 +471,7 @@ pub async fn run_broker<R: Runtime>(mut broker: Broker, task: BrokerTask<R>, shu
     let BrokerTask { storage, mut events, mut cluster, drain, stats, rt } = task;
     let clock = Clock { start: Instant::now() };
     let mut peers: HashMap<ConnId, Peer> = HashMap::new();
-    let mut pending: FuturesUnordered<StorageFuture> = FuturesUnordered::new();
+    let mut pending: FuturesUnordered<PendingWork> = FuturesUnordered::new();
     let mut timer: Option<Instant> = None;
     let mut next_stats = Instant::now();
     let mut stopping: Option<Instant> = None;
@@ -481,9 +488,10 @@ pub async fn run_broker<R: Runtime>(mut broker: Broker, task: BrokerTask<R>, shu
         let Some((_, sleeping)) = sleep.as_mut() else { continue };
         tokio::select! {
             biased;
-            Some((op, reply)) = pending.next(), if !pending.is_empty() => {
-                broker.handle_storage_reply(op, reply, clock.now());
-            }
+            Some((op, finished)) = pending.next(), if !pending.is_empty() => match finished {
+                Finished::Storage(reply) => broker.handle_storage_reply(op, reply, clock.now()),
+                Finished::Compute(result) => broker.handle_compute_result(op, result, clock.now()),
+            },
             event = events.recv(), if stopping.is_none() => match event {
                 Some(Event::Connected { conn, peer, listener, subject, writer, reader, pause }) => {
                     broker.handle_connect_on(conn, &peer, listener, subject.as_deref(), clock.now());
@@ -536,7 +544,12 @@ pub async fn run_broker<R: Runtime>(mut broker: Broker, task: BrokerTask<R>, shu
                 }
                 Output::Storage { op, command } => {
                     let future = storage.execute(command);
-                    pending.push(Box::pin(async move { (op, future.await) }));
+                    pending.push(Box::pin(async move { (op, Finished::Storage(future.await)) }));
+                }
+                Output::Compute { op, job } => {
+                    // On the runtime's blocking pool, so the broker task serves on meanwhile.
+                    let work = rt.unblock(move || job.run());
+                    pending.push(Box::pin(async move { (op, Finished::Compute(work.await.unwrap_or(ComputeResult::Lost))) }));
                 }
                 Output::Close { conn, .. } => {
                     if let Some(mut peer) = peers.remove(&conn) {

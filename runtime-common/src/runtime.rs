@@ -21,6 +21,10 @@ pub trait Runtime: Copy + Send + Sync + 'static {
     /// Runs `future` in the background until it ends.
     fn spawn(self, future: impl Future<Output = ()> + Send + 'static);
 
+    /// Runs `work` (blocking or CPU-heavy) on a thread of its own pool, off the tasks that serve
+    /// connections; `None` if the work panicked.
+    fn unblock<T: Send + 'static>(self, work: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = Option<T>> + Send + 'static;
+
     /// Resolves at `at`.
     fn sleep_until(self, at: Instant) -> impl Future<Output = ()> + Send + 'static;
 

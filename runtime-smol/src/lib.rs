@@ -26,6 +26,11 @@ impl Runtime for Smol {
         smol::spawn(future).detach();
     }
 
+    fn unblock<T: Send + 'static>(self, work: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = Option<T>> + Send + 'static {
+        // smol's pool hands a panic on to whoever awaits the task: caught here instead.
+        smol::unblock(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok())
+    }
+
     fn sleep_until(self, at: Instant) -> impl Future<Output = ()> + Send + 'static {
         async move {
             smol::Timer::at(at).await;

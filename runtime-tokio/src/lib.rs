@@ -25,6 +25,11 @@ impl Runtime for Tokio {
         drop(tokio::spawn(future));
     }
 
+    fn unblock<T: Send + 'static>(self, work: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = Option<T>> + Send + 'static {
+        let handle = tokio::task::spawn_blocking(work);
+        async move { handle.await.ok() }
+    }
+
     fn sleep_until(self, at: Instant) -> impl Future<Output = ()> + Send + 'static {
         tokio::time::sleep_until(tokio::time::Instant::from_std(at))
     }

@@ -767,6 +767,13 @@ impl World {
                 match output {
                     Output::Transmit { conn, bytes } => self.transmit(conn, bytes),
                     Output::Storage { op, command } => self.issue_storage(broker, op, command),
+                    // Pure CPU work: done at once, as a pool thread would, deterministically.
+                    Output::Compute { op, job } => {
+                        let now = self.time();
+                        if let Some(core) = &mut self.brokers[broker].core {
+                            core.handle_compute_result(op, job.run(), now);
+                        }
+                    }
                     Output::Close { conn, reason } => {
                         if let Some(link) = self.links.remove(&conn) {
                             self.trace(|| format!("broker {broker} closes conn {conn}: {reason}"));

@@ -88,6 +88,9 @@ pub enum Output {
     PauseReading { conn: ConnId },
     /// Read from the connection again.
     ResumeReading { conn: ConnId },
+    /// Run this job off the broker task (it is CPU work, such as PBKDF2) and report its result
+    /// with [`Broker::handle_compute_result`].
+    Compute { op: OpId, job: crate::compute::ComputeJob },
 }
 
 
@@ -326,6 +329,11 @@ impl Broker {
         self.announce_timeout();
     }
 
+    /// The result of an [`Output::Compute`] job.
+    pub fn handle_compute_result(&mut self, op: OpId, result: crate::compute::ComputeResult, now: Time) {
+        self.handle_storage_reply(op, StorageReply::Computed(result), now);
+    }
+
     /// Wakes parked requests whose deadline has passed. Spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Time) {
         self.tick_coordinators(now);
@@ -456,6 +464,7 @@ impl Broker {
                 self.resume(task_id, Vec::new(), now);
             }
             Step::Append(commands) => self.append_in_turn(conn, task_id, commands),
+            Step::Compute(job) => self.compute(task_id, job),
             Step::Park { deadline, keys } => self.park(task_id, deadline, keys),
             Step::Respond(response) => self.finish(task_id, Some(response), now),
             Step::Done => self.finish(task_id, None, now),
@@ -486,6 +495,17 @@ impl Broker {
         }
         self.finish_task(conn, task.held_bytes, now);
         self.close_if_authentication_failed(conn, now);
+    }
+
+    /// Hands a task's CPU work to the runtime; the task resumes with its result.
+    fn compute(&mut self, task_id: TaskId, job: crate::compute::ComputeJob) {
+        let Some(task) = self.tasks.get_mut(&task_id) else { return };
+        task.outstanding = 1;
+        task.replies = vec![None];
+        let op = self.next_id;
+        self.next_id += 1;
+        self.ops.insert(op, (task_id, 0));
+        self.outputs.push_back(Output::Compute { op, job });
     }
 
     /// Sends a task's storage commands to the runtime; the task resumes once all have replies.

@@ -90,6 +90,9 @@ pub(crate) enum Step {
     /// issued its own, then resume with their replies: Kafka appends a connection's produce
     /// requests in the order they arrived, however long each one's lookups took.
     Append(Vec<StorageCommand>),
+    /// Run this CPU work off the broker task; the handler resumes with one
+    /// [`StorageReply::Computed`].
+    Compute(crate::compute::ComputeJob),
     /// Wait until `deadline` (monotonic ms) or until one of `keys` is signalled (an append to a
     /// partition, a change of a group), then resume with no replies.
     Park { deadline: u64, keys: Vec<WaitKey> },

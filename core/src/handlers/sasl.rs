@@ -8,6 +8,7 @@
 //! credential, so that one set of users serves every mechanism.
 
 use super::{ApiSpec, Context, Handler, Started, Step};
+use crate::compute::{ComputeJob, ComputeResult};
 use crate::errors;
 use crate::security::sasl::{AuthFailure, SaslState};
 use crate::security::oauthbearer;
@@ -65,6 +66,9 @@ enum Phase {
     Start,
     /// Waiting for the user's credentials.
     Loading { mechanism: SaslMechanism, user: String, token: Token },
+    /// PLAIN: waiting for the password check, which runs off the broker task (PBKDF2 takes
+    /// milliseconds, during which every other connection would wait).
+    Verifying { user: String },
     /// A failure, answered once the failure delay has passed.
     Failing(String),
 }
@@ -140,6 +144,10 @@ impl Handler for Authenticate {
         match std::mem::replace(&mut self.phase, Phase::Start) {
             Phase::Start => self.start(cx),
             Phase::Loading { mechanism, user, token } => self.check(cx, mechanism, user, token, replies),
+            Phase::Verifying { user } => match replies.first() {
+                Some(StorageReply::Computed(ComputeResult::PasswordVerified(true))) => self.succeed(cx, SaslMechanism::Plain, &user, Bytes::new()),
+                _ => self.fail(cx, SaslMechanism::Plain.name(), Some(user), "unknown user or wrong password".into()),
+            },
             Phase::Failing(message) => self.respond(errors::SASL_AUTHENTICATION_FAILED, Some(message), Bytes::new(), 0),
         }
     }
@@ -212,12 +220,8 @@ impl Authenticate {
         match (mechanism, token) {
             (SaslMechanism::Plain, Token::Plain { password }) => {
                 // Any of the user's credentials can check a password.
-                let verified = credentials.iter().any(|c| c.verifies_password(&password));
-                if verified {
-                    self.succeed(cx, mechanism, &user, Bytes::new())
-                } else {
-                    self.fail(cx, mechanism.name(), Some(user), "unknown user or wrong password".into())
-                }
+                self.phase = Phase::Verifying { user };
+                Step::Compute(ComputeJob::VerifyPassword { password, credentials })
             }
             (SaslMechanism::Scram(scram), Token::ScramFirst(first)) => {
                 let Some(credential) = credentials.into_iter().find(|c| c.mechanism == scram) else {

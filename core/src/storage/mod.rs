@@ -371,6 +371,9 @@ pub struct ActiveProducer {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageReply {
+    /// Not from storage: the result of a handler's [`crate::compute::ComputeJob`], handed back
+    /// to it like a storage reply (see `Step::Compute`).
+    Computed(crate::compute::ComputeResult),
     Topics(Vec<TopicMeta>),
     /// `true` when created, `false` when a topic of that name already existed.
     TopicCreated(bool),
