@@ -47,6 +47,9 @@ fn foreign_protocol(prefix: &[u8]) -> Option<FrameError> {
 /// timeout on a connection that says nothing.
 pub const TLS_HANDSHAKE_FAILURE_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28];
 
+/// The receive buffer capacity a connection keeps once it has nothing buffered.
+const RETAINED_CAPACITY: usize = 64 * 1024;
+
 pub struct FrameDecoder {
     buffer: BytesMut,
     max_frame: usize,
@@ -82,6 +85,11 @@ impl FrameDecoder {
         // requests in progress the broker's memory would grow many times the data in flight.
         let frame = Bytes::copy_from_slice(&self.buffer[4..4 + size]);
         self.buffer.advance(4 + size);
+        if self.buffer.is_empty() && self.buffer.capacity() > RETAINED_CAPACITY {
+            // A connection that once sent a large request and then went quiet would otherwise
+            // hold a buffer of that size for as long as it stays open.
+            self.buffer = BytesMut::new();
+        }
         Ok(Some(frame))
     }
 
@@ -122,5 +130,15 @@ mod tests {
         let mut frames = FrameDecoder::new(100 << 20);
         frames.extend(&[0, 0, 0, 2, 0x16, 0x03]);
         assert_eq!(frames.next_frame(), Ok(Some(Bytes::from_static(&[0x16, 0x03]))));
+    }
+
+    #[test]
+    fn a_large_frame_does_not_leave_a_large_buffer_behind() {
+        let mut frames = FrameDecoder::new(100 << 20);
+        let mut frame = (1_000_000i32).to_be_bytes().to_vec();
+        frame.resize(4 + 1_000_000, 7);
+        frames.extend(&frame);
+        assert_eq!(frames.next_frame().unwrap().map(|f| f.len()), Some(1_000_000));
+        assert!(frames.buffer.capacity() <= RETAINED_CAPACITY, "{} bytes kept", frames.buffer.capacity());
     }
 }
