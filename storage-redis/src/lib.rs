@@ -598,6 +598,7 @@ impl RedisStorage {
                     keys.partition(&topic, partition),
                     keys.open_transactions(&topic, partition),
                     keys.aborted_transactions(&topic, partition),
+                    keys.time_index(&topic, partition),
                 ];
                 let mut cmd = script_cmd(script, &partition_keys);
                 cmd.arg(producer_id).arg(producer_epoch).arg(if commit { "commit" } else { "abort" }).arg(coordinator_epoch).arg(timestamp);

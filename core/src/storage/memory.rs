@@ -113,6 +113,11 @@ impl PartitionLog {
         }
         let offset = self.next;
         self.next += 1;
+        // In the time index as records are, so that retention by time keeps a young marker.
+        let running_max = self.time_index.last().map_or(i64::MIN, |&(ts, _)| ts);
+        if timestamp > running_max {
+            self.time_index.push((timestamp, offset));
+        }
         self.records.insert(offset, crate::records::control_record(commit, coordinator_epoch, timestamp));
         self.provenance.insert(offset, Provenance::Marker { producer_id, producer_epoch, commit });
         if let Some(first_offset) = self.open_transactions.remove(&producer_id) {

@@ -141,7 +141,8 @@ pub enum StorageCommand {
     /// ([`AppendOutcome::ProducerFenced`]), so a fenced coordinator cannot end a newer
     /// transaction; one from a newer epoch starts that epoch there, fencing the older epochs'
     /// appends (how aborting a zombie's transaction keeps the zombie out). `timestamp` (the coordinator's clock) is the marker's. Markers count no
-    /// payload (retention.bytes) and do not enter the time index. Answers with
+    /// payload (retention.bytes) but enter the time index as records do, so that retention by
+    /// time never removes a young marker (Kafka keeps the segment of a young control batch). Answers with
     /// [`StorageReply::Appended`] (the marker's offset).
     WriteTxnMarker { topic: String, partition: i32, producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, timestamp: i64 },
     /// The aborted transactions of a partition that overlap offsets `from..=to`: each with its

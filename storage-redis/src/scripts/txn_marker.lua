@@ -4,14 +4,16 @@
 --
 -- KEYS[1] stream, KEYS[2] partition hash, KEYS[3] open transactions (hash: producer id -> first
 -- offset), KEYS[4] aborted transactions (sorted set: "<producer id>:<first>:<marker offset>"
--- scored by the marker's offset)
+-- scored by the marker's offset), KEYS[5] time index
+-- The marker enters the time index, and the partition's max timestamp, as a record does: so that
+-- retention by time never removes a young marker.
 -- ARGV[1] producer id, ARGV[2] producer epoch, ARGV[3] "commit" or "abort", ARGV[4] coordinator
 -- epoch, ARGV[5] timestamp (ms), ARGV[6] notification channel, ARGV[7] notification message.
 -- A marker of a newer epoch than the producer's state on the partition starts that epoch there
 -- (with no batches), so that the older epochs' appends are fenced.
 -- Returns {status, marker offset, log start}: 0 written, 3 the producer has a newer epoch here,
 -- 4 no such partition.
-local stream, partition, open_transactions, aborted = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local stream, partition, open_transactions, aborted, timeindex = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local producer, epoch = ARGV[1], tonumber(ARGV[2])
 local next_offset = redis.call('HGET', partition, 'next')
 if not next_offset then return {4, -1, -1} end
@@ -30,6 +32,11 @@ local offset = string.format('%d', next_offset)
 redis.call('XADD', stream, offset .. '-1', 'timestamp', ARGV[5], 'control', ARGV[3],
   'txn', producer .. ':' .. ARGV[2], 'coordinator-epoch', ARGV[4])
 redis.call('HSET', partition, 'next', string.format('%d', next_offset + 1))
+local max_ts = redis.call('HGET', partition, 'max-timestamp')
+if not max_ts or tonumber(ARGV[5]) > tonumber(max_ts) then
+  redis.call('ZADD', timeindex, ARGV[5], offset)
+  redis.call('HSET', partition, 'max-timestamp', ARGV[5], 'max-timestamp-offset', offset)
+end
 local first = redis.call('HGET', open_transactions, producer)
 if first then
   redis.call('HDEL', open_transactions, producer)
