@@ -39,7 +39,7 @@ pub const MAX_UNWRITTEN_BYTES: usize = 64 * 1024 * 1024;
 pub const READ_CHUNK: usize = 64 * 1024;
 /// Size of the buffer of a connection that sends little: an idle connection waits in its read
 /// with this much memory, not [`READ_CHUNK`].
-pub const SMALL_READ: usize = 2 * 1024;
+pub const SMALL_READ: usize = 512;
 
 /// A connection's read buffer: small while reads are small, [`READ_CHUNK`] while they fill it.
 pub struct ReadBuffer {
@@ -98,13 +98,13 @@ pub type Cancel = Box<dyn FnOnce() + Send>;
 /// The sending side of a connection, and how much of what was sent is not written yet.
 #[derive(Clone)]
 pub struct Writer {
-    sender: mpsc::UnboundedSender<Bytes>,
+    sender: futures_channel::mpsc::UnboundedSender<Bytes>,
     unwritten: Arc<AtomicUsize>,
 }
 
 /// The writer task's side: bytes to write, and the count to lower as they are written.
 pub struct Outgoing {
-    pub receiver: mpsc::UnboundedReceiver<Bytes>,
+    pub receiver: futures_channel::mpsc::UnboundedReceiver<Bytes>,
     unwritten: Arc<AtomicUsize>,
 }
 
@@ -117,7 +117,9 @@ impl Outgoing {
 
 /// A connection's writer and the receiving end for its writer task.
 pub fn writer() -> (Writer, Outgoing) {
-    let (sender, receiver) = mpsc::unbounded_channel();
+    // futures' unbounded channel allocates per message; tokio's keeps a block of 32 slots per
+    // channel, a kilobyte for every idle connection.
+    let (sender, receiver) = futures_channel::mpsc::unbounded();
     let unwritten = Arc::new(AtomicUsize::new(0));
     (Writer { sender, unwritten: unwritten.clone() }, Outgoing { receiver, unwritten })
 }
@@ -126,7 +128,7 @@ impl Writer {
     /// Queues bytes for the socket; `false` when the client has left too much unread.
     fn send(&self, bytes: Bytes) -> bool {
         let queued = self.unwritten.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-        let _ = self.sender.send(bytes);
+        let _ = self.sender.unbounded_send(bytes);
         queued <= MAX_UNWRITTEN_BYTES
     }
 }
@@ -444,7 +446,7 @@ async fn read_loop<R: Runtime>(
 }
 
 async fn write_loop<R: Runtime>(mut writer: R::Writer, mut outgoing: Outgoing, tls: Option<TlsSession>) {
-    while let Some(bytes) = outgoing.receiver.recv().await {
+    while let Some(bytes) = outgoing.receiver.next().await {
         let written = match &tls {
             None => R::write_all(&mut writer, &bytes).await,
             Some(session) => match session.encrypt(&bytes) {
