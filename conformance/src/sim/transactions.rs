@@ -10,11 +10,13 @@
 //!   still open: its producer has sent neither EndTxn nor a new InitProducerId, and its timeout
 //!   has not run out;
 //! - a transaction's offsets (TxnOffsetCommit) appear in its group only once the producer has
-//!   asked to commit it, and never for a transaction that aborted.
+//!   asked to commit it, and never for a transaction that aborted;
+//! - nothing trims the transactional topic (it has no retention to speak of in a run): its log
+//!   start stays at 0, markers included.
 //!
 //! Values name their transaction: `t<producer>-<transaction>-<n>`.
 
-use super::TXN_TOPIC;
+use super::{TXN_PARTITIONS, TXN_TOPIC};
 use korvet_core::storage::memory::MemoryStore;
 use korvet_core::storage::{StorageCommand, StorageReply};
 use std::collections::BTreeMap;
@@ -198,6 +200,18 @@ impl TxnLedger {
                         "{TXN_TOPIC}-{partition}: last stable offset {last_stable} passes transaction {key:?}, open since offset {first}"
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The transactional topic keeps everything: its default retention (7 days) is far beyond a
+    /// run, so a log start past 0 means something removed records or markers it should not have.
+    pub fn check_log_starts(&self, store: &mut MemoryStore) -> Result<(), String> {
+        for partition in 0..TXN_PARTITIONS {
+            let start = super::invariants::offsets(store, TXN_TOPIC, partition).log_start;
+            if start != 0 {
+                return Err(format!("{TXN_TOPIC}-{partition}: the log start moved to {start}, though nothing is old enough to go"));
             }
         }
         Ok(())
