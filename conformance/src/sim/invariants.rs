@@ -71,6 +71,21 @@ pub struct Ledger {
 /// How long after a failover answers computed on the dead master may still reach a client.
 pub const DOUBT_MS: u64 = 3_000;
 
+/// Remembers the value seen at an offset of `topic`; a different value seen there before means
+/// the offset holds two records.
+pub fn learn(known: &mut BTreeMap<(i32, i64), String>, topic: &str, partition: i32, offset: i64, value: &str, how: &str) -> Result<(), String> {
+    match known.get(&(partition, offset)) {
+        Some(existing) if existing != value => Err(format!(
+            "{topic}-{partition} offset {offset} was {existing:?} and is now {how} as {value:?}: an offset holds two records"
+        )),
+        Some(_) => Ok(()),
+        None => {
+            known.insert((partition, offset), value.to_string());
+            Ok(())
+        }
+    }
+}
+
 /// A partition's offsets in the store.
 pub fn offsets(store: &mut MemoryStore, topic: &str, partition: i32) -> PartitionOffsets {
     match store.execute(StorageCommand::PartitionOffsets { topic: topic.into(), partition }) {
@@ -198,16 +213,7 @@ impl Ledger {
     }
 
     fn learn(&mut self, partition: i32, offset: i64, value: &str, how: &str) -> Result<(), String> {
-        match self.known.get(&(partition, offset)) {
-            Some(existing) if existing != value => Err(format!(
-                "partition {partition} offset {offset} was {existing:?} and is now {how} as {value:?}: an offset holds two records"
-            )),
-            Some(_) => Ok(()),
-            None => {
-                self.known.insert((partition, offset), value.to_string());
-                Ok(())
-            }
-        }
+        learn(&mut self.known, TOPIC, partition, offset, value, how)
     }
 
     /// A produce was acknowledged: its records must be in the store where the broker said, after

@@ -100,16 +100,7 @@ impl TxnLedger {
     }
 
     fn learn(&mut self, partition: i32, offset: i64, value: &str, how: &str) -> Result<(), String> {
-        match self.known.get(&(partition, offset)) {
-            Some(existing) if existing != value => Err(format!(
-                "{TXN_TOPIC}-{partition} offset {offset} was {existing:?} and is now {how} as {value:?}: an offset holds two records"
-            )),
-            Some(_) => Ok(()),
-            None => {
-                self.known.insert((partition, offset), value.to_string());
-                Ok(())
-            }
-        }
+        super::invariants::learn(&mut self.known, TXN_TOPIC, partition, offset, value, how)
     }
 
     pub fn end_sent(&mut self, key: TxnKey, commit: bool) {
