@@ -263,10 +263,10 @@ impl Admin {
 
     /// Sends to another broker, by address.
     pub fn call_at(&mut self, address: &str, request: RequestKind, key: ApiKey, version: i16) -> Result<ResponseKind> {
-        if !self.others.contains_key(address) {
-            self.others.insert(address.to_string(), Connection::open(address, &self.security)?);
-        }
-        let connection = self.others.get_mut(address).expect("inserted above");
+        let connection = match self.others.entry(address.to_string()) {
+            std::collections::hash_map::Entry::Occupied(open) => open.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(Connection::open(address, &self.security)?),
+        };
         let answer = connection.call(request, key, version);
         if answer.is_err() {
             // The stream may be mid-frame: the next call opens a new one.
