@@ -127,7 +127,7 @@ async fn membership_reports_live_brokers_and_remote_appends() {
     assert_eq!(next(&mut events).await, ClusterEvent::LiveBrokers(vec![info(0), info(1)]), "joins are announced");
 
     let record = Record { timestamp: 1, key: None, value: Some(bytes::Bytes::from_static(b"v")), headers: vec![] };
-    let append = |topic: &str| StorageCommand::Append { topic: topic.into(), partition: 2, producer: None, records: vec![record.clone()], replicated: false, transactional: false };
+    let append = |topic: &str| StorageCommand::Append { topic: topic.into(), partition: 2, producer: None, records: vec![record.clone()], replicated: false, transactional: false, batch: None };
     for name in ["own", "remote"] {
         let topic = korvet_core::storage::TopicMeta { name: name.into(), id: [3; 16], partitions: 3, configs: Default::default() };
         let _ = zero.execute(StorageCommand::CreateTopic { topic }).await;

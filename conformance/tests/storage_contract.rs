@@ -37,7 +37,7 @@ async fn run(store: &dyn StorageDriver, command: StorageCommand) -> StorageReply
 }
 
 async fn append(store: &dyn StorageDriver, topic: &str, producer: Option<ProducerInfo>, records: Vec<Record>) -> AppendOutcome {
-    match run(store, StorageCommand::Append { topic: topic.into(), partition: 0, producer, records, replicated: false, transactional: false }).await {
+    match run(store, StorageCommand::Append { topic: topic.into(), partition: 0, producer, records, replicated: false, transactional: false, batch: None }).await {
         StorageReply::Appended(outcome) => outcome,
         other => panic!("append answered {other:?}"),
     }
@@ -50,7 +50,7 @@ async fn create(store: &dyn StorageDriver, name: &str) {
 }
 
 async fn read(store: &dyn StorageDriver, topic: &str, offset: i64, max_bytes: usize) -> (Vec<StoredRecord>, PartitionOffsets) {
-    match run(store, StorageCommand::Read { topic: topic.into(), partition: 0, offset, max_bytes }).await {
+    match run(store, StorageCommand::Read { topic: topic.into(), partition: 0, offset, max_bytes, layout: Layout::Record }).await {
         StorageReply::Records { records, offsets } => (records, offsets),
         other => panic!("read answered {other:?}"),
     }
@@ -243,7 +243,7 @@ async fn a_recreated_topic_shows_no_old_records(store: &dyn StorageDriver) {
 /// An append never creates a partition: not of a topic never created, not beyond its partition
 /// count, not of a deleted topic (another broker's cache may still name it).
 async fn appends_go_only_to_partitions_that_exist(store: &dyn StorageDriver) {
-    let unknown = |topic: &str, partition| StorageCommand::Append { topic: topic.into(), partition, producer: None, records: vec![record(1, 1)], replicated: false, transactional: false };
+    let unknown = |topic: &str, partition| StorageCommand::Append { topic: topic.into(), partition, producer: None, records: vec![record(1, 1)], replicated: false, transactional: false, batch: None };
     assert_eq!(run(store, unknown("never-created", 0)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
     assert_eq!(run(store, StorageCommand::CreateTopic { topic: topic("grows", 1) }).await, StorageReply::TopicCreated(true));
     assert_eq!(run(store, unknown("grows", 1)).await, StorageReply::Appended(AppendOutcome::UnknownPartition));
@@ -484,6 +484,7 @@ async fn transactional_records_keep_their_producer(store: &dyn StorageDriver) {
         records,
         replicated: false,
         transactional: true,
+        batch: None,
     };
     append(store, t, None, vec![sized(0, 10)]).await;
     let appended = run(store, transaction(3, 0, vec![sized(1, 10), sized(2, 10)])).await;
@@ -519,6 +520,7 @@ async fn transaction_markers_and_the_last_stable_offset(store: &dyn StorageDrive
         records,
         replicated: false,
         transactional: true,
+        batch: None,
     };
     let marker = |producer_id, producer_epoch, commit| StorageCommand::WriteTxnMarker {
         topic: t.into(),
@@ -640,7 +642,7 @@ async fn topic_updates_are_compare_and_set(store: &dyn StorageDriver) {
     assert_eq!(run(store, retried).await, StorageReply::TopicUpdated(TopicUpdate::Updated));
     assert_eq!(run(store, load()).await, StorageReply::Topics(vec![both.clone()]));
     // Appends reach the partitions added by the update.
-    let on_2 = StorageCommand::Append { topic: "cas".into(), partition: 2, producer: None, records: vec![sized(0, 1)], replicated: false, transactional: false };
+    let on_2 = StorageCommand::Append { topic: "cas".into(), partition: 2, producer: None, records: vec![sized(0, 1)], replicated: false, transactional: false, batch: None };
     assert_eq!(run(store, on_2).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0, log_start: 0 }));
     run(store, StorageCommand::DeleteTopic { name: "cas".into() }).await;
     let recreated = TopicMeta { id: [2; 16], ..cached.clone() };
@@ -736,7 +738,11 @@ async fn all_cases(store: &dyn StorageDriver) {
     transactional_records_keep_their_producer(store).await;
     transaction_markers_and_the_last_stable_offset(store).await;
     transaction_records_and_staged_offsets(store).await;
+    batch_layout::all_cases(store).await;
 }
+
+#[path = "storage_contract/batch_layout.rs"]
+mod batch_layout;
 
 #[tokio::test]
 async fn memory_store_meets_the_contract() {
@@ -832,7 +838,7 @@ async fn vanished_keys_never_reuse_offsets() {
     let direct = redis::Client::open(redis.uri()).expect("uri");
     let mut conn = direct.get_multiplexed_async_connection().await.expect("direct connection");
     let _: () = redis::cmd("DEL").arg("vanish:partition:{t:0}").query_async(&mut conn).await.expect("DEL");
-    let reply = run(&store, StorageCommand::Append { topic: "t".into(), partition: 0, producer: None, records: vec![sized(2, 10)], replicated: false, transactional: false }).await;
+    let reply = run(&store, StorageCommand::Append { topic: "t".into(), partition: 0, producer: None, records: vec![sized(2, 10)], replicated: false, transactional: false, batch: None }).await;
     let StorageReply::Failed(err) = reply else { panic!("an append over lost offsets answered {reply:?}") };
     assert!(!err.retriable && err.message.contains("is missing while its records remain"), "{err:?}");
     let _: () = redis::cmd("HDEL").arg("vanish:topics").arg("t").query_async(&mut conn).await.expect("HDEL");
@@ -856,7 +862,7 @@ async fn an_older_keyspace_is_upgraded_at_start() {
     let _: () = redis::cmd("HSET").arg("legacy:partition:{old:0}").arg("next").arg(1).query_async(&mut conn).await.expect("HSET");
     let _: () = redis::cmd("XADD").arg("legacy:stream:{old:0}").arg("0-1").arg("timestamp").arg(1).query_async(&mut conn).await.expect("XADD");
     let store = RedisStorage::connect(&RedisOptions::new(redis.uri(), "legacy")).await.expect("connect");
-    let on = |partition| StorageCommand::Append { topic: "old".into(), partition, producer: None, records: vec![sized(5, 10)], replicated: false, transactional: false };
+    let on = |partition| StorageCommand::Append { topic: "old".into(), partition, producer: None, records: vec![sized(5, 10)], replicated: false, transactional: false, batch: None };
     assert_eq!(run(&store, on(0)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 1, log_start: 0 }));
     assert_eq!(run(&store, on(1)).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0, log_start: 0 }));
     let format: i64 = redis::cmd("GET").arg("legacy:format").query_async(&mut conn).await.expect("GET");
@@ -979,9 +985,9 @@ async fn a_seed_list_with_a_dead_first_node_reaches_the_cluster() {
     // Three partitions, each in a slot of its own.
     assert_eq!(run(&store, StorageCommand::CreateTopic { topic: topic("spread", 3) }).await, StorageReply::TopicCreated(true));
     for partition in 0..3 {
-        let command = StorageCommand::Append { topic: "spread".into(), partition, producer: None, records: vec![record(1, 5)], replicated: false, transactional: false };
+        let command = StorageCommand::Append { topic: "spread".into(), partition, producer: None, records: vec![record(1, 5)], replicated: false, transactional: false, batch: None };
         assert!(matches!(run(&store, command).await, StorageReply::Appended(AppendOutcome::Appended { base_offset: 0, .. })));
-        let read = StorageCommand::Read { topic: "spread".into(), partition, offset: 0, max_bytes: 1 << 20 };
+        let read = StorageCommand::Read { topic: "spread".into(), partition, offset: 0, max_bytes: 1 << 20, layout: Layout::Record };
         let StorageReply::Records { records, .. } = run(&store, read).await else { panic!("read failed") };
         assert_eq!(records.len(), 1);
     }

@@ -26,6 +26,9 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics and of CreateTopics with `num_partitions = -1`.
     pub default_partitions: i32,
+    /// The layout of topics created without `korvet.layout` (auto-created ones too); a topic
+    /// keeps the layout it was created with.
+    pub default_layout: crate::storage::Layout,
     /// Largest request frame accepted; larger ones close the connection.
     pub max_request_size: usize,
     /// Bytes of one connection's request frames worked on at once (see
@@ -79,6 +82,7 @@ impl Default for BrokerConfig {
             cluster_id: "korvet".into(),
             auto_create_topics: true,
             default_partitions: 1,
+            default_layout: crate::storage::Layout::Record,
             max_request_size: 100 * 1024 * 1024,
             max_bytes_in_progress: 4 * 1024 * 1024,
             max_incoming_frame_bytes: 256 * 1024 * 1024,
@@ -97,6 +101,16 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The configs an auto-created topic gets: the broker's default layout, when it is not the
+    /// record layout, so that the topic keeps it.
+    pub fn default_topic_configs(&self) -> std::collections::BTreeMap<String, String> {
+        let mut configs = std::collections::BTreeMap::new();
+        if self.default_layout != crate::storage::Layout::Record {
+            configs.insert(crate::storage::Layout::CONFIG.to_string(), self.default_layout.name().to_string());
+        }
+        configs
+    }
+
     /// Listener `index`: 0 is the main listener, then [`Self::extra_listeners`] in order.
     pub fn listener(&self, index: usize) -> Option<Listener> {
         match index {

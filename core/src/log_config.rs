@@ -41,6 +41,9 @@ pub struct LogConfig {
     pub compact: bool,
     pub max_message_bytes: i32,
     pub timestamp_type: TimestampType,
+    /// The codec `compression.type` names for the batches a batch-layout topic stores; `None`
+    /// (`producer`) keeps each as the producer compressed it.
+    pub compression: Option<crate::records::Compression>,
     /// How far a CreateTime timestamp may lie in the past or the future (ms); `None` for any.
     pub timestamp_before_max_ms: Option<i64>,
     pub timestamp_after_max_ms: Option<i64>,
@@ -76,6 +79,7 @@ impl LogConfig {
                 Some(t) if t.eq_ignore_ascii_case("LogAppendTime") => TimestampType::LogAppendTime,
                 _ => TimestampType::CreateTime,
             },
+            compression: config("compression.type").and_then(crate::records::Compression::for_topic),
             timestamp_before_max_ms: limit(before),
             timestamp_after_max_ms: limit(after),
             delete_retention_ms: long("delete.retention.ms", 86_400_000).max(0),

@@ -1131,6 +1131,7 @@ fn fetch_serves_a_transactions_records_in_batches_naming_its_producer() {
         records: vec![record("b"), record("c")],
         replicated: false,
         transactional: true,
+        batch: None,
     };
     h.store.execute(transactional);
     h.call(RequestKind::Produce(produce_request("txn", &["d"])), ApiKey::Produce, 9);
@@ -1168,6 +1169,7 @@ fn read_committed_stops_at_the_last_stable_offset_and_learns_what_aborted() {
         records,
         replicated: false,
         transactional: true,
+        batch: None,
     };
     h.store.execute(transaction(9, vec![record("b"), record("c")])); // 1, 2
     h.store.execute(transaction(8, vec![record("d")])); // 3, left open

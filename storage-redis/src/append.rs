@@ -26,6 +26,8 @@ pub struct Batch {
     pub replicated: bool,
     /// A transaction's batch: each entry names its producer (see `codec::TXN`).
     pub transactional: bool,
+    /// For a partition of the batch layout: the batch's bytes, stored as one entry.
+    pub stored: Option<bytes::Bytes>,
 }
 
 impl Batch {
@@ -201,6 +203,11 @@ pub fn push_batches(cmd: &mut redis::Cmd, batches: &[Batch]) {
         };
         cmd.arg(u8::from(batch.transactional && batch.producer.is_some()));
         cmd.arg(batch.records.len()).arg(batch.bytes());
+        if let Some(stored) = &batch.stored {
+            // The batch's header names its producer: its entry needs no `txn` field.
+            codec::push_batch_args(cmd, &batch.records, stored);
+            continue;
+        }
         let transaction = batch.producer.filter(|_| batch.transactional).map(|p| codec::txn_value(p.producer_id, p.producer_epoch));
         codec::push_append_args(cmd, &batch.records, transaction.as_deref());
     }
@@ -229,7 +236,7 @@ mod tests {
 
     fn batch(bytes: usize) -> Batch {
         let records = vec![Record { timestamp: 0, key: None, value: Some(Bytes::from(vec![0; bytes])), headers: vec![] }];
-        Batch { producer: None, records, replicated: false, transactional: false }
+        Batch { producer: None, records, replicated: false, transactional: false, stored: None }
     }
 
     #[tokio::test]

@@ -2,8 +2,10 @@
 
 use korvet_core::security::{ScramCredential, ScramMechanism};
 use korvet_core::records::{Header, Record};
+use korvet_core::records::BatchProducer;
 use korvet_core::storage::{
-    AbortedTransaction, ActiveProducer, CommittedOffset, PartitionOffsets, Provenance, StoredRecord, TopicMeta, TransactionRecord, TransactionState,
+    AbortedTransaction, ActiveProducer, CommittedOffset, PartitionOffsets, Provenance, StoredBatch, StoredRecord, TopicMeta, TransactionRecord,
+    TransactionState,
 };
 use crate::resp::{self, Reply};
 use redis::{Cmd, RedisError};
@@ -95,18 +97,7 @@ pub fn push_append_args(cmd: &mut Cmd, records: &[Record], transaction: Option<&
         |r: &Record| usize::from(transaction.is_some()) + usize::from(r.key.is_some()) + usize::from(r.value.is_some()) + r.headers.len();
     let uniform = records.first().map(field_count).filter(|&first| records.iter().all(|r| field_count(r) == first));
     cmd.arg(uniform.map_or(-1, |fields| fields as i64));
-    let mut raisers = Vec::new();
-    let mut running_max = i64::MIN;
-    for (position, record) in records.iter().enumerate() {
-        if record.timestamp > running_max {
-            running_max = record.timestamp;
-            raisers.push((position, record.timestamp));
-        }
-    }
-    cmd.arg(raisers.len());
-    for (position, timestamp) in raisers {
-        cmd.arg(position).arg(timestamp);
-    }
+    push_raisers(cmd, records);
     for record in records {
         cmd.arg(record.timestamp);
         if uniform.is_none() {
@@ -128,6 +119,32 @@ pub fn push_append_args(cmd: &mut Cmd, records: &[Record], transaction: Option<&
     }
 }
 
+/// The batch layout's arguments after the producer fields, record count and payload size: "-2"
+/// for one entry holding the batch, the records that raise the running maximum timestamp, then
+/// the stored batch's bytes.
+pub fn push_batch_args(cmd: &mut Cmd, records: &[Record], stored: &[u8]) {
+    cmd.arg(-2);
+    push_raisers(cmd, records);
+    cmd.arg(stored);
+}
+
+/// How many records raise the batch's running maximum timestamp, then each one's position and
+/// timestamp (the time index's entries).
+fn push_raisers(cmd: &mut Cmd, records: &[Record]) {
+    let mut raisers = Vec::new();
+    let mut running_max = i64::MIN;
+    for (position, record) in records.iter().enumerate() {
+        if record.timestamp > running_max {
+            running_max = record.timestamp;
+            raisers.push((position, record.timestamp));
+        }
+    }
+    cmd.arg(raisers.len());
+    for (position, timestamp) in raisers {
+        cmd.arg(position).arg(timestamp);
+    }
+}
+
 /// The partition hash's fields [`offsets`] reads, in its order.
 pub const OFFSET_FIELDS: [&str; 5] = ["next", "start", "max-timestamp", "max-timestamp-offset", "open-txn-first"];
 
@@ -141,27 +158,39 @@ pub fn offsets(meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option
     }
 }
 
-/// Parses one XRANGE entry `[id, [field, value, ...]]`; keys, values and header values are
-/// slices of the reply, not copies.
-pub fn decode_entry(reply: &mut Reply) -> Result<StoredRecord, RedisError> {
+/// The field of a batch-layout entry that holds the batch's bytes.
+const BATCH: &[u8] = b"batch";
+
+/// One stream entry as read: a record (the record layout's entries, and markers in both
+/// layouts), or a batch of the batch layout.
+pub enum Entry {
+    Record(StoredRecord),
+    Batch(StoredBatch),
+}
+
+/// Parses one XRANGE entry `[id, [field, value, ...]]`; keys, values, header values and batches
+/// are slices of the reply, not copies. The ID `<last>-<count>` says which offsets the entry
+/// holds: `last - count + 1` to `last` (the record layout's IDs are `<offset>-1`).
+pub fn decode_any_entry(reply: &mut Reply) -> Result<Entry, RedisError> {
     if reply.array()? != Some(2) {
         return Err(resp::protocol_error("stream entry is not [id, fields]"));
     }
     let id = reply.string()?.unwrap_or_default();
-    let offset = id
-        .split(|b| *b == b'-')
-        .next()
-        .and_then(resp::decimal)
-        .ok_or_else(|| resp::protocol_error(format!("entry id {:?} is not <offset>-1", String::from_utf8_lossy(&id))))?;
+    let mut parts = id.split(|b| *b == b'-').map(resp::decimal);
+    let (Some(Some(last)), Some(Some(count))) = (parts.next(), parts.next()) else {
+        return Err(resp::protocol_error(format!("entry id {:?} is not <offset>-<count>", String::from_utf8_lossy(&id))));
+    };
     let fields = reply.array()?.unwrap_or(0);
     let mut record = Record { timestamp: -1, key: None, value: None, headers: Vec::new() };
     let mut provenance = Provenance::Plain;
+    let mut batch = None;
     // A transaction marker: commit or abort, and its coordinator's epoch.
     let mut control: Option<bool> = None;
     let mut coordinator_epoch = 0;
     for _ in 0..fields / 2 {
         let (Some(name), Some(value)) = (reply.string()?, reply.string()?) else { continue };
         match name.as_ref() {
+            BATCH => batch = Some(value),
             TIMESTAMP => record.timestamp = resp::decimal(&value).unwrap_or(-1),
             KEY => record.key = Some(value),
             VALUE => record.value = Some(value),
@@ -180,11 +209,47 @@ pub fn decode_entry(reply: &mut Reply) -> Result<StoredRecord, RedisError> {
     if fields % 2 == 1 {
         reply.skip()?;
     }
+    if let Some(bytes) = batch {
+        return Ok(Entry::Batch(StoredBatch { base_offset: last - count.max(1) + 1, last_offset: last, bytes }));
+    }
     if let (Some(commit), Provenance::Transactional { producer_id, producer_epoch }) = (control, provenance) {
         record = korvet_core::records::control_record(commit, coordinator_epoch, record.timestamp);
         provenance = Provenance::Marker { producer_id, producer_epoch, commit };
     }
-    Ok(StoredRecord { offset, record, provenance })
+    Ok(Entry::Record(StoredRecord { offset: last, record, provenance }))
+}
+
+/// An entry of a record-layout partition.
+pub fn decode_entry(reply: &mut Reply) -> Result<StoredRecord, RedisError> {
+    match decode_any_entry(reply)? {
+        Entry::Record(record) => Ok(record),
+        Entry::Batch(_) => Err(stale_layout("a batch", "record")),
+    }
+}
+
+/// An entry of a batch-layout partition. Markers are entries with fields, as in the record
+/// layout, and come back as the control batch Kafka serves for them.
+pub fn decode_batch_entry(reply: &mut Reply) -> Result<StoredBatch, RedisError> {
+    match decode_any_entry(reply)? {
+        Entry::Batch(batch) => Ok(batch),
+        Entry::Record(StoredRecord { offset, record, provenance: Provenance::Marker { producer_id, producer_epoch, .. } }) => {
+            let mut bytes = bytes::BytesMut::new();
+            let producer = BatchProducer::Marker { producer_id, producer_epoch };
+            korvet_core::records::encode_batch_at(&mut bytes, producer, std::iter::once((offset, &record)));
+            Ok(StoredBatch { base_offset: offset, last_offset: offset, bytes: bytes.freeze() })
+        }
+        Entry::Record(_) => Err(stale_layout("a record", "batch")),
+    }
+}
+
+/// An entry of the other layout: the topic was deleted and created again with that layout
+/// since this broker looked it up (its cache entry expires within seconds).
+fn stale_layout(found: &str, expected: &str) -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+        "partition layout changed",
+        format!("found {found} entry where the {expected} layout was expected: the topic was recreated with another layout"),
+    ))
 }
 
 /// The credentials hash's field of a user's credential for a mechanism: `SCRAM-SHA-256:alice`

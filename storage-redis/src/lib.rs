@@ -63,7 +63,8 @@ const REMOVE_SCRIPT: &str = concat!("#!lua flags=allow-oom\n", include_str!("scr
 const EXPIRE_PRODUCERS_SCRIPT: &str = include_str!("scripts/expire_producers.lua");
 const TXN_MARKER_SCRIPT: &str = include_str!("scripts/txn_marker.lua");
 /// The first record at or after a timestamp (by the time index), at or after the log start and
-/// present (compaction leaves gaps): `{offset, timestamp}`, or nothing. KEYS[1] time index,
+/// present (compaction leaves gaps): `{offset, timestamp}`, `{offset, first offset, batch}`
+/// when it is in a batch of the batch layout (see `timestamp_match`), or nothing. KEYS[1] time index,
 /// KEYS[2] partition hash, KEYS[3] stream; ARGV[1] the timestamp.
 const OFFSET_FOR_TIMESTAMP_SCRIPT: &str = "#!lua flags=no-writes
 local reached = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'LIMIT', 0, 1) \
@@ -71,9 +72,14 @@ if #reached == 0 then return {} end \
 local from = tonumber(reached[1]) \
 local start = tonumber(redis.call('HGET', KEYS[2], 'start') or '0') \
 if start > from then from = start end \
-local found = redis.call('XRANGE', KEYS[3], string.format('%d-1', from), '+', 'COUNT', 1) \
+local found = redis.call('XRANGE', KEYS[3], string.format('%d-0', from), '+', 'COUNT', 1) \
 if #found == 0 then return {} end \
-return {tonumber(string.match(found[1][1], '^(%d+)')), tonumber(found[1][2][2])}";
+local last, count = string.match(found[1][1], '^(%d+)-(%d+)') \
+local first = tonumber(last) - tonumber(count) + 1 \
+if first > from then from = first end \
+local fields = found[1][2] \
+if fields[1] == 'batch' then return {from, first, fields[2]} end \
+return {from, tonumber(fields[2])}";
 /// Claims a group's generation for a coordinator and stores the group's record with it: granted
 /// (1) if the stored generation is lower, or the same and claimed by the same coordinator;
 /// otherwise (0) nothing changes. KEYS[1] group hash; ARGV generation, coordinator, then
@@ -466,8 +472,8 @@ impl RedisStorage {
         if let Some(why) = self.refusal() {
             return StorageReply::Failed(StorageError::retriable(why));
         }
-        if let StorageCommand::Append { topic, partition, producer, records, replicated, transactional } = command {
-            let batch = append::Batch { producer, records, replicated, transactional };
+        if let StorageCommand::Append { topic, partition, producer, records, replicated, transactional, batch } = command {
+            let batch = append::Batch { producer, records, replicated, transactional, stored: batch };
             let run = |batches| self.append_batches(&topic, partition, batches);
             return match self.inner.appends.append(&topic, partition, batch, run).await {
                 Ok(outcome) => StorageReply::Appended(outcome),
@@ -583,8 +589,12 @@ impl RedisStorage {
             }
             // run() sends appends through group commit; they never get here.
             StorageCommand::Append { .. } => Err(RedisError::from((redis::ErrorKind::Client, "append outside group commit"))),
-            StorageCommand::Read { topic, partition, offset, max_bytes } => {
+            StorageCommand::Read { topic, partition, offset, max_bytes, layout: Layout::Record } => {
                 inner.read_ahead.read(&inner.reads, keys, &topic, partition, offset, max_bytes).await
+            }
+            StorageCommand::Read { topic, partition, offset, max_bytes, layout: Layout::Batch } => {
+                let outcome = read::read_partition::<StoredBatch>(&inner.reads, keys, &topic, partition, offset, max_bytes).await?;
+                Ok(outcome.into_reply())
             }
             StorageCommand::PartitionOffsets { topic, partition } => {
                 let meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
@@ -641,11 +651,8 @@ impl RedisStorage {
                 let partition_keys = [keys.time_index(&topic, partition), keys.partition(&topic, partition), keys.stream(&topic, partition)];
                 let mut cmd = script_cmd(script, &partition_keys);
                 cmd.arg(timestamp);
-                let found: Vec<i64> = run_script(&mut conn, script, cmd).await?;
-                Ok(StorageReply::TimestampOffset(match found[..] {
-                    [offset, timestamp] => Some((offset, timestamp)),
-                    _ => None,
-                }))
+                let found: Vec<redis::Value> = run_script(&mut conn, script, cmd).await?;
+                Ok(StorageReply::TimestampOffset(timestamp_match(&found)))
             }
             StorageCommand::TrimPartition { topic, partition, to, compacted } => {
                 let at = trim::Target { keys, topic: &topic, partition };
@@ -904,6 +911,24 @@ pub(crate) async fn run_script<T: redis::FromRedisValue>(conn: &mut MainConnecti
 /// - sent, then the reply was lost (a timeout, the connection broke): retriable, but it may have
 ///   happened;
 /// - anything else (a script error, a wrong type) is a bug or a corrupted keyspace: fatal.
+/// The offset-for-timestamp script's answer: `[offset, timestamp]` of the record found, or, in a
+/// batch of the batch layout, `[offset, the batch's first offset, the batch]`, whose record at
+/// the offset says its timestamp (the one decoding of a stored batch korvet ever does).
+fn timestamp_match(found: &[redis::Value]) -> Option<(i64, i64)> {
+    let int = |value: &redis::Value| redis::from_redis_value::<i64>(value.clone()).ok();
+    match found {
+        [offset, timestamp] => Some((int(offset)?, int(timestamp)?)),
+        [offset, first, batch] => {
+            let (offset, first) = (int(offset)?, int(first)?);
+            let batch: Vec<u8> = redis::from_redis_value(batch.clone()).ok()?;
+            let decoded = korvet_core::records::decode_batches(bytes::Bytes::from(batch), usize::MAX / 2).ok()?;
+            let record = decoded.first()?.records.get(usize::try_from(offset - first).ok()?)?;
+            Some((offset, record.timestamp))
+        }
+        _ => None,
+    }
+}
+
 pub fn classify(err: &RedisError) -> StorageError {
     use redis::ServerErrorKind::*;
     if err.code() == Some("OOM") {

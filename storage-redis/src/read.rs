@@ -9,11 +9,60 @@ use crate::keys::Keys;
 use crate::reads::Reads;
 use crate::resp::{self, Reply};
 use futures_channel::oneshot;
-use korvet_core::storage::{PartitionOffsets, StorageReply, StoredRecord};
+use korvet_core::storage::{PartitionOffsets, StorageReply, StoredBatch, StoredRecord};
 use redis::RedisError;
 
-/// The first chunk is small: most reads are by consumers at the end of the log.
-const FIRST_CHUNK: i64 = 64;
+/// What a read collects, in either layout: records (an entry each) or batches (an entry each,
+/// holding several offsets).
+pub trait Item: Sized + Send + 'static {
+    /// Entries the first XRANGE asks for. Small: most reads are by consumers at the end of the
+    /// log, and a batch entry can be large.
+    const FIRST_CHUNK: i64;
+    fn decode(reply: &mut Reply) -> Result<Self, RedisError>;
+    fn first_offset(&self) -> i64;
+    fn last_offset(&self) -> i64;
+    /// What the item counts against a read's byte budget.
+    fn size(&self) -> usize;
+    fn reply(items: Vec<Self>, offsets: PartitionOffsets) -> StorageReply;
+}
+
+impl Item for StoredRecord {
+    const FIRST_CHUNK: i64 = 64;
+    fn decode(reply: &mut Reply) -> Result<Self, RedisError> {
+        codec::decode_entry(reply)
+    }
+    fn first_offset(&self) -> i64 {
+        self.offset
+    }
+    fn last_offset(&self) -> i64 {
+        self.offset
+    }
+    fn size(&self) -> usize {
+        self.record.payload_len()
+    }
+    fn reply(records: Vec<Self>, offsets: PartitionOffsets) -> StorageReply {
+        StorageReply::Records { records, offsets }
+    }
+}
+
+impl Item for StoredBatch {
+    const FIRST_CHUNK: i64 = 4;
+    fn decode(reply: &mut Reply) -> Result<Self, RedisError> {
+        codec::decode_batch_entry(reply)
+    }
+    fn first_offset(&self) -> i64 {
+        self.base_offset
+    }
+    fn last_offset(&self) -> i64 {
+        self.last_offset
+    }
+    fn size(&self) -> usize {
+        self.bytes.len()
+    }
+    fn reply(batches: Vec<Self>, offsets: PartitionOffsets) -> StorageReply {
+        StorageReply::Batches { batches, offsets }
+    }
+}
 /// Entries per XRANGE after the first: one such XRANGE keeps Redis busy for about a millisecond,
 /// so other clients' commands are not held up for long.
 const CHUNK: i64 = 2048;
@@ -21,8 +70,8 @@ const CHUNK: i64 = 2048;
 const MAX_ENTRIES: i64 = 64 * 1024;
 
 /// What a read found.
-pub struct ReadOutcome {
-    pub records: Vec<StoredRecord>,
+pub struct ReadOutcome<T> {
+    pub items: Vec<T>,
     pub offsets: PartitionOffsets,
 }
 
@@ -30,38 +79,40 @@ pub struct ReadOutcome {
 #[derive(Clone, Copy)]
 pub struct Continuation {
     pub offset: i64,
-    /// The average payload of the records read, to size the next read's XRANGEs.
+    /// The average bytes per offset read (a record's payload, or a batch's share), to size the
+    /// next read's XRANGEs.
     pub record_bytes: usize,
 }
 
-impl ReadOutcome {
+impl<T: Item> ReadOutcome<T> {
     /// Where a reader that goes on in order reads next, if the read stopped (at its byte budget
     /// or entry limit) before the end of the log.
     pub fn more(&self) -> Option<Continuation> {
-        let last = self.records.last()?;
-        let payload: usize = self.records.iter().map(|r| r.record.payload_len()).sum();
-        (last.offset + 1 < self.offsets.high_watermark)
-            .then(|| Continuation { offset: last.offset + 1, record_bytes: (payload / self.records.len()).max(1) })
+        let (first, last) = (self.items.first()?, self.items.last()?);
+        let bytes: usize = self.items.iter().map(T::size).sum();
+        let offsets = (last.last_offset() - first.first_offset() + 1).max(1) as usize;
+        let next = last.last_offset() + 1;
+        (next < self.offsets.high_watermark).then(|| Continuation { offset: next, record_bytes: (bytes / offsets).max(1) })
     }
 
-    /// Keeps the records that fit in `max_bytes` (at least one), as a read with that budget
-    /// would have.
+    /// Keeps the items that fit in `max_bytes` (at least one), as a read with that budget would
+    /// have.
     pub fn trimmed(mut self, max_bytes: usize) -> Self {
         let mut used = 0;
         let keep = self
-            .records
+            .items
             .iter()
-            .position(|r| {
-                used += r.record.payload_len();
+            .position(|item| {
+                used += item.size();
                 used > max_bytes
             })
-            .map_or(self.records.len(), |over| over.max(1));
-        self.records.truncate(keep);
+            .map_or(self.items.len(), |over| over.max(1));
+        self.items.truncate(keep);
         self
     }
 
     pub fn into_reply(self) -> StorageReply {
-        StorageReply::Records { records: self.records, offsets: self.offsets }
+        T::reply(self.items, self.offsets)
     }
 }
 
@@ -69,17 +120,18 @@ impl ReadOutcome {
 /// their payload fits in `max_bytes`, and never beyond the high watermark read with the first
 /// chunk, so that a reply is one consistent view of the log.
 ///
-/// Offsets are dense and the entry of offset n has the ID `n-1`, so the entries after the first
-/// chunk are addressed by exact ID ranges, sized from the first chunk's average record, and all
-/// asked for in one pipelined round trip.
-pub async fn read_partition(
+/// Offsets are dense and the entry holding offsets `f..=l` has the ID `l-<count>` (`n-1` for a
+/// record), so XRANGE from `n-0` starts at the entry holding offset n, and the entries after
+/// the first chunk are addressed by exact offset ranges, sized from the first chunk's average
+/// bytes per offset, and all asked for in one pipelined round trip.
+pub async fn read_partition<T: Item>(
     conn: &Reads,
     keys: &Keys,
     topic: &str,
     partition: i32,
     offset: i64,
     max_bytes: usize,
-) -> Result<ReadOutcome, RedisError> {
+) -> Result<ReadOutcome<T>, RedisError> {
     let stream = keys.stream(topic, partition);
     let first = offset.max(0);
     // The offsets, then the first chunk, in one round trip. Not in MULTI: Redis refuses commands
@@ -88,21 +140,22 @@ pub async fn read_partition(
     // complete when they were read; entries appended in between are cut off at that watermark.
     let mut commands = Vec::with_capacity(256);
     write_offsets_query(&mut commands, keys, topic, partition);
-    let from = format!("{first}-1");
-    let count = FIRST_CHUNK.to_string();
+    let from = format!("{first}-0");
+    let count = T::FIRST_CHUNK.to_string();
     resp::write_command(&mut commands, &[b"XRANGE", stream.as_bytes(), from.as_bytes(), b"+", b"COUNT", count.as_bytes()]);
     let reader = conn
         .query(&stream, commands, 2, 0, move |frames| {
             let mut frames = frames.into_iter();
             let offsets = partition_offsets(&mut Reply::new(frames.next().unwrap_or_default()))?;
-            let mut reader = Budgeted::new(max_bytes, offsets);
+            let mut reader = Budgeted::<T>::new(max_bytes, offsets);
             reader.take(&mut Reply::new(frames.next().unwrap_or_default()))?;
             Ok(reader)
         })
         .await?;
-    let next = reader.records.last().map(|r| r.offset + 1);
-    let (false, Some(next)) = (reader.done, next) else { return Ok(reader.finish()) };
-    let average = (reader.used / reader.records.len()).max(1);
+    let span = reader.items.first().zip(reader.items.last()).map(|(first, last)| (first.first_offset(), last.last_offset()));
+    let (false, Some((first_read, last_read))) = (reader.done, span) else { return Ok(reader.finish()) };
+    let next = last_read + 1;
+    let average = (reader.used / (next - first_read).max(1) as usize).max(1);
     let last = (next + entries_for(max_bytes - reader.used, average)).min(reader.offsets.high_watermark) - 1;
     if last < next {
         return Ok(reader.finish());
@@ -121,14 +174,14 @@ pub async fn read_partition(
 /// partition's offsets and the chunks the budget is expected to need, in one pipelined round
 /// trip. The offsets come first, so every entry counted below the high watermark read with them
 /// was committed when they were read.
-pub fn read_ahead(
+pub fn read_ahead<T: Item>(
     conn: &Reads,
     keys: &Keys,
     topic: &str,
     partition: i32,
     from: Continuation,
     max_bytes: usize,
-) -> oneshot::Receiver<Result<ReadOutcome, RedisError>> {
+) -> oneshot::Receiver<Result<ReadOutcome<T>, RedisError>> {
     let stream = keys.stream(topic, partition);
     let mut commands = Vec::with_capacity(256);
     write_offsets_query(&mut commands, keys, topic, partition);
@@ -163,13 +216,14 @@ fn write_offsets_query(commands: &mut Vec<u8>, keys: &Keys, topic: &str, partiti
     resp::write_command(commands, &command);
 }
 
-/// Exact-ID XRANGEs of at most [`CHUNK`] entries covering offsets `first..=last`; returns how many.
+/// Exact XRANGEs of the entries holding offsets `first..=last`, at most [`CHUNK`] offsets each
+/// (`f-0` to `l`: the entries whose last offset is in `f..=l`); returns how many.
 fn write_chunk_queries(commands: &mut Vec<u8>, stream: &str, first: i64, last: i64) -> usize {
     let mut chunks = 0;
     let mut start = first;
     while start <= last {
         let end = (start + CHUNK - 1).min(last);
-        let (from, to) = (format!("{start}-1"), format!("{end}-1"));
+        let (from, to) = (format!("{start}-0"), format!("{end}"));
         resp::write_command(commands, &[b"XRANGE", stream.as_bytes(), from.as_bytes(), to.as_bytes()]);
         chunks += 1;
         start = end + 1;
@@ -186,9 +240,9 @@ fn partition_offsets(reply: &mut Reply) -> Result<PartitionOffsets, RedisError> 
     Ok(codec::offsets(meta))
 }
 
-/// Collects records while they fit in the byte budget.
-struct Budgeted {
-    records: Vec<StoredRecord>,
+/// Collects items while they fit in the byte budget.
+struct Budgeted<T> {
+    items: Vec<T>,
     used: usize,
     max_bytes: usize,
     offsets: PartitionOffsets,
@@ -196,9 +250,9 @@ struct Budgeted {
     done: bool,
 }
 
-impl Budgeted {
+impl<T: Item> Budgeted<T> {
     fn new(max_bytes: usize, offsets: PartitionOffsets) -> Self {
-        Budgeted { records: Vec::new(), used: 0, max_bytes, offsets, done: false }
+        Budgeted { items: Vec::new(), used: 0, max_bytes, offsets, done: false }
     }
 
     /// Takes the entries of one XRANGE reply.
@@ -208,26 +262,26 @@ impl Budgeted {
             self.done = true;
             return Ok(());
         }
-        self.records.reserve(entries);
+        self.items.reserve(entries);
         for _ in 0..entries {
-            let record = codec::decode_entry(reply)?;
-            if record.offset < self.offsets.log_start {
+            let item = T::decode(reply)?;
+            if item.last_offset() < self.offsets.log_start {
                 // Below the start, and not yet removed by the trim under way.
                 continue;
             }
-            if record.offset >= self.offsets.high_watermark {
+            if item.first_offset() >= self.offsets.high_watermark {
                 self.done = true;
                 return Ok(());
             }
-            let size = record.record.payload_len();
-            if !self.records.is_empty() && self.used + size > self.max_bytes {
+            let size = item.size();
+            if !self.items.is_empty() && self.used + size > self.max_bytes {
                 self.done = true;
                 return Ok(());
             }
             self.used += size;
-            self.records.push(record);
+            self.items.push(item);
         }
-        let at_end = self.records.last().is_some_and(|r| r.offset + 1 >= self.offsets.high_watermark);
+        let at_end = self.items.last().is_some_and(|item| item.last_offset() + 1 >= self.offsets.high_watermark);
         self.done = at_end || self.used >= self.max_bytes;
         Ok(())
     }
@@ -243,7 +297,7 @@ impl Budgeted {
         Ok(())
     }
 
-    fn finish(self) -> ReadOutcome {
-        ReadOutcome { records: self.records, offsets: self.offsets }
+    fn finish(self) -> ReadOutcome<T> {
+        ReadOutcome { items: self.items, offsets: self.offsets }
     }
 }

@@ -12,6 +12,7 @@
 
 use crate::keys::Keys;
 use crate::read::{self, ReadOutcome};
+use korvet_core::storage::StoredRecord;
 use crate::reads::Reads;
 use futures_channel::oneshot;
 use korvet_core::storage::StorageReply;
@@ -34,7 +35,7 @@ enum Slot {
     /// A read stopped here; a read from here continues it.
     Continues,
     /// A read from here is under way.
-    Reading(oneshot::Receiver<Result<ReadOutcome, RedisError>>),
+    Reading(oneshot::Receiver<Result<ReadOutcome<StoredRecord>, RedisError>>),
 }
 
 #[derive(Default)]
@@ -68,7 +69,7 @@ impl ReadAhead {
         };
         let outcome = match kept {
             Some(outcome) => outcome,
-            None => read::read_partition(conn, keys, topic, partition, offset, max_bytes).await?,
+            None => read::read_partition::<StoredRecord>(conn, keys, topic, partition, offset, max_bytes).await?,
         };
         if let Some(next) = outcome.more() {
             let place = (topic.to_string(), partition, next.offset);

@@ -9,7 +9,7 @@
 use crate::codec;
 use crate::keys::Keys;
 use crate::MainConnection;
-use korvet_core::storage::{StorageError, StorageReply, TopicMeta, TopicUpdate};
+use korvet_core::storage::{Layout, StorageError, StorageReply, TopicMeta, TopicUpdate};
 use redis::RedisError;
 use std::ops::Range;
 
@@ -57,7 +57,7 @@ pub async fn create(conn: &mut MainConnection, keys: &Keys, topic: &TopicMeta) -
             keys.topics()
         ))));
     }
-    create_partitions(conn, keys, &topic.name, 0..topic.partitions).await?;
+    create_partitions(conn, keys, &topic.name, Layout::of(&topic.configs), 0..topic.partitions).await?;
     let created: bool =
         redis::cmd("HSETNX").arg(keys.topics()).arg(&topic.name).arg(codec::encode_topic(topic)).query_async(conn).await?;
     Ok(StorageReply::TopicCreated(created))
@@ -68,7 +68,7 @@ pub async fn create(conn: &mut MainConnection, keys: &Keys, topic: &TopicMeta) -
 /// Partitions added by the update are created before the topic's record names them; if the
 /// update is refused they stay unnamed, and a later update adopts them with their counters.
 pub async fn update(conn: &mut MainConnection, keys: &Keys, expected: &TopicMeta, topic: &TopicMeta) -> Result<StorageReply, RedisError> {
-    create_partitions(conn, keys, &topic.name, expected.partitions..topic.partitions).await?;
+    create_partitions(conn, keys, &topic.name, Layout::of(&expected.configs), expected.partitions..topic.partitions).await?;
     let updated: i64 = redis::cmd("EVAL")
         .arg(UPDATE_TOPIC_SCRIPT)
         .arg(1)
@@ -107,16 +107,22 @@ pub async fn delete(conn: &mut MainConnection, keys: &Keys, name: &str) -> Resul
     Ok(true)
 }
 
-async fn create_partitions(conn: &mut MainConnection, keys: &Keys, topic: &str, partitions: Range<i32>) -> Result<(), RedisError> {
+/// Gives each partition its hash: `next` = 0, and `layout` for the batch layout (absent means
+/// the record layout, as in keyspaces written before layouts existed), which the append script
+/// checks against what a broker writes.
+async fn create_partitions(conn: &mut MainConnection, keys: &Keys, topic: &str, layout: Layout, partitions: Range<i32>) -> Result<(), RedisError> {
     if partitions.is_empty() {
         return Ok(());
     }
     // HSETNX: a partition that exists already keeps its counter.
     let creations = partitions
-        .map(|partition| {
-            let mut cmd = redis::cmd("HSETNX");
-            cmd.arg(keys.partition(topic, partition)).arg("next").arg(0);
-            cmd
+        .flat_map(|partition| {
+            let key = keys.partition(topic, partition);
+            let mut next = redis::cmd("HSETNX");
+            next.arg(&key).arg("next").arg(0);
+            let mut batch = redis::cmd("HSETNX");
+            batch.arg(&key).arg("layout").arg(layout.name());
+            std::iter::once(next).chain((layout == Layout::Batch).then_some(batch))
         })
         .collect();
     conn.each::<()>(creations).await?;

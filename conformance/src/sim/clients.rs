@@ -421,7 +421,7 @@ fn handle_response(world: &mut World, index: usize, pending: Pending, response: 
         (Pending::Fetch { partition, offset }, ResponseKind::Fetch(r)) => {
             let data = &r.responses[0].partitions[0];
             if data.error_code == errors::NONE {
-                let records = wire::fetched(data.records.clone().unwrap_or_default())?;
+                let records = wire::fetched(data.records.clone().unwrap_or_default(), offset)?;
                 world.ledger.read(&mut world.store, partition, offset, data.log_start_offset, &records)?;
                 if let (Some((last, _)), ClientKind::Reader { positions, .. }) = (records.last(), &mut world.clients[index].kind) {
                     positions[partition as usize] = last + 1;

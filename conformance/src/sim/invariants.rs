@@ -30,7 +30,7 @@
 
 use super::{Bug, World, GROUP, PARTITIONS, TABLE, TOPIC, TXN_TOPIC};
 use korvet_core::storage::memory::MemoryStore;
-use korvet_core::storage::{AppendOutcome, PartitionOffsets, StorageCommand, StorageReply};
+use korvet_core::storage::{AppendOutcome, Layout, PartitionOffsets, StorageCommand, StorageReply};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Default)]
@@ -97,7 +97,7 @@ pub fn offsets(store: &mut MemoryStore, topic: &str, partition: i32) -> Partitio
 /// The records of partition 0 of `topic` from its start, with their keys and values.
 fn all_records(store: &mut MemoryStore, topic: &str, partition: i32) -> Vec<(i64, Option<String>, Option<String>)> {
     let text = |b: Option<bytes::Bytes>| b.map(|v| String::from_utf8_lossy(&v).into_owned());
-    match store.execute(StorageCommand::Read { topic: topic.into(), partition, offset: 0, max_bytes: usize::MAX / 2 }) {
+    match store.execute(StorageCommand::Read { topic: topic.into(), partition, offset: 0, max_bytes: usize::MAX / 2, layout: Layout::Record }) {
         StorageReply::Records { records, .. } => records.into_iter().map(|r| (r.offset, text(r.record.key), text(r.record.value))).collect(),
         _ => Vec::new(),
     }
@@ -127,7 +127,7 @@ pub fn bug_on_command(bug: Option<Bug>, store: &mut MemoryStore, command: Storag
 /// The key and value of the record at `offset`, if there is one.
 fn record_at(store: &mut MemoryStore, topic: &str, partition: i32, offset: i64) -> Option<(Option<String>, Option<String>)> {
     let text = |b: Option<bytes::Bytes>| b.map(|v| String::from_utf8_lossy(&v).into_owned());
-    let reply = store.execute(StorageCommand::Read { topic: topic.into(), partition, offset, max_bytes: 1 });
+    let reply = store.execute(StorageCommand::Read { topic: topic.into(), partition, offset, max_bytes: 1, layout: Layout::Record });
     let StorageReply::Records { records, .. } = reply else { return None };
     let first = records.into_iter().next().filter(|r| r.offset == offset)?;
     Some((text(first.record.key), text(first.record.value)))
@@ -373,6 +373,10 @@ impl Ledger {
                 offsets.last_stable = offsets.high_watermark;
                 StorageReply::Records { records, offsets }
             }
+            (Some(Bug::LastStableIgnoresOpenTransactions), StorageReply::Batches { batches, mut offsets }) => {
+                offsets.last_stable = offsets.high_watermark;
+                StorageReply::Batches { batches, offsets }
+            }
             (Some(Bug::LastStableIgnoresOpenTransactions), StorageReply::Offsets(mut offsets)) => {
                 offsets.last_stable = offsets.high_watermark;
                 StorageReply::Offsets(offsets)
@@ -385,7 +389,7 @@ impl Ledger {
 /// The invariants over the final state of the store.
 pub fn check_final(world: &mut World) -> Result<(), String> {
     for partition in 0..PARTITIONS {
-        let reply = world.store.execute(StorageCommand::Read { topic: TOPIC.into(), partition, offset: 0, max_bytes: usize::MAX / 2 });
+        let reply = world.store.execute(StorageCommand::Read { topic: TOPIC.into(), partition, offset: 0, max_bytes: usize::MAX / 2, layout: Layout::Record });
         let StorageReply::Records { records, offsets } = reply else { return Err(format!("partition {partition} cannot be read")) };
         let start = offsets.log_start;
         for (index, record) in records.iter().enumerate() {

@@ -31,7 +31,7 @@ use crate::sim::invariants::Ledger;
 use crate::sim::transactions::TxnLedger;
 use korvet_core::cluster::BrokerInfo;
 use korvet_core::storage::memory::MemoryStore;
-use korvet_core::storage::{StorageCommand, StorageError, StorageReply};
+use korvet_core::storage::{Layout, StorageCommand, StorageError, StorageReply};
 use korvet_core::{Broker, BrokerConfig, ConnId, OpId, Output, Time};
 use std::collections::{BTreeSet, BTreeMap, VecDeque};
 
@@ -72,6 +72,10 @@ pub struct SimConfig {
     pub cluster: bool,
     /// A deliberately broken part, to show the invariants catch it.
     pub bug: Option<Bug>,
+    /// The layout of the records topic and the transactional one; `None` picks it from the
+    /// seed (odd seeds the batch layout), so that every case runs on both. The compacted
+    /// table is always of the record layout (the batch layout is not compacted).
+    pub layout: Option<Layout>,
 }
 
 impl Default for SimConfig {
@@ -90,6 +94,7 @@ impl Default for SimConfig {
             replication: Replication::None,
             cluster: false,
             bug: None,
+            layout: None,
         }
     }
 }
@@ -285,11 +290,13 @@ impl World {
         let mut rng = Rng::new(seed);
         let mut store = MemoryStore::new();
         let configs = |pairs: &[(&str, String)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let layout = config.layout.unwrap_or(if seed % 2 == 1 { Layout::Batch } else { Layout::Record });
+        let layout_config = (Layout::CONFIG, layout.name().to_string());
         let topic = korvet_core::storage::TopicMeta {
             name: TOPIC.into(),
             id: [7; 16],
             partitions: PARTITIONS,
-            configs: configs(&[("retention.ms", RETENTION_MS.to_string())]),
+            configs: configs(&[("retention.ms", RETENTION_MS.to_string()), layout_config.clone()]),
         };
         store.execute(StorageCommand::CreateTopic { topic });
         let table = korvet_core::storage::TopicMeta {
@@ -303,7 +310,8 @@ impl World {
             ]),
         };
         store.execute(StorageCommand::CreateTopic { topic: table });
-        let txn_topic = korvet_core::storage::TopicMeta { name: TXN_TOPIC.into(), id: [9; 16], partitions: TXN_PARTITIONS, configs: configs(&[]) };
+        let txn_topic =
+            korvet_core::storage::TopicMeta { name: TXN_TOPIC.into(), id: [9; 16], partitions: TXN_PARTITIONS, configs: configs(&[layout_config]) };
         if config.txn_producers + config.committed_readers > 0 {
             store.execute(StorageCommand::CreateTopic { topic: txn_topic });
         }

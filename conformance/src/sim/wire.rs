@@ -129,9 +129,11 @@ pub fn fetched_batches(records: Bytes) -> Result<Vec<FetchedBatch>, String> {
     Ok(out)
 }
 
-/// The (offset, value) pairs of a fetched record set (korvet answers with dense batches).
-pub fn fetched(records: Bytes) -> Result<Vec<(i64, String)>, String> {
-    Ok(fetched_batches(records)?.into_iter().flat_map(|batch| batch.records).collect())
+/// The (offset, value) pairs of a fetched record set from offset `from` on. As client libraries
+/// do, records below `from` are skipped: the batch layout serves the whole batch that holds the
+/// offset asked for.
+pub fn fetched(records: Bytes, from: i64) -> Result<Vec<(i64, String)>, String> {
+    Ok(fetched_batches(records)?.into_iter().flat_map(|batch| batch.records).filter(|(offset, _)| *offset >= from).collect())
 }
 
 /// A transactional producer's batch of `values`, starting at `base_sequence`.

@@ -110,7 +110,10 @@ impl TopicChanges {
             let updated = match (change, current) {
                 (Err((code, message)), _) => Err((*code, message.clone())),
                 (Ok(_), Err(code)) => Err((code, format!("topic {topic} does not exist"))),
-                (Ok(change), Ok(current)) => change(current).map(|new| (current.clone(), new)),
+                (Ok(change), Ok(current)) => change(current).and_then(|new| {
+                    topic_configs::check_topic(&new.configs, Some(&current.configs)).map_err(|why| (errors::INVALID_CONFIG, why))?;
+                    Ok((current.clone(), new))
+                }),
             };
             match updated {
                 Err((code, message)) => self.results[index] = Some((code, Some(message))),

@@ -23,7 +23,7 @@
 
 use super::{Context, Handler, Step};
 use crate::log_config::LogConfig;
-use crate::storage::{Provenance, StorageCommand, StorageReply, StoredRecord, TopicMeta, TrimOutcome, TrimTo};
+use crate::storage::{Layout, Provenance, StorageCommand, StorageReply, StoredRecord, TopicMeta, TrimOutcome, TrimTo};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -265,7 +265,7 @@ enum Fate {
 
 impl Scan {
     fn read(&self, led: &Led) -> StorageCommand {
-        StorageCommand::Read { topic: led.topic.clone(), partition: led.partition, offset: self.next, max_bytes: COMPACTION_READ_BYTES }
+        StorageCommand::Read { topic: led.topic.clone(), partition: led.partition, offset: self.next, max_bytes: COMPACTION_READ_BYTES, layout: Layout::Record }
     }
 
     /// Takes one read's records; returns whether to read on.

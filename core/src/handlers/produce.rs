@@ -10,7 +10,7 @@ use super::Context;
 use crate::errors;
 use crate::log_config::{LogConfig, TimestampType};
 use crate::records::{self, BatchError, ProducedBatch};
-use crate::storage::{AppendOutcome, StorageCommand, StorageReply};
+use crate::storage::{AppendOutcome, Layout, StorageCommand, StorageReply};
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::*;
 use kafka_protocol::messages::ResponseKind;
@@ -123,16 +123,20 @@ impl Produce {
                         continue;
                     }
                 }
-                for ProducedBatch { producer, mut records, transactional, .. } in batches {
-                    if log.timestamp_type == TimestampType::LogAppendTime {
-                        records.iter_mut().for_each(|r| r.timestamp = cx.now.wall_ms);
-                        result.log_append_time = cx.now.wall_ms;
+                let layout = Layout::of(&meta.configs);
+                for produced in batches {
+                    let log_append_time = (log.timestamp_type == TimestampType::LogAppendTime).then_some(cx.now.wall_ms);
+                    let batch = (layout == Layout::Batch).then(|| records::for_storage(&produced, log.compression, log_append_time));
+                    let ProducedBatch { producer, mut records, transactional, .. } = produced;
+                    if let Some(now) = log_append_time {
+                        records.iter_mut().for_each(|r| r.timestamp = now);
+                        result.log_append_time = now;
                     }
                     let bytes: usize = records.iter().map(|r| r.payload_len()).sum();
                     self.sent.push((ti, pi, records.len() as u64, bytes as u64));
                     let replicated = self.request.acks == -1;
                     let (topic, partition) = (name.clone(), partition.index);
-                    commands.push(StorageCommand::Append { topic, partition, producer, records, replicated, transactional });
+                    commands.push(StorageCommand::Append { topic, partition, producer, records, replicated, transactional, batch });
                 }
             }
         }

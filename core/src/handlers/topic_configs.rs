@@ -23,6 +23,8 @@ const fn d(name: &'static str, default: &'static str, kind: ConfigType) -> Topic
     TopicConfigDefault { name, default, kind }
 }
 
+use crate::storage::Layout;
+use std::collections::BTreeMap;
 use ConfigType::{Boolean, Double, Int, List, Long};
 
 /// Topic configs and Kafka 3.x defaults. korvet stores every record in Redis, so segment and
@@ -35,6 +37,8 @@ pub(crate) const TOPIC_CONFIGS: &[TopicConfigDefault] = &[
     d("flush.messages", "9223372036854775807", Long),
     d("flush.ms", "9223372036854775807", Long),
     d("index.interval.bytes", "4096", Int),
+    // korvet's own: how the topic's partitions are stored (see `storage::Layout`).
+    d(Layout::CONFIG, "record", ConfigType::String),
     d("max.compaction.lag.ms", "9223372036854775807", Long),
     d("max.message.bytes", "1048588", Int),
     d("message.downconversion.enable", "true", Boolean),
@@ -79,6 +83,34 @@ pub(crate) fn validate(name: &str, value: Option<&str>) -> Result<(), String> {
     }
     if name == "message.timestamp.type" && !matches!(value, "CreateTime" | "LogAppendTime") {
         return Err(format!("invalid value {value:?} for {name:?}: use CreateTime or LogAppendTime"));
+    }
+    if name == "compression.type" && !matches!(value, "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd") {
+        return Err(format!("invalid value {value:?} for {name:?}: use producer, uncompressed, gzip, snappy, lz4 or zstd"));
+    }
+    if name == Layout::CONFIG && Layout::parse(value).is_none() {
+        return Err(format!("invalid value {value:?} for {name:?}: use record or batch"));
+    }
+    Ok(())
+}
+
+/// What a topic's configs taken together must satisfy, at creation (`before` is `None`) and at
+/// every change: the layout never changes once the topic exists, and a batch-layout topic is
+/// not compacted (compaction removes single records, and a batch is stored whole).
+pub(crate) fn check_topic(configs: &BTreeMap<String, String>, before: Option<&BTreeMap<String, String>>) -> Result<(), String> {
+    let layout = Layout::of(configs);
+    if let Some(before) = before.map(Layout::of).filter(|&before| before != layout) {
+        return Err(format!(
+            "{} cannot change once the topic exists (it is {}): create a new topic with the layout wanted and copy the records over",
+            Layout::CONFIG,
+            before.name()
+        ));
+    }
+    let compacted = configs.get("cleanup.policy").is_some_and(|policy| policy.split(',').any(|p| p.trim().eq_ignore_ascii_case("compact")));
+    if layout == Layout::Batch && compacted {
+        return Err(format!(
+            "cleanup.policy=compact is not available with {}=batch: compaction removes single records, and the batch layout stores each producer batch whole; use the record layout for compacted topics",
+            Layout::CONFIG
+        ));
     }
     Ok(())
 }

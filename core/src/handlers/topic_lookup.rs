@@ -179,7 +179,7 @@ impl TopicLookup {
                         name: name.clone(),
                         id: cx.rng.uuid(),
                         partitions: cx.config.default_partitions,
-                        configs: BTreeMap::new(),
+                        configs: cx.config.default_topic_configs(),
                     },
                 }
             })

@@ -36,6 +36,54 @@ impl Compression {
         }
     }
 
+    /// The codec a topic's `compression.type` names; `None` for `producer` (keep what the
+    /// producer chose) or an unknown name.
+    pub fn for_topic(name: &str) -> Option<Self> {
+        match name.trim() {
+            "uncompressed" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            "snappy" => Some(Compression::Snappy),
+            "lz4" => Some(Compression::Lz4),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    /// The codec's bits in a batch's attributes.
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// Compresses `data` as Kafka's clients do, appending the result to `out`: gzip and zstd
+    /// streams, an LZ4 frame of independent blocks, snappy in the xerial framing.
+    pub fn compress(self, data: &[u8], out: &mut Vec<u8>) {
+        use std::io::Write;
+        match self {
+            Compression::None => out.extend_from_slice(data),
+            Compression::Gzip => {
+                let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+                // Writing into a Vec cannot fail.
+                let _ = encoder.write_all(data);
+                let _ = encoder.finish();
+            }
+            Compression::Lz4 => {
+                let mut encoder = lz4_flex::frame::FrameEncoder::new(out);
+                let _ = encoder.write_all(data);
+                let _ = encoder.finish();
+            }
+            Compression::Zstd => {
+                let _ = zstd::stream::copy_encode(data, out, 3);
+            }
+            Compression::Snappy => compress_snappy(data, out),
+        }
+    }
+
     /// Decompresses `data`, failing once the output would pass `limit` bytes.
     pub fn decompress(self, data: Bytes, limit: usize) -> Result<Bytes, BatchError> {
         match self {
@@ -92,6 +140,21 @@ fn decompress_snappy(data: &[u8], limit: usize) -> Result<Bytes, BatchError> {
         rest = &rest[len..];
     }
     Ok(Bytes::from(out))
+}
+
+/// Java's xerial framing: the magic, version 1 and compatible version 1, then blocks of at most
+/// 32 KiB of input, each raw snappy with a big-endian length before it.
+fn compress_snappy(data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\x82SNAPPY\x00");
+    out.extend_from_slice(&1u32.to_be_bytes());
+    out.extend_from_slice(&1u32.to_be_bytes());
+    let mut encoder = snap::raw::Encoder::new();
+    for block in data.chunks(32 * 1024) {
+        let mut compressed = vec![0; snap::raw::max_compress_len(block.len())];
+        let len = encoder.compress(block, &mut compressed).unwrap_or(0);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+        out.extend_from_slice(&compressed[..len]);
+    }
 }
 
 /// Appends one raw snappy block to `out`, refusing to grow it by more than `limit` bytes.

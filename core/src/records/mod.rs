@@ -47,6 +47,8 @@ pub struct ProducerInfo {
 /// A producer's batch, validated and unpacked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducedBatch {
+    /// The batch as the producer sent it (a slice of the request).
+    pub raw: Bytes,
     pub producer: Option<ProducerInfo>,
     pub compression: Compression,
     pub transactional: bool,
@@ -86,8 +88,15 @@ const MAGIC_OFFSET: usize = 16;
 const CRC_OFFSET: usize = 17;
 const ATTRIBUTES_OFFSET: usize = 21;
 const BATCH_HEADER_LEN: usize = 61;
-const TRANSACTIONAL_FLAG: i16 = 0x10;
-const CONTROL_FLAG: i16 = 0x20;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+const TIMESTAMP_TYPE_FLAG: i16 = 0x08;
+pub const TRANSACTIONAL_FLAG: i16 = 0x10;
+pub const CONTROL_FLAG: i16 = 0x20;
+
+/// A v2 batch's attributes (0 for bytes too short to hold them).
+pub fn batch_attributes(batch: &[u8]) -> i16 {
+    batch.get(ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2).map_or(0, |b| i16::from_be_bytes([b[0], b[1]]))
+}
 
 /// Parses every batch in a Produce request's record set. `max_decompressed` bounds the size of
 /// each batch's records after decompression.
@@ -148,7 +157,7 @@ fn decode_batch(batch: Bytes, max_decompressed: usize) -> Result<ProducedBatch, 
     let body = compression.decompress(body, max_decompressed)?;
     let records = decode_records(body, record_count as usize, base_timestamp)?;
     let producer = (producer_id >= 0).then_some(ProducerInfo { producer_id, producer_epoch, base_sequence });
-    Ok(ProducedBatch { producer, compression, transactional: attributes & TRANSACTIONAL_FLAG != 0, records })
+    Ok(ProducedBatch { raw: batch, producer, compression, transactional: attributes & TRANSACTIONAL_FLAG != 0, records })
 }
 
 fn decode_records(mut body: Bytes, count: usize, base_timestamp: i64) -> Result<Vec<Record>, BatchError> {
@@ -239,6 +248,26 @@ pub fn encode_batch<'a>(out: &mut BytesMut, base_offset: i64, records: impl Exac
 /// (records removed by compaction): each record's offset delta is its own, and the batch ends
 /// at the last one. The header names `producer`.
 pub fn encode_batch_at<'a>(out: &mut BytesMut, producer: BatchProducer, records: impl ExactSizeIterator<Item = (i64, &'a Record)> + Clone) {
+    let (attributes, producer_id, producer_epoch) = match producer {
+        BatchProducer::None => (0, -1, -1),
+        BatchProducer::Transaction { producer_id, producer_epoch } => (TRANSACTIONAL_FLAG, producer_id, producer_epoch),
+        BatchProducer::Marker { producer_id, producer_epoch } => (TRANSACTIONAL_FLAG | CONTROL_FLAG, producer_id, producer_epoch),
+    };
+    // Sequence numbers are the producer's business once stored; consumers do not read them.
+    let header = BatchHeader { attributes, producer_id, producer_epoch, base_sequence: -1 };
+    write_batch(out, header, Compression::None, records);
+}
+
+/// The header fields of a batch that [`write_batch`] does not derive from its records.
+struct BatchHeader {
+    /// Without the codec's bits, which [`write_batch`] sets.
+    attributes: i16,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+}
+
+fn write_batch<'a>(out: &mut BytesMut, header: BatchHeader, compression: Compression, records: impl ExactSizeIterator<Item = (i64, &'a Record)> + Clone) {
     let count = records.len();
     let Some((base_offset, _)) = records.clone().next() else { return };
     let last_offset = records.clone().last().map_or(base_offset, |(offset, _)| offset);
@@ -251,20 +280,30 @@ pub fn encode_batch_at<'a>(out: &mut BytesMut, producer: BatchProducer, records:
     out.put_i32(0); // partition leader epoch
     out.put_i8(2); // magic
     out.put_u32(0); // crc, patched below
-    let (attributes, producer_id, producer_epoch) = match producer {
-        BatchProducer::None => (0, -1, -1),
-        BatchProducer::Transaction { producer_id, producer_epoch } => (TRANSACTIONAL_FLAG, producer_id, producer_epoch),
-        BatchProducer::Marker { producer_id, producer_epoch } => (TRANSACTIONAL_FLAG | CONTROL_FLAG, producer_id, producer_epoch),
-    };
-    out.put_i16(attributes); // no compression, CreateTime
+    out.put_i16(header.attributes | compression.attribute_bits()); // CreateTime unless the caller's attributes say otherwise
     out.put_i32((last_offset - base_offset) as i32); // last offset delta
     out.put_i64(base_timestamp);
     out.put_i64(max_timestamp);
-    out.put_i64(producer_id);
-    out.put_i16(producer_epoch);
-    // Sequence numbers are the producer's business once stored; consumers do not read them.
-    out.put_i32(-1); // base sequence
+    out.put_i64(header.producer_id);
+    out.put_i16(header.producer_epoch);
+    out.put_i32(header.base_sequence);
     out.put_i32(count as i32);
+    if compression == Compression::None {
+        write_records(out, base_timestamp, records);
+    } else {
+        let mut plain = BytesMut::new();
+        write_records(&mut plain, base_timestamp, records);
+        let mut compressed = Vec::with_capacity(plain.len() / 2 + 64);
+        compression.compress(&plain, &mut compressed);
+        out.extend_from_slice(&compressed);
+    }
+    let batch_length = (out.len() - start - 12) as i32;
+    out[start + BATCH_LENGTH_OFFSET..start + BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[start + ATTRIBUTES_OFFSET..]);
+    out[start + CRC_OFFSET..start + CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn write_records<'a>(out: &mut BytesMut, base_timestamp: i64, records: impl Iterator<Item = (i32, &'a Record)>) {
     let mut scratch = BytesMut::new();
     for (delta, record) in records {
         scratch.clear();
@@ -281,10 +320,48 @@ pub fn encode_batch_at<'a>(out: &mut BytesMut, producer: BatchProducer, records:
         varint::put_varint(out, scratch.len() as i32);
         out.extend_from_slice(&scratch);
     }
-    let batch_length = (out.len() - start - 12) as i32;
-    out[start + BATCH_LENGTH_OFFSET..start + BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[start + ATTRIBUTES_OFFSET..]);
-    out[start + CRC_OFFSET..start + CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// A producer's batch as a partition of the batch layout stores it: as sent, unless the topic's
+/// `compression.type` names another codec (then its records are encoded again with that one,
+/// keeping the producer's fields), and with `log_append_time` (a LogAppendTime topic) set as
+/// its max timestamp and timestamp type, as Kafka sets them; the CRC is computed again when
+/// anything under it changed.
+pub fn for_storage(batch: &ProducedBatch, codec: Option<Compression>, log_append_time: Option<i64>) -> Bytes {
+    let mut stored = match codec.filter(|&codec| codec != batch.compression) {
+        None if log_append_time.is_none() => return batch.raw.clone(),
+        None => BytesMut::from(&batch.raw[..]),
+        Some(codec) => {
+            let header = BatchHeader {
+                attributes: batch_attributes(&batch.raw) & TRANSACTIONAL_FLAG,
+                producer_id: batch.producer.map_or(-1, |p| p.producer_id),
+                producer_epoch: batch.producer.map_or(-1, |p| p.producer_epoch),
+                base_sequence: batch.producer.map_or(-1, |p| p.base_sequence),
+            };
+            let mut out = BytesMut::with_capacity(batch.raw.len());
+            write_batch(&mut out, header, codec, batch.records.iter().enumerate().map(|(i, r)| (i as i64, r)));
+            out
+        }
+    };
+    if let Some(now) = log_append_time {
+        let attributes = batch_attributes(&stored) | TIMESTAMP_TYPE_FLAG;
+        stored[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        stored[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c(&stored[ATTRIBUTES_OFFSET..]);
+        stored[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+    stored.freeze()
+}
+
+/// Appends a stored batch to a Fetch response as it is, writing only its base offset and
+/// partition leader epoch: fields before the CRC, which stays valid.
+pub fn put_stored_batch(out: &mut BytesMut, base_offset: i64, batch: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(batch);
+    if batch.len() >= MAGIC_OFFSET {
+        out[start..start + 8].copy_from_slice(&base_offset.to_be_bytes());
+        out[start + 12..start + 16].copy_from_slice(&0i32.to_be_bytes());
+    }
 }
 
 fn put_nullable_bytes(out: &mut BytesMut, bytes: Option<&[u8]>) {

@@ -32,11 +32,16 @@ pub struct MemoryStore {
 
 #[derive(Default, Clone)]
 struct PartitionLog {
+    layout: Layout,
     log_start: i64,
     /// The next offset to assign: the high watermark.
     next: i64,
-    /// The records at or above the log start, by offset; compaction leaves gaps.
+    /// The records at or above the log start, by offset; compaction leaves gaps. Kept in both
+    /// layouts: timestamps, sizes and the simulator's checks work per record.
     records: BTreeMap<i64, Record>,
+    /// The batch layout's entries, by last offset: those with a record at or above the log
+    /// start.
+    batches: BTreeMap<i64, StoredBatch>,
     /// The provenance of the records that are not [`Provenance::Plain`] (those of transactions,
     /// and markers).
     provenance: BTreeMap<i64, Provenance>,
@@ -118,7 +123,14 @@ impl PartitionLog {
         if timestamp > running_max {
             self.time_index.push((timestamp, offset));
         }
-        self.records.insert(offset, crate::records::control_record(commit, coordinator_epoch, timestamp));
+        let marker = crate::records::control_record(commit, coordinator_epoch, timestamp);
+        if self.layout == Layout::Batch {
+            let mut bytes = bytes::BytesMut::new();
+            let producer = crate::records::BatchProducer::Marker { producer_id, producer_epoch };
+            crate::records::encode_batch_at(&mut bytes, producer, std::iter::once((offset, &marker)));
+            self.batches.insert(offset, StoredBatch { base_offset: offset, last_offset: offset, bytes: bytes.freeze() });
+        }
+        self.records.insert(offset, marker);
         self.provenance.insert(offset, Provenance::Marker { producer_id, producer_epoch, commit });
         if let Some(first_offset) = self.open_transactions.remove(&producer_id) {
             if !commit {
@@ -128,7 +140,11 @@ impl PartitionLog {
         AppendOutcome::Appended { base_offset: offset, log_start: self.log_start }
     }
 
-    fn append(&mut self, producer: Option<ProducerInfo>, records: Vec<Record>, transactional: bool) -> AppendOutcome {
+    fn append(&mut self, producer: Option<ProducerInfo>, records: Vec<Record>, transactional: bool, batch: Option<Bytes>) -> AppendOutcome {
+        if batch.is_some() != (self.layout == Layout::Batch) {
+            // Written for the other layout: the topic was recreated since the writer looked.
+            return AppendOutcome::UnknownPartition;
+        }
         let count = records.len();
         if let Some(producer) = &producer {
             if let Some(outcome) = check_sequence(self.producers.get(&producer.producer_id), producer, count, self.log_start) {
@@ -150,6 +166,10 @@ impl PartitionLog {
             }
         }
         self.next = base_offset + count as i64;
+        if let (Some(bytes), true) = (batch, count > 0) {
+            let last_offset = self.next - 1;
+            self.batches.insert(last_offset, StoredBatch { base_offset, last_offset, bytes });
+        }
         if let Some(producer) = producer {
             let state = self.producers.entry(producer.producer_id).or_default();
             state.idle_since = None;
@@ -181,6 +201,26 @@ impl PartitionLog {
         out
     }
 
+    /// The batches from the one holding `offset` (or the log start) on: at least one, then
+    /// while their bytes fit in `max_bytes`.
+    fn read_batches(&self, offset: i64, max_bytes: usize) -> Vec<StoredBatch> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for batch in self.batches.range(offset.max(self.log_start)..).map(|(_, batch)| batch) {
+            if !out.is_empty() && bytes + batch.bytes.len() > max_bytes {
+                break;
+            }
+            bytes += batch.bytes.len();
+            out.push(batch.clone());
+        }
+        out
+    }
+
+    /// Payload bytes of the records in `from..=to`, as retention.bytes counts them.
+    fn kept_bytes_between(&self, from: i64, to: i64) -> u64 {
+        self.records.range(from..=to).map(|(&offset, record)| self.kept_bytes(offset, record)).sum()
+    }
+
     /// The first record at or after the start whose running maximum timestamp reaches
     /// `timestamp`.
     fn offset_for_timestamp(&self, timestamp: i64) -> Option<(i64, i64)> {
@@ -201,6 +241,19 @@ impl PartitionLog {
             TrimTo::OlderThan(cutoff) => {
                 self.time_index.iter().find(|(ts, _)| *ts >= cutoff).map_or(self.next, |&(_, offset)| offset)
             }
+            TrimTo::KeepBytes(limit) if self.layout == Layout::Batch => {
+                // Whole batches go, oldest first, as the entries that hold them are removed.
+                let mut kept: u64 = self.records.iter().map(|(&offset, r)| self.kept_bytes(offset, r)).sum();
+                let mut start = self.log_start;
+                for batch in self.batches.values() {
+                    if kept <= limit {
+                        break;
+                    }
+                    kept -= self.kept_bytes_between(batch.base_offset, batch.last_offset);
+                    start = batch.last_offset + 1;
+                }
+                start
+            }
             TrimTo::KeepBytes(limit) => {
                 let mut kept: u64 = self.records.iter().map(|(&offset, r)| self.kept_bytes(offset, r)).sum();
                 let mut start = self.log_start;
@@ -214,18 +267,34 @@ impl PartitionLog {
                 start
             }
         };
-        let before = self.records.len();
+        // Records removed: in the batch layout, those of the entries removed whole (a batch
+        // holding the new start stays, and is served from the start on).
+        let before = match self.layout {
+            Layout::Record => self.records.len() as u64,
+            Layout::Batch => self.batches.values().map(StoredBatch::offset_count).sum(),
+        };
         if new_start > self.log_start {
             self.log_start = new_start.min(self.next);
-            self.records = self.records.split_off(&self.log_start);
-            self.provenance = self.provenance.split_off(&self.log_start);
+            self.batches = self.batches.split_off(&self.log_start);
+            // A batch holding the new start stays whole (its payload still counts), and is
+            // served from the start on.
+            let kept_from = match self.batches.values().next() {
+                Some(batch) if self.layout == Layout::Batch => batch.base_offset.min(self.log_start),
+                _ => self.log_start,
+            };
+            self.records = self.records.split_off(&kept_from);
+            self.provenance = self.provenance.split_off(&kept_from);
             let log_start = self.log_start;
             self.aborted.retain(|aborted| aborted.last_offset >= log_start);
             // Keep the index entry that covers the new start; drop those before it.
             let covering = self.time_index.iter().rposition(|&(_, offset)| offset <= self.log_start).unwrap_or(0);
             self.time_index.drain(..covering);
         }
-        TrimOutcome::Trimmed { log_start: self.log_start, removed: (before - self.records.len()) as u64 }
+        let after = match self.layout {
+            Layout::Record => self.records.len() as u64,
+            Layout::Batch => self.batches.values().map(StoredBatch::offset_count).sum(),
+        };
+        TrimOutcome::Trimmed { log_start: self.log_start, removed: before - after }
     }
 }
 
@@ -244,7 +313,7 @@ impl MemoryStore {
                 if self.topics.contains_key(&topic.name) {
                     return StorageReply::TopicCreated(false);
                 }
-                self.create_partitions(&topic.name, 0..topic.partitions);
+                self.create_partitions(&topic.name, Layout::of(&topic.configs), 0..topic.partitions);
                 self.topics.insert(topic.name.clone(), topic);
                 StorageReply::TopicCreated(true)
             }
@@ -252,8 +321,8 @@ impl MemoryStore {
                 None => TopicUpdate::Gone,
                 Some(stored) if *stored != expected => TopicUpdate::Changed,
                 Some(stored) => {
-                    let existing = stored.partitions;
-                    self.create_partitions(&topic.name, existing..topic.partitions);
+                    let (existing, layout) = (stored.partitions, Layout::of(&stored.configs));
+                    self.create_partitions(&topic.name, layout, existing..topic.partitions);
                     self.topics.insert(topic.name.clone(), topic);
                     TopicUpdate::Updated
                 }
@@ -263,15 +332,19 @@ impl MemoryStore {
                 self.partitions.retain(|(topic, _), _| *topic != name);
                 StorageReply::TopicDeleted(existed)
             }
-            StorageCommand::Append { topic, partition, producer, records, replicated: _, transactional } => {
+            StorageCommand::Append { topic, partition, producer, records, replicated: _, transactional, batch } => {
                 StorageReply::Appended(match self.partitions.get_mut(&(topic, partition)) {
-                    Some(log) => log.append(producer, records, transactional),
+                    Some(log) => log.append(producer, records, transactional, batch),
                     None => AppendOutcome::UnknownPartition,
                 })
             }
-            StorageCommand::Read { topic, partition, offset, max_bytes } => {
+            StorageCommand::Read { topic, partition, offset, max_bytes, layout: Layout::Record } => {
                 let log = self.log(topic, partition);
                 StorageReply::Records { records: log.read(offset, max_bytes), offsets: log.offsets() }
+            }
+            StorageCommand::Read { topic, partition, offset, max_bytes, layout: Layout::Batch } => {
+                let log = self.log(topic, partition);
+                StorageReply::Batches { batches: log.read_batches(offset, max_bytes), offsets: log.offsets() }
             }
             StorageCommand::PartitionOffsets { topic, partition } => StorageReply::Offsets(self.log(topic, partition).offsets()),
             StorageCommand::WriteTxnMarker { topic, partition, producer_id, producer_epoch, commit, coordinator_epoch, timestamp } => {
@@ -455,9 +528,9 @@ impl MemoryStore {
         }
     }
 
-    fn create_partitions(&mut self, topic: &str, partitions: std::ops::Range<i32>) {
+    fn create_partitions(&mut self, topic: &str, layout: Layout, partitions: std::ops::Range<i32>) {
         for partition in partitions {
-            self.partitions.entry((topic.to_string(), partition)).or_default();
+            self.partitions.entry((topic.to_string(), partition)).or_insert_with(|| PartitionLog { layout, ..Default::default() });
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod memory;
 
 use crate::records::{ProducerInfo, Record};
+use bytes::Bytes;
 use crate::security::acl::AclBinding;
 use crate::security::{ScramCredential, ScramMechanism};
 use std::collections::BTreeMap;
@@ -21,6 +22,44 @@ pub struct TopicMeta {
     pub partitions: i32,
     /// Topic-level overrides of broker defaults, e.g. `retention.ms`.
     pub configs: BTreeMap<String, String>,
+}
+
+/// How a topic's partitions keep their records in storage: the topic config `korvet.layout`,
+/// chosen at creation and fixed from then on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layout {
+    /// One stream entry per record, its key, value and headers as fields: readable by any
+    /// Redis client, and compactable.
+    #[default]
+    Record,
+    /// One stream entry per producer batch, kept as the Kafka record batch the producer sent
+    /// and served to consumers as it is: storage works per batch, not per record.
+    Batch,
+}
+
+impl Layout {
+    /// The topic config that names a topic's layout.
+    pub const CONFIG: &'static str = "korvet.layout";
+
+    pub fn parse(value: &str) -> Option<Layout> {
+        match value.trim() {
+            "record" => Some(Layout::Record),
+            "batch" => Some(Layout::Batch),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Record => "record",
+            Layout::Batch => "batch",
+        }
+    }
+
+    /// A topic's layout: what its configs name (validated at creation), else the record layout.
+    pub fn of(configs: &BTreeMap<String, String>) -> Layout {
+        configs.get(Self::CONFIG).and_then(|value| Layout::parse(value)).unwrap_or_default()
+    }
 }
 
 /// A consumer group's committed position in one partition.
@@ -85,6 +124,31 @@ pub struct StoredRecord {
     pub provenance: Provenance,
 }
 
+/// One entry of a batch-layout partition read back: a Kafka record batch (message format v2)
+/// that holds offsets `base_offset..=last_offset`, as the producer sent it (or as the topic's
+/// `compression.type` re-encoded it), or a transaction marker's control batch. Only its base
+/// offset field is not to be trusted: stores keep what the producer sent there, and Fetch
+/// writes the real one (a field before the CRC, so the CRC stays valid).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub bytes: Bytes,
+}
+
+impl StoredBatch {
+    /// A transaction's records (not a marker): the transactional flag without the control flag.
+    pub fn is_transactional(&self) -> bool {
+        let attributes = crate::records::batch_attributes(&self.bytes);
+        attributes & crate::records::TRANSACTIONAL_FLAG != 0 && attributes & crate::records::CONTROL_FLAG == 0
+    }
+
+    /// Offsets the batch spans.
+    pub fn offset_count(&self) -> u64 {
+        (self.last_offset - self.base_offset + 1).max(0) as u64
+    }
+}
+
 /// What a record's batch said of its producer, as far as consumers must be told again: Fetch
 /// serves records of one provenance in batches of their own, whose headers carry it, so that a
 /// read_committed consumer can tell a transaction's records apart.
@@ -124,12 +188,30 @@ pub enum StorageCommand {
     ///
     /// With `transactional` (a transaction's batch; `producer` is then set) the records are
     /// stored with their producer and epoch, and read back as [`Provenance::Transactional`].
-    Append { topic: String, partition: i32, producer: Option<ProducerInfo>, records: Vec<Record>, replicated: bool, transactional: bool },
+    ///
+    /// `batch` is set for a partition of the batch layout: the records as one Kafka record
+    /// batch, stored whole as one entry that holds the offsets assigned to `records` (whose
+    /// timestamps and sizes the store still uses for its time index and retention). A store
+    /// whose partition has the other layout (the topic was recreated meanwhile through another
+    /// broker) refuses the append as [`AppendOutcome::UnknownPartition`].
+    Append {
+        topic: String,
+        partition: i32,
+        producer: Option<ProducerInfo>,
+        records: Vec<Record>,
+        replicated: bool,
+        transactional: bool,
+        batch: Option<Bytes>,
+    },
     /// Records from `offset` (or the log start, if later) on, at least one if any exists there,
     /// then as many more as fit in `max_bytes` of payload. Offsets of removed records
     /// (compaction) are skipped: the records come with their own offsets, not always
     /// consecutive.
-    Read { topic: String, partition: i32, offset: i64, max_bytes: usize },
+    ///
+    /// With [`Layout::Batch`] the reply is [`StorageReply::Batches`]: the stored batches from
+    /// the one that holds `offset` (or the log start) on, at least one, then as many more as
+    /// fit in `max_bytes` of batch bytes. Markers come as control batches.
+    Read { topic: String, partition: i32, offset: i64, max_bytes: usize, layout: Layout },
     /// Log start offset, last stable offset and high watermark of a partition.
     PartitionOffsets { topic: String, partition: i32 },
     /// Ends a producer's transaction on a partition: appends its marker (a control record that
@@ -330,7 +412,8 @@ pub enum TrimTo {
 pub enum TrimOutcome {
     Trimmed {
         log_start: i64,
-        /// Records removed by this trim.
+        /// Records removed by this trim (in the batch layout, the records of the batches removed
+        /// whole: a batch holding the new start stays).
         removed: u64,
     },
     /// [`TrimTo::Offset`] beyond the high watermark; nothing changed.
@@ -383,6 +466,8 @@ pub enum StorageReply {
     TopicUpdated(TopicUpdate),
     Appended(AppendOutcome),
     Records { records: Vec<StoredRecord>, offsets: PartitionOffsets },
+    /// What a [`Layout::Batch`] read found.
+    Batches { batches: Vec<StoredBatch>, offsets: PartitionOffsets },
     Offsets(PartitionOffsets),
     /// `(offset, timestamp)` of the match, or `None` when every record is older.
     TimestampOffset(Option<(i64, i64)>),

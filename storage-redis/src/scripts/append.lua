@@ -11,11 +11,16 @@
 --   producer id ("-1" for none), producer epoch, base sequence, "1" for a transaction's batch
 --   (its entries carry a `txn` field; the caller adds it) else "0", number of records N, their
 --   payload bytes (keys, values, headers; the partition's `bytes` counts what it keeps),
---   fields per record F when every record has the same number (else "-1"),
+--   fields per record F when every record has the same number (else "-1"; "-2" for a partition
+--   of the batch layout, whose batch is one entry: see below),
 --   number R of records that raise the batch's running maximum timestamp, then R pairs
 --   (position in the batch from 0, timestamp),
 --   then per record: timestamp, then F field/value pairs (or, when F is "-1", the record's
---   field count and its pairs).
+--   field count and its pairs); when F is "-2", instead of the records, the batch's bytes: the
+--   one entry written, with ID "<last offset>-<record count>" and fields `batch` (the bytes)
+--   and `payload` (the payload bytes, for retention.bytes).
+-- A batch written for the other layout than the partition's (hash field `layout`, absent for
+-- the record layout) answers 4, as for a partition that is gone: the topic was recreated.
 -- The caller works out the timestamp raisers and the record shapes, so that the loop below,
 -- which runs once per record on Redis's single thread, converts no strings to numbers.
 -- After the appends the message is published on the channel, so that long-polling fetches on
@@ -45,6 +50,7 @@ else
   return results
 end
 local first_offset = next_offset
+local batch_layout = redis.call('HGET', partition, 'layout') == 'batch'
 -- HGET answers false, not nil, for a missing field.
 local max_ts = redis.call('HGET', partition, 'max-timestamp')
 if max_ts then max_ts = tonumber(max_ts) else max_ts = nil end
@@ -90,8 +96,14 @@ local function check_sequence(known, epoch, first_seq, last_seq)
 end
 
 -- Writes `count` records starting at ARGV[i]; returns the index after them.
-local function write_records(i, count, uniform)
-  if uniform == 1 then
+local function write_records(i, count, uniform, payload)
+  if uniform == -2 then
+    if count > 0 then
+      next_offset = next_offset + count
+      redis.call('XADD', stream, string.format('%d-%d', next_offset - 1, count), 'batch', ARGV[i], 'payload', payload)
+    end
+    return i + 1
+  elseif uniform == 1 then
     for _ = 1, count do
       redis.call('XADD', stream, string.format('%d-1', next_offset), 'timestamp', ARGV[i], ARGV[i + 1], ARGV[i + 2])
       next_offset = next_offset + 1
@@ -127,6 +139,7 @@ end
 
 -- The index just past a batch's records, without reading them.
 local function skip_records(i, count, uniform)
+  if uniform == -2 then return i + 1 end
   if uniform >= 0 then return i + count * (1 + 2 * uniform) end
   for _ = 1, count do i = i + 2 + 2 * tonumber(ARGV[i + 1]) end
   return i
@@ -136,12 +149,15 @@ local i = 4
 for _ = 1, tonumber(ARGV[3]) do
   local producer, epoch, first_seq = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local transactional = ARGV[i + 3] == '1'
-  local count, payload = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local count, payload_arg = tonumber(ARGV[i + 4]), ARGV[i + 5]
+  local payload = tonumber(payload_arg)
   local uniform, raisers = tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
   local raisers_at = i + 8
   i = raisers_at + 2 * raisers
   local status, offset, known, last_seq = 0, nil, nil, nil
-  if producer ~= '-1' then
+  if (uniform == -2) ~= batch_layout then
+    status, offset = 4, -1
+  elseif producer ~= '-1' then
     last_seq = (first_seq + count - 1) % 2147483648
     known = producer_state(producer)
     status, offset = check_sequence(known, epoch, first_seq, last_seq)
@@ -160,7 +176,7 @@ for _ = 1, tonumber(ARGV[3]) do
         redis.call('ZADD', timeindex, ts, string.format('%d', max_ts_offset))
       end
     end
-    i = write_records(i, count, uniform)
+    i = write_records(i, count, uniform, payload_arg)
     appended_bytes = appended_bytes + payload
     if known then
       if known.epoch ~= epoch then known.history = {} end

@@ -14,7 +14,7 @@
 --   the first entry left, so that nothing is ever served as present that is gone.
 -- Allowed when Redis is over maxmemory (allow-oom): trimming is how room is made, and the few
 -- bytes it writes must not fail half-way after entries were removed.
--- Returns {status, log start, entries removed, more}: status 0 trimmed, 1 offset past the high
+-- Returns {status, log start, records removed (the offsets their entries held), more}: status 0 trimmed, 1 offset past the high
 -- watermark (the second value is the high watermark; nothing changed), -1 no such partition.
 local stream, partition, timeindex = KEYS[1], KEYS[2], KEYS[3]
 local mode, budget, dense = ARGV[1], tonumber(ARGV[3]), ARGV[4] == '1'
@@ -24,8 +24,15 @@ next_offset = tonumber(next_offset)
 local start = tonumber(redis.call('HGET', partition, 'start') or '0')
 local kept = tonumber(redis.call('HGET', partition, 'bytes') or '0')
 
--- The offset of entry ID "<offset>-1".
+-- The last offset an entry holds: its ID is "<last offset>-<count>" ("<offset>-1" for a
+-- record, a batch of the batch layout holds `count` offsets).
 local function entry_offset(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
+
+-- How many offsets an entry holds.
+local function entry_count(entry) return tonumber(string.match(entry[1], '-(%d+)$')) end
+
+-- The first offset an entry holds.
+local function entry_first_offset(entry) return entry_offset(entry) - entry_count(entry) + 1 end
 
 -- Payload bytes of an entry (`payload_bytes` comes from payload.lua).
 local function entry_bytes(entry) return payload_bytes(entry[2]) end
@@ -42,10 +49,12 @@ elseif mode == 'time' then
 end
 if target > start then start = target end
 
--- Entries below the start, from the oldest on.
-local removed, removed_bytes, last_removed = 0, 0, nil
+-- Entries wholly below the start, from the oldest on (a batch holding the start stays).
+-- `removed` counts entries (the budget), `removed_records` the offsets they held.
+local removed, removed_records, removed_bytes, last_removed = 0, 0, 0, nil
 for _, entry in ipairs(redis.call('XRANGE', stream, '-', string.format('%d-0', start), 'COUNT', budget)) do
   removed, removed_bytes, last_removed = removed + 1, removed_bytes + entry_bytes(entry), entry_offset(entry)
+  removed_records = removed_records + entry_count(entry)
 end
 local more = removed >= budget
 
@@ -53,12 +62,13 @@ local more = removed >= budget
 if mode == 'bytes' and not more then
   local limit, left = tonumber(ARGV[2]), kept - removed_bytes
   if left > limit then
-    local entries = redis.call('XRANGE', stream, string.format('%d-1', start), '+', 'COUNT', budget - removed)
+    local entries = redis.call('XRANGE', stream, string.format('%d-0', start), '+', 'COUNT', budget - removed)
     for _, entry in ipairs(entries) do
       if left <= limit then break end
       local size = entry_bytes(entry)
       left = left - size
       removed, removed_bytes, last_removed = removed + 1, removed_bytes + size, entry_offset(entry)
+      removed_records = removed_records + entry_count(entry)
       start = last_removed + 1
     end
     more = left > limit and removed >= budget
@@ -72,7 +82,7 @@ end
 if dense and not more then
   local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
   local present = next_offset
-  if #first > 0 then present = entry_offset(first[1]) end
+  if #first > 0 then present = entry_first_offset(first[1]) end
   if present > start then start = present end
 end
 if start > next_offset then start = next_offset end
@@ -96,4 +106,4 @@ if removed_bytes > 0 then
 end
 local more_flag = 0
 if more then more_flag = 1 end
-return {0, start, removed, more_flag}
+return {0, start, removed_records, more_flag}

@@ -10,12 +10,13 @@ use super::topic_lookup::TopicLookup;
 use super::{topic_name, Handler, Step};
 use super::{Context, WaitKey};
 use crate::errors;
-use crate::records;
-use crate::storage::{AbortedTransaction as Aborted, PartitionOffsets, Provenance, StorageCommand, StorageReply, StoredRecord};
-use bytes::{Bytes, BytesMut};
+use crate::storage::{AbortedTransaction as Aborted, Layout, PartitionOffsets, StorageCommand, StorageReply};
+use served::Served;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::*;
 use kafka_protocol::messages::{ProducerId, ResponseKind};
+
+mod served;
 
 pub(crate) const SPEC: ApiSpec = api_spec!(Fetch, 0..=12, decodable from 4, |req, meta| Started::new(Fetch::new(req, meta.version), true));
 
@@ -28,6 +29,8 @@ pub(crate) struct Fetch {
     results: Vec<Vec<PartitionResult>>,
     /// (topic index, partition index) of each read sent.
     sent: Vec<(usize, usize)>,
+    /// The layout of each partition read, in the order of `sent`.
+    layouts: Vec<Layout>,
     /// Appends seen on the watched partitions when the reads were sent; if the count has moved
     /// by the time the replies are in, an append raced the read and parking would miss it.
     appends_at_read: u64,
@@ -45,7 +48,7 @@ enum Phase {
 #[derive(Clone, Default)]
 struct PartitionResult {
     error: i16,
-    records: Vec<StoredRecord>,
+    served: Served,
     bytes: usize,
     offsets: Option<PartitionOffsets>,
     /// For read_committed: the aborted transactions among the records answered.
@@ -58,7 +61,7 @@ const READ_COMMITTED: i8 = 1;
 impl Fetch {
     pub fn new(request: FetchRequest, _version: i16) -> Self {
         let results = request.topics.iter().map(|t| vec![PartitionResult::default(); t.partitions.len()]).collect();
-        Fetch { request, lookup: None, phase: Phase::Lookup, deadline: None, results, sent: Vec::new(), appends_at_read: 0 }
+        Fetch { request, lookup: None, phase: Phase::Lookup, deadline: None, results, sent: Vec::new(), layouts: Vec::new(), appends_at_read: 0 }
     }
 
     fn appends_seen(&self, cx: &Context<'_>) -> u64 {
@@ -68,6 +71,7 @@ impl Fetch {
     fn reads(&mut self, cx: &Context<'_>) -> Vec<StorageCommand> {
         let Some(lookup) = &self.lookup else { return Vec::new() };
         self.sent.clear();
+        self.layouts.clear();
         for (ti, topic) in self.request.topics.iter().enumerate() {
             let name = topic_name(&topic.topic);
             for (pi, partition) in topic.partitions.iter().enumerate() {
@@ -75,7 +79,10 @@ impl Fetch {
                 *result = PartitionResult::default();
                 match lookup.partition(&name, partition.partition) {
                     Err(code) => result.error = code,
-                    Ok(_) => self.sent.push((ti, pi)),
+                    Ok(meta) => {
+                        self.sent.push((ti, pi));
+                        self.layouts.push(Layout::of(&meta.configs));
+                    }
                 }
             }
         }
@@ -83,7 +90,8 @@ impl Fetch {
         let commands = self
             .sent
             .iter()
-            .map(|&(ti, pi)| {
+            .zip(&self.layouts)
+            .map(|(&(ti, pi), &layout)| {
                 let topic = &self.request.topics[ti];
                 let partition = &topic.partitions[pi];
                 StorageCommand::Read {
@@ -91,6 +99,7 @@ impl Fetch {
                     partition: partition.partition,
                     offset: partition.fetch_offset,
                     max_bytes: read_budget(partition.partition_max_bytes, self.request.max_bytes).min(share),
+                    layout,
                 }
             })
             .collect();
@@ -102,23 +111,29 @@ impl Fetch {
         for (&(ti, pi), reply) in self.sent.iter().zip(replies) {
             let fetch_offset = self.request.topics[ti].partitions[pi].fetch_offset;
             let result = &mut self.results[ti][pi];
-            match reply {
-                StorageReply::Records { mut records, offsets } => {
-                    if fetch_offset < offsets.log_start || fetch_offset > offsets.high_watermark {
-                        result.error = errors::OFFSET_OUT_OF_RANGE;
-                    } else {
-                        if self.request.isolation_level == READ_COMMITTED {
-                            // Nothing of a transaction still open, nor anything after it.
-                            records.retain(|r| r.offset < offsets.last_stable);
-                        }
-                        result.bytes = records.iter().map(|r| r.record.payload_len()).sum();
-                        result.records = records;
-                    }
-                    result.offsets = Some(offsets);
+            let (mut served, offsets) = match reply {
+                StorageReply::Records { records, offsets } => (Served::Records(records), offsets),
+                StorageReply::Batches { batches, offsets } => (Served::Batches(batches), offsets),
+                StorageReply::Failed(err) => {
+                    result.error = errors::for_storage_error(&err);
+                    continue;
                 }
-                StorageReply::Failed(err) => result.error = errors::for_storage_error(&err),
-                _ => result.error = errors::UNKNOWN_SERVER_ERROR,
+                _ => {
+                    result.error = errors::UNKNOWN_SERVER_ERROR;
+                    continue;
+                }
+            };
+            if fetch_offset < offsets.log_start || fetch_offset > offsets.high_watermark {
+                result.error = errors::OFFSET_OUT_OF_RANGE;
+            } else {
+                if self.request.isolation_level == READ_COMMITTED {
+                    // Nothing of a transaction still open, nor anything after it.
+                    served.keep_below(offsets.last_stable);
+                }
+                result.bytes = served.bytes();
+                result.served = served;
             }
+            result.offsets = Some(offsets);
         }
     }
 
@@ -147,23 +162,22 @@ impl Fetch {
         let mut budget = self.request.max_bytes.max(0) as usize;
         let mut first = true;
         for (topic, results) in self.request.topics.iter().zip(&mut self.results) {
-            for result in results.iter_mut().filter(|r| !r.records.is_empty()) {
+            for result in results.iter_mut().filter(|r| !r.served.is_empty()) {
                 let mut used = 0;
                 let mut keep = 0;
-                for stored in &result.records {
-                    let size = stored.record.payload_len();
+                for size in result.served.sizes() {
                     if !(first && keep == 0) && used + size > budget {
                         break;
                     }
                     used += size;
                     keep += 1;
                 }
-                result.records.truncate(keep);
+                result.served.truncate(keep);
                 budget = budget.saturating_sub(used);
                 if keep > 0 {
                     first = false;
                     let stats = cx.stats.topic(&topic_name(&topic.topic));
-                    stats.records_out += keep as u64;
+                    stats.records_out += result.served.record_count();
                     stats.bytes_out += used as u64;
                 }
             }
@@ -180,9 +194,7 @@ impl Fetch {
         let mut commands = Vec::new();
         for (ti, topic) in self.request.topics.iter().enumerate() {
             for (pi, requested) in topic.partitions.iter().enumerate() {
-                let records = &self.results[ti][pi].records;
-                if records.iter().any(|r| matches!(r.provenance, Provenance::Transactional { .. })) {
-                    let (from, to) = (records[0].offset, records[records.len() - 1].offset);
+                if let Some((from, to)) = self.results[ti][pi].served.transactional_span() {
                     commands.push(StorageCommand::AbortedTransactions { topic: topic_name(&topic.topic), partition: requested.partition, from, to });
                     self.sent.push((ti, pi));
                 }
@@ -202,7 +214,7 @@ impl Fetch {
                 _ => result.error = errors::UNKNOWN_SERVER_ERROR,
             }
             if result.error != errors::NONE {
-                result.records.clear();
+                result.served.clear();
             }
         }
     }
@@ -245,7 +257,7 @@ impl Fetch {
                             .with_last_stable_offset(last_stable)
                             .with_log_start_offset(log_start)
                             .with_aborted_transactions(Some(aborted))
-                            .with_records(Some(encode_records(&result.records)))
+                            .with_records(Some(result.served.encode()))
                     })
                     .collect();
                 FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions)
@@ -276,25 +288,6 @@ fn read_budget(partition_max_bytes: i32, request_max_bytes: i32) -> usize {
 
 fn read_share(partitions: usize) -> usize {
     (MAX_FETCH_READ / partitions.max(1)).max(MIN_PARTITION_SHARE)
-}
-
-/// Records read from one partition go in one batch per run of records of the same provenance
-/// (a transaction's records in batches of their own, naming its producer), each record at its
-/// own offset: compaction may have left gaps between them.
-fn encode_records(records: &[StoredRecord]) -> Bytes {
-    if records.is_empty() {
-        return Bytes::new();
-    }
-    let mut out = BytesMut::with_capacity(records.iter().map(|r| r.record.payload_len() + 32).sum::<usize>() + 64);
-    for run in records.chunk_by(|a, b| a.provenance == b.provenance) {
-        let producer = match run[0].provenance {
-            Provenance::Plain => records::BatchProducer::None,
-            Provenance::Transactional { producer_id, producer_epoch } => records::BatchProducer::Transaction { producer_id, producer_epoch },
-            Provenance::Marker { producer_id, producer_epoch, .. } => records::BatchProducer::Marker { producer_id, producer_epoch },
-        };
-        records::encode_batch_at(&mut out, producer, run.iter().map(|r| (r.offset, &r.record)));
-    }
-    out.freeze()
 }
 
 impl Handler for Fetch {
