@@ -162,7 +162,9 @@ struct Inner {
     replicated: Option<Replicated>,
     /// Partition reads have connections of their own; see [`reads`].
     reads: reads::Reads,
-    read_ahead: read_ahead::ReadAhead,
+    read_ahead: read_ahead::ReadAhead<StoredRecord>,
+    /// The same for partitions of the batch layout.
+    batch_read_ahead: read_ahead::ReadAhead<StoredBatch>,
     appends: append::GroupCommit,
     pubsub: PubSubSource,
     origin: i32,
@@ -319,6 +321,7 @@ impl RedisStorage {
                 replicated,
                 reads,
                 read_ahead: read_ahead::ReadAhead::default(),
+                batch_read_ahead: read_ahead::ReadAhead::default(),
                 appends: append::GroupCommit::default(),
                 pubsub,
                 origin: options.broker_id,
@@ -585,6 +588,7 @@ impl RedisStorage {
             StorageCommand::UpdateTopic { expected, topic } => topics::update(&mut conn, keys, &expected, &topic).await,
             StorageCommand::DeleteTopic { name } => {
                 inner.read_ahead.forget_topic(&name);
+                inner.batch_read_ahead.forget_topic(&name);
                 Ok(StorageReply::TopicDeleted(topics::delete(&mut conn, keys, &name).await?))
             }
             // run() sends appends through group commit; they never get here.
@@ -593,8 +597,7 @@ impl RedisStorage {
                 inner.read_ahead.read(&inner.reads, keys, &topic, partition, offset, max_bytes).await
             }
             StorageCommand::Read { topic, partition, offset, max_bytes, layout: Layout::Batch } => {
-                let outcome = read::read_partition::<StoredBatch>(&inner.reads, keys, &topic, partition, offset, max_bytes).await?;
-                Ok(outcome.into_reply())
+                inner.batch_read_ahead.read(&inner.reads, keys, &topic, partition, offset, max_bytes).await
             }
             StorageCommand::PartitionOffsets { topic, partition } => {
                 let meta: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) =

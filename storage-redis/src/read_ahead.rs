@@ -11,8 +11,7 @@
 //! [`MAX_READING`] read-aheads are kept at a time, which bounds their memory.
 
 use crate::keys::Keys;
-use crate::read::{self, ReadOutcome};
-use korvet_core::storage::StoredRecord;
+use crate::read::{self, Item, ReadOutcome};
 use crate::reads::Reads;
 use futures_channel::oneshot;
 use korvet_core::storage::StorageReply;
@@ -31,21 +30,27 @@ const MAX_SLOTS: usize = 1024;
 
 type Place = (String, i32, i64);
 
-enum Slot {
+enum Slot<T> {
     /// A read stopped here; a read from here continues it.
     Continues,
     /// A read from here is under way.
-    Reading(oneshot::Receiver<Result<ReadOutcome<StoredRecord>, RedisError>>),
+    Reading(oneshot::Receiver<Result<ReadOutcome<T>, RedisError>>),
 }
 
-#[derive(Default)]
-pub struct ReadAhead {
-    slots: Mutex<HashMap<Place, (Instant, Slot)>>,
+/// Read-ahead for the partitions of one layout (`T`: records, or the batch layout's batches).
+pub struct ReadAhead<T> {
+    slots: Mutex<HashMap<Place, (Instant, Slot<T>)>>,
     /// Counts topic deletions: a read that began before one keeps nothing for later.
     deletions: AtomicU64,
 }
 
-impl ReadAhead {
+impl<T> Default for ReadAhead<T> {
+    fn default() -> Self {
+        ReadAhead { slots: Mutex::new(HashMap::new()), deletions: AtomicU64::new(0) }
+    }
+}
+
+impl<T: Item> ReadAhead<T> {
     /// Reads `max_bytes` of a partition from `offset`, from a read-ahead if one is there, and
     /// starts the next read-ahead when this read continues an earlier one.
     pub async fn read(
@@ -69,7 +74,7 @@ impl ReadAhead {
         };
         let outcome = match kept {
             Some(outcome) => outcome,
-            None => read::read_partition::<StoredRecord>(conn, keys, topic, partition, offset, max_bytes).await?,
+            None => read::read_partition::<T>(conn, keys, topic, partition, offset, max_bytes).await?,
         };
         if let Some(next) = outcome.more() {
             let place = (topic.to_string(), partition, next.offset);
@@ -91,11 +96,11 @@ impl ReadAhead {
         slots.retain(|(name, _, _), _| name != topic);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Place, (Instant, Slot)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Place, (Instant, Slot<T>)>> {
         self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn take(&self, place: &Place) -> Option<Slot> {
+    fn take(&self, place: &Place) -> Option<Slot<T>> {
         let (at, slot) = self.lock().remove(place)?;
         (at.elapsed() < KEEP_FOR).then_some(slot)
     }
@@ -104,7 +109,7 @@ impl ReadAhead {
         self.lock().values().filter(|(at, slot)| matches!(slot, Slot::Reading(_)) && at.elapsed() < KEEP_FOR).count()
     }
 
-    fn keep(&self, place: Place, slot: Slot, deletions_at_start: u64) {
+    fn keep(&self, place: Place, slot: Slot<T>, deletions_at_start: u64) {
         let mut slots = self.lock();
         if self.deletions.load(Ordering::SeqCst) != deletions_at_start {
             return;

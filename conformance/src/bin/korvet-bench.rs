@@ -3,8 +3,12 @@
 //!
 //!   korvet-bench produce --bootstrap B --topic T --records N --size BYTES [--acks 1|all]
 //!                        [--compression none|lz4|...] [--rate RECORDS_PER_S] [--producers P]
-//!                        [--linger-ms MS (5)]
+//!                        [--linger-ms MS (5)] [--payload x|json|random]
 //!   korvet-bench consume --bootstrap B --topic T --records N [--consumers C]
+//!
+//! `--payload` says what fills each record after its first 8 bytes: `x` (the default, as
+//! kafka-producer-perf-test's constant payload), `json` (JSON-like events whose numbers and
+//! names vary, compressible as real ones are) or `random` (incompressible bytes).
 //!
 //! `produce` reports records/s, MB/s and produce latency (send to acknowledgement) percentiles;
 //! `consume` reads N records from offset 0 of every partition and reports records/s, MB/s and
@@ -62,6 +66,80 @@ impl Options {
         match self.0.get(name) {
             Some(v) => v.parse().unwrap_or_else(|_| fail(format!("--{name} wants a number, not {v}"))),
             None => default.unwrap_or_else(|| fail(format!("--{name} is required"))),
+        }
+    }
+}
+
+/// What fills a produced record.
+#[derive(Clone, Copy)]
+enum PayloadKind {
+    Constant,
+    Json,
+    Random,
+}
+
+impl PayloadKind {
+    fn parse(name: &str) -> PayloadKind {
+        match name {
+            "x" => PayloadKind::Constant,
+            "json" => PayloadKind::Json,
+            "random" => PayloadKind::Random,
+            other => fail(format!("--payload wants x, json or random, not {other}")),
+        }
+    }
+}
+
+/// Fills payloads of one kind, record after record (a xorshift generator: no dependency, and
+/// the same records on every run).
+struct Fill {
+    kind: PayloadKind,
+    state: u64,
+    count: u64,
+}
+
+impl Fill {
+    fn new(kind: PayloadKind, seed: u64) -> Fill {
+        Fill { kind, state: 0x9E37_79B9_7F4A_7C15 ^ (seed + 1), count: 0 }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+
+    /// Writes the next record's payload from byte 8 on (the first 8 are its send time).
+    fn next(&mut self, payload: &mut [u8]) {
+        self.count += 1;
+        match self.kind {
+            PayloadKind::Constant => {}
+            PayloadKind::Random => {
+                for chunk in payload[8..].chunks_mut(8) {
+                    let bytes = self.random().to_le_bytes();
+                    chunk.copy_from_slice(&bytes[..chunk.len()]);
+                }
+            }
+            PayloadKind::Json => {
+                const EVENTS: [&str; 4] = ["page_view", "add_to_cart", "checkout", "search"];
+                const COUNTRIES: [&str; 5] = ["DE", "FR", "US", "BR", "JP"];
+                let mut text = String::with_capacity(payload.len());
+                while text.len() < payload.len() {
+                    let r = self.random();
+                    text.push_str(&format!(
+                        "{{\"id\":{},\"user\":\"user-{}\",\"event\":\"{}\",\"country\":\"{}\",\"amount\":{}.{:02},\"ts\":{}}}",
+                        self.count,
+                        r % 100_000,
+                        EVENTS[(r >> 20) as usize % EVENTS.len()],
+                        COUNTRIES[(r >> 24) as usize % COUNTRIES.len()],
+                        (r >> 28) % 500,
+                        (r >> 40) % 100,
+                        1_765_000_000_000u64 + self.count * 7
+                    ));
+                }
+                let end = payload.len();
+                payload[8..].copy_from_slice(&text.as_bytes()[8..end]);
+            }
         }
     }
 }
@@ -128,6 +206,7 @@ fn produce(options: &Options) {
     let rate = options.number("rate", Some(0));
     let producers = options.number("producers", Some(1)).max(1);
     let linger_ms = options.number("linger-ms", Some(5)).to_string();
+    let kind = PayloadKind::parse(&options.text("payload", Some("x")));
     let delivered = Arc::new(Delivered { latencies: Latencies::default(), acked: AtomicU64::new(0), failed: AtomicU64::new(0) });
     let started = Instant::now();
     let progress = spawn_progress("produced", delivered.clone(), started);
@@ -149,8 +228,10 @@ fn produce(options: &Options) {
                     .create_with_context(Context(delivered))
                     .unwrap_or_else(|e| fail(format!("producer: {e}")));
                 let mut payload = vec![b'x'; size];
+                let mut fill = Fill::new(kind, index);
                 let begun = Instant::now();
                 for sent in 0..share {
+                    fill.next(&mut payload);
                     if rate > 0 {
                         // Open-loop pacing: the n-th record goes out at n / rate seconds.
                         let due = begun + Duration::from_secs_f64(sent as f64 / rate as f64);
