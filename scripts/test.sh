@@ -80,6 +80,11 @@ python3 conformance/go/run.py
 suites=$((suites + 1))
 took "Go suite"
 
+echo "== the Go suite again with every topic of the batch layout (served as stored, compressed as produced)"
+python3 conformance/go/run.py --layout batch
+suites=$((suites + 1))
+took "Go suite on the batch layout"
+
 echo "== differential: the Go clients' tests against Apache Kafka 4.4.0"
 python3 conformance/go/run.py --broker kafka
 suites=$((suites + 1))
