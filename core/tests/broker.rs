@@ -1369,3 +1369,83 @@ fn add_partitions_to_txn_v4_adds_and_verifies_several_transactions() {
     assert_eq!(call(&mut h, 5, vec![entry("a", a, true)]), vec![("a".to_string(), 0)], "a's transaction holds it now");
     assert_eq!(call(&mut h, 5, vec![entry("a", (a.0, a.1 + 3), true)]), vec![("a".to_string(), korvet_core::errors::PRODUCER_FENCED)]);
 }
+
+fn create_topic_with(name: &'static str, configs: &[(&'static str, &'static str)]) -> RequestKind {
+    let configs = configs
+        .iter()
+        .map(|(name, value)| {
+            create_topics_request::CreatableTopicConfig::default().with_name(StrBytes::from_static_str(name)).with_value(Some(StrBytes::from_static_str(value)))
+        })
+        .collect();
+    RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
+        .with_name(topic(name))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(configs)]))
+}
+
+fn create_error(h: &mut Harness, request: RequestKind) -> (i16, String) {
+    let ResponseKind::CreateTopics(r) = h.call(request, ApiKey::CreateTopics, 5) else { panic!() };
+    (r.topics[0].error_code, r.topics[0].error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+fn set_config(h: &mut Harness, name: &'static str, key: &'static str, value: &'static str) -> (i16, String) {
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str(name))
+        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+            .with_name(StrBytes::from_static_str(key))
+            .with_config_operation(0)
+            .with_value(Some(StrBytes::from_static_str(value)))])]);
+    let ResponseKind::IncrementalAlterConfigs(r) = h.call(RequestKind::IncrementalAlterConfigs(request), ApiKey::IncrementalAlterConfigs, 1) else { panic!() };
+    (r.responses[0].error_code, r.responses[0].error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+fn layout_of(h: &mut Harness, name: &'static str) -> String {
+    let describe = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str(name))
+        .with_configuration_keys(Some(vec![StrBytes::from_static_str("korvet.layout")]))]);
+    let ResponseKind::DescribeConfigs(r) = h.call(RequestKind::DescribeConfigs(describe), ApiKey::DescribeConfigs, 4) else { panic!() };
+    r.results[0].configs[0].value.as_ref().unwrap().to_string()
+}
+
+/// A batch-layout topic answers Fetch with the batches as they were produced, only their base
+/// offsets written, from the batch holding the offset asked for.
+#[test]
+fn a_batch_layout_topic_serves_its_batches_as_produced() {
+    let mut h = Harness::new();
+    assert_eq!(create_error(&mut h, create_topic_with("served", &[("korvet.layout", "batch")])).0, 0);
+    for (values, base_offset) in [(&["a", "b"][..], 0), (&["c"][..], 2)] {
+        let ResponseKind::Produce(r) = h.call(RequestKind::Produce(produce_request("served", values)), ApiKey::Produce, 9) else { panic!() };
+        assert_eq!(r.responses[0].partition_responses[0].base_offset, base_offset);
+    }
+    let ResponseKind::Fetch(fetched) = h.call(RequestKind::Fetch(fetch_request("served", 1, 0)), ApiKey::Fetch, 12) else { panic!() };
+    let mut second = BytesMut::from(&batch(&["c"])[..]);
+    second[..8].copy_from_slice(&2i64.to_be_bytes());
+    let expected = [&batch(&["a", "b"])[..], &second[..]].concat();
+    assert_eq!(fetched.responses[0].partitions[0].records.as_deref(), Some(&expected[..]), "the stored bytes, base offsets written");
+    assert_eq!(layout_of(&mut h, "served"), "batch");
+}
+
+/// The layout is chosen at creation and never changes; a batch-layout topic is not compacted; the
+/// broker's default layout goes to new topics that name none, except compacted ones.
+#[test]
+fn a_topics_layout_is_fixed_and_never_compacted_in_batches() {
+    let mut h = Harness::with_config(BrokerConfig { default_layout: korvet_core::storage::Layout::Batch, ..BrokerConfig::default() });
+    let (code, message) = create_error(&mut h, create_topic_with("wrong", &[("korvet.layout", "columns")]));
+    assert_eq!(code, korvet_core::errors::INVALID_CONFIG);
+    assert!(message.contains("record or batch"), "{message}");
+    let (code, message) = create_error(&mut h, create_topic_with("both", &[("korvet.layout", "batch"), ("cleanup.policy", "compact")]));
+    assert_eq!(code, korvet_core::errors::INVALID_CONFIG);
+    assert!(message.contains("compact"), "{message}");
+    assert_eq!(create_error(&mut h, create_topic_with("changelog", &[("cleanup.policy", "compact")])).0, 0);
+    assert_eq!(layout_of(&mut h, "changelog"), "record", "a compacted topic gets the layout that compacts");
+    h.call(RequestKind::Produce(produce_request("auto", &["a"])), ApiKey::Produce, 9);
+    assert_eq!(layout_of(&mut h, "auto"), "batch", "an auto-created topic gets the broker's default");
+    let (code, message) = set_config(&mut h, "auto", "korvet.layout", "record");
+    assert_eq!(code, korvet_core::errors::INVALID_CONFIG);
+    assert!(message.contains("cannot change"), "{message}");
+    assert_eq!(set_config(&mut h, "auto", "cleanup.policy", "compact").0, korvet_core::errors::INVALID_CONFIG);
+    assert_eq!(set_config(&mut h, "auto", "retention.ms", "1000").0, 0, "other configs change as ever");
+}

@@ -82,9 +82,13 @@ fn plan(cx: &mut Context<'_>, topic: &CreatableTopic, duplicate: bool) -> Result
         topic_configs::validate(&config.name, value.as_deref()).map_err(|why| (errors::INVALID_CONFIG, why))?;
         configs.insert(config.name.to_string(), value.unwrap_or_default());
     }
-    // The broker's default layout decides at creation only: the topic keeps it for good.
-    for (name, value) in cx.config.default_topic_configs() {
-        configs.entry(name).or_insert(value);
+    // The broker's default layout decides at creation only: the topic keeps it for good. A
+    // compacted topic that names no layout gets the record layout, the one that compacts (Kafka
+    // Streams and Connect create such topics).
+    if !topic_configs::is_compacted(&configs) {
+        for (name, value) in cx.config.default_topic_configs() {
+            configs.entry(name).or_insert(value);
+        }
     }
     topic_configs::check_topic(&configs, None).map_err(|why| (errors::INVALID_CONFIG, why))?;
     Ok(TopicMeta { name, id: cx.rng.uuid(), partitions, configs })

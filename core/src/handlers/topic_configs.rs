@@ -93,6 +93,11 @@ pub(crate) fn validate(name: &str, value: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `cleanup.policy` names `compact`.
+pub(crate) fn is_compacted(configs: &BTreeMap<String, String>) -> bool {
+    configs.get("cleanup.policy").is_some_and(|policy| policy.split(',').any(|p| p.trim().eq_ignore_ascii_case("compact")))
+}
+
 /// What a topic's configs taken together must satisfy, at creation (`before` is `None`) and at
 /// every change: the layout never changes once the topic exists, and a batch-layout topic is
 /// not compacted (compaction removes single records, and a batch is stored whole).
@@ -105,8 +110,7 @@ pub(crate) fn check_topic(configs: &BTreeMap<String, String>, before: Option<&BT
             before.name()
         ));
     }
-    let compacted = configs.get("cleanup.policy").is_some_and(|policy| policy.split(',').any(|p| p.trim().eq_ignore_ascii_case("compact")));
-    if layout == Layout::Batch && compacted {
+    if layout == Layout::Batch && is_compacted(configs) {
         return Err(format!(
             "cleanup.policy=compact is not available with {}=batch: compaction removes single records, and the batch layout stores each producer batch whole; use the record layout for compacted topics",
             Layout::CONFIG

@@ -141,3 +141,29 @@ fn a_transactions_batch_names_its_producer_with_the_transactional_flag() {
     assert_eq!((info.producer_id, info.producer_epoch), (4242, 7));
     assert_eq!(decoded[0].records, records);
 }
+
+#[test]
+fn batches_are_stored_as_sent_or_encoded_again_with_the_topics_codec() {
+    let records = sample(20);
+    let sent = producer_batch(&records, Compression::Lz4);
+    let batch = decode_batches(sent.clone(), 1 << 20).unwrap().remove(0);
+    let kept = for_storage(&batch, None, None);
+    assert_eq!(kept.as_ptr(), sent.as_ptr(), "kept as sent: not even copied");
+    assert_eq!(for_storage(&batch, Some(Compression::Lz4), None), sent, "already in the topic's codec");
+    for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Zstd] {
+        let stored = for_storage(&batch, Some(codec), None);
+        let again = decode_batches(stored, 1 << 20).unwrap().remove(0);
+        assert_eq!((again.compression, again.producer, again.transactional), (codec, batch.producer, batch.transactional));
+        assert_eq!(again.records, records, "{codec:?} keeps every record");
+    }
+}
+
+#[test]
+fn log_append_time_is_written_into_a_stored_batchs_header_with_a_new_crc() {
+    let sent = producer_batch(&sample(3), Compression::Zstd);
+    let batch = decode_batches(sent, 1 << 20).unwrap().remove(0);
+    let stored = for_storage(&batch, None, Some(1_800_000_000_000));
+    assert_eq!(batch_attributes(&stored) & 0x08, 0x08, "the timestamp type is LogAppendTime");
+    assert_eq!((&stored[MAX_TIMESTAMP_OFFSET..]).get_i64(), 1_800_000_000_000);
+    assert!(decode_batches(stored, 1 << 20).is_ok(), "the CRC matches the new header");
+}
