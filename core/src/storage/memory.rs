@@ -216,6 +216,16 @@ impl PartitionLog {
         out
     }
 
+    /// The records a trim counts as removed when they go: in the batch layout, those of the
+    /// batches removed whole (a batch holding the new start stays, and is served from the
+    /// start on).
+    fn entries_held(&self) -> u64 {
+        match self.layout {
+            Layout::Record => self.records.len() as u64,
+            Layout::Batch => self.batches.values().map(StoredBatch::offset_count).sum(),
+        }
+    }
+
     /// Payload bytes of the records in `from..=to`, as retention.bytes counts them.
     fn kept_bytes_between(&self, from: i64, to: i64) -> u64 {
         self.records.range(from..=to).map(|(&offset, record)| self.kept_bytes(offset, record)).sum()
@@ -267,12 +277,7 @@ impl PartitionLog {
                 start
             }
         };
-        // Records removed: in the batch layout, those of the entries removed whole (a batch
-        // holding the new start stays, and is served from the start on).
-        let before = match self.layout {
-            Layout::Record => self.records.len() as u64,
-            Layout::Batch => self.batches.values().map(StoredBatch::offset_count).sum(),
-        };
+        let before = self.entries_held();
         if new_start > self.log_start {
             self.log_start = new_start.min(self.next);
             self.batches = self.batches.split_off(&self.log_start);
@@ -290,11 +295,7 @@ impl PartitionLog {
             let covering = self.time_index.iter().rposition(|&(_, offset)| offset <= self.log_start).unwrap_or(0);
             self.time_index.drain(..covering);
         }
-        let after = match self.layout {
-            Layout::Record => self.records.len() as u64,
-            Layout::Batch => self.batches.values().map(StoredBatch::offset_count).sum(),
-        };
-        TrimOutcome::Trimmed { log_start: self.log_start, removed: before - after }
+        TrimOutcome::Trimmed { log_start: self.log_start, removed: before - self.entries_held() }
     }
 }
 

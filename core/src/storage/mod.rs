@@ -310,10 +310,13 @@ pub enum StorageCommand {
 }
 
 impl StorageCommand {
-    /// Record bytes the command carries (decompressed, as the storage will write them).
+    /// Record bytes the command carries (decompressed), and in the batch layout the bytes of the
+    /// batch it stores besides them (held in memory until the append is done).
     pub fn payload_bytes(&self) -> usize {
         match self {
-            StorageCommand::Append { records, .. } => records.iter().map(Record::payload_len).sum(),
+            StorageCommand::Append { records, batch, .. } => {
+                records.iter().map(Record::payload_len).sum::<usize>() + batch.as_ref().map_or(0, Bytes::len)
+            }
             _ => 0,
         }
     }
