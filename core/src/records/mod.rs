@@ -328,6 +328,8 @@ fn write_records<'a>(out: &mut BytesMut, base_timestamp: i64, records: impl Iter
 /// its max timestamp and timestamp type, as Kafka sets them; the CRC is computed again when
 /// anything under it changed.
 pub fn for_storage(batch: &ProducedBatch, codec: Option<Compression>, log_append_time: Option<i64>) -> Bytes {
+    // A batch without records has nothing to encode again (its entry is never written).
+    let codec = codec.filter(|_| !batch.records.is_empty());
     let mut stored = match codec.filter(|&codec| codec != batch.compression) {
         None if log_append_time.is_none() => return batch.raw.clone(),
         None => BytesMut::from(&batch.raw[..]),
@@ -343,7 +345,7 @@ pub fn for_storage(batch: &ProducedBatch, codec: Option<Compression>, log_append
             out
         }
     };
-    if let Some(now) = log_append_time {
+    if let (Some(now), true) = (log_append_time, stored.len() >= BATCH_HEADER_LEN) {
         let attributes = batch_attributes(&stored) | TIMESTAMP_TYPE_FLAG;
         stored[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
         stored[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now.to_be_bytes());

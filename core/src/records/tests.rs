@@ -167,3 +167,20 @@ fn log_append_time_is_written_into_a_stored_batchs_header_with_a_new_crc() {
     assert_eq!((&stored[MAX_TIMESTAMP_OFFSET..]).get_i64(), 1_800_000_000_000);
     assert!(decode_batches(stored, 1 << 20).is_ok(), "the CRC matches the new header");
 }
+
+#[test]
+fn a_batch_without_records_is_stored_as_sent() {
+    // Found by fuzzing: encoding an empty batch again with the topic's codec wrote nothing, and
+    // writing LogAppendTime into nothing panicked.
+    let mut empty = BytesMut::new();
+    encode_batch(&mut empty, 0, sample(1).iter());
+    empty[57..61].copy_from_slice(&0i32.to_be_bytes()); // record count
+    empty.truncate(BATCH_HEADER_LEN);
+    empty[8..12].copy_from_slice(&((BATCH_HEADER_LEN - 12) as i32).to_be_bytes());
+    let crc = crc32c::crc32c(&empty[ATTRIBUTES_OFFSET..]);
+    empty[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    let batch = decode_batches(empty.freeze(), 1 << 20).unwrap().remove(0);
+    assert!(batch.records.is_empty());
+    let stored = for_storage(&batch, Some(Compression::Zstd), Some(1_800_000_000_000));
+    assert_eq!(decode_batches(stored, 1 << 20).unwrap()[0].records.len(), 0);
+}
